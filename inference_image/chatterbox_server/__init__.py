@@ -1,0 +1,1 @@
+"""chatterbox_server: the OpenAI-compatible FastAPI inference server."""

@@ -1,0 +1,1 @@
+"""chatterbox_operator: the kopf operator reconciling TTSDeployment and VoiceLibrary resources."""
