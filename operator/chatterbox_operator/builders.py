@@ -1,0 +1,444 @@
+"""Pure manifest builders: a defaulted, validated spec in, Kubernetes object dicts out.
+
+No I/O here. Names are deterministic (derived from the owner's name) so every reconcile renders the
+same objects and applying them is idempotent. Quantities are always strings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from chatterbox_operator import resources as r
+from chatterbox_operator.schema import API_VERSION
+
+MANAGER = "chatterbox-operator"
+SERVER_PORT = 8000
+MODEL_CACHE_DIR = "/var/cache/chatterbox"
+VOICE_LIBRARY_DIR = "/var/lib/chatterbox/voices"
+API_KEYS_DIR = "/etc/chatterbox/api-keys"
+API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
+QUEUE_DEPTH_METRIC = "chatterbox_queue_depth"
+LIBRARY_LABEL = "tts.chatterbox.dev/voice-library"
+# Non-root user of the inference image.
+RUN_AS_USER = 1000
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource that children belong to."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(kind=body["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child object the owner should have (`manifest`), or should not have (`manifest is None`)."""
+
+    resource: r.Resource
+    name: str
+    manifest: Manifest | None
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "chatterbox-inference", "app.kubernetes.io/instance": name}
+
+
+def labels(name: str) -> dict[str, str]:
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/component": "inference",
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def selector_string(name: str) -> str:
+    """The pod selector in the string form the scale subresource publishes (for the HPA)."""
+    return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
+
+
+def service_url(name: str, namespace: str, spec: dict[str, Any]) -> str:
+    port = spec["service"]["port"]
+    return f"http://{name}.{namespace}.svc.cluster.local" + ("" if port == 80 else f":{port}")
+
+
+def model_cache_claim_name(name: str) -> str:
+    return f"{name}-model-cache"
+
+
+def voice_claim_name(library_name: str, spec: dict[str, Any]) -> str:
+    return spec.get("existingClaim") or f"{library_name}-voices"
+
+
+def _metadata(owner: Owner, name: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name or owner.name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name),
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def _model_string(model: dict[str, Any]) -> str:
+    revision = model.get("revision")
+    return f"{model['source']}@{revision}" if revision else model["source"]
+
+
+def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
+    model = spec["model"]
+    env = {
+        "API_PORT": str(SERVER_PORT),
+        "CHATTERBOX_MODEL": _model_string(model),
+        "CHATTERBOX_VARIANT": model["variant"],
+        "DTYPE": model["dtype"],
+        "DEVICE": "cuda" if spec["gpu"]["count"] > 0 else "cpu",
+        "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
+        "VOICE_LIBRARY_DIR": VOICE_LIBRARY_DIR,
+        "LOG_LEVEL": spec["logLevel"],
+        "JSON_LOGS": "true" if spec["jsonLogs"] else "false",
+        # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
+        "HOME": "/tmp",
+    }
+    if has_api_keys:
+        env["API_KEYS_FILE"] = API_KEYS_FILE
+    rendered = [{"name": key, "value": value} for key, value in env.items()]
+    # User variables override ours by name instead of producing duplicate entries.
+    overridden = {item["name"] for item in spec.get("env", [])}
+    return [item for item in rendered if item["name"] not in overridden] + list(spec.get("env", []))
+
+
+def _resources(spec: dict[str, Any]) -> dict[str, Any]:
+    requests = {"cpu": str(spec["resources"]["cpu"]), "memory": str(spec["resources"]["memory"])}
+    limits = {"memory": str(spec["resources"]["memory"])}
+    gpu = spec["gpu"]
+    if gpu["count"] > 0:
+        # Extended resources must be set in limits; requests default to them but we state both.
+        requests[gpu["resourceName"]] = limits[gpu["resourceName"]] = str(gpu["count"])
+    return {"requests": requests, "limits": limits}
+
+
+def _probes(spec: dict[str, Any]) -> dict[str, Any]:
+    def http_get(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": "http"}}
+
+    startup_period = 10
+    return {
+        # Generous: the first pod on a cluster downloads several GB of weights before it listens.
+        "startupProbe": {
+            **http_get("/healthz"),
+            "periodSeconds": startup_period,
+            "failureThreshold": math.ceil(spec["model"]["loadTimeoutSeconds"] / startup_period),
+        },
+        "readinessProbe": {
+            **http_get("/readyz"),
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+            "timeoutSeconds": 3,
+        },
+        "livenessProbe": {
+            **http_get("/healthz"),
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+            "timeoutSeconds": 5,
+        },
+    }
+
+
+def _volumes(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> tuple[list[Any], list[Any]]:
+    """Volumes and mounts: writable dirs for a read-only root filesystem, weights, voices, API keys."""
+    cache = spec.get("modelCache")
+    if cache is None:
+        cache_volume: dict[str, Any] = {"emptyDir": {}}
+    else:
+        claim = cache.get("existingClaim") or model_cache_claim_name(owner.name)
+        cache_volume = {"persistentVolumeClaim": {"claimName": claim}}
+    voices_volume: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": voice_claim}} if voice_claim else {"emptyDir": {}}
+    )
+    volumes = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "model-cache", **cache_volume},
+        {"name": "voices", **voices_volume},
+    ]
+    mounts = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
+        {"name": "voices", "mountPath": VOICE_LIBRARY_DIR},
+    ]
+    keys = spec.get("apiKeySecretRef")
+    if keys:
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {"secretName": keys["name"], "items": [{"key": keys["key"], "path": "keys"}]},
+            }
+        )
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _placement(spec: dict[str, Any]) -> dict[str, Any]:
+    gpu = spec["gpu"]
+    tolerations = list(gpu.get("tolerations", []))
+    if gpu["count"] > 0:
+        # GPU nodes are commonly tainted with their resource name; tolerating it costs nothing elsewhere.
+        tolerations.append({"key": gpu["resourceName"], "operator": "Exists", "effect": "NoSchedule"})
+    placement: dict[str, Any] = {"tolerations": tolerations}
+    if gpu.get("nodeSelector"):
+        placement["nodeSelector"] = dict(gpu["nodeSelector"])
+    if gpu.get("affinity"):
+        placement["affinity"] = gpu["affinity"]
+    if gpu.get("priorityClassName"):
+        placement["priorityClassName"] = gpu["priorityClassName"]
+    return placement
+
+
+def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> Manifest:
+    volumes, mounts = _volumes(owner, spec, voice_claim)
+    container = {
+        "name": "inference",
+        "image": spec["image"],
+        "imagePullPolicy": spec["imagePullPolicy"],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "env": _env(spec, has_api_keys=bool(spec.get("apiKeySecretRef"))),
+        "resources": _resources(spec),
+        **_probes(spec),
+        # Stop receiving new traffic before SIGTERM: endpoints are removed while this sleeps, then the
+        # server drains in-flight requests within the grace period.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": spec["terminationGracePeriodSeconds"],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+        **_placement(spec),
+    }
+    if spec.get("imagePullSecrets"):
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec["imagePullSecrets"]]
+    return {
+        "apiVersion": r.DEPLOYMENTS.api_version,
+        "kind": r.DEPLOYMENTS.kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            "replicas": spec["replicas"],
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": spec["rollout"]["maxSurge"],
+                    "maxUnavailable": spec["rollout"]["maxUnavailable"],
+                },
+            },
+            "template": {"metadata": {"labels": labels(owner.name)}, "spec": pod_spec},
+        },
+    }
+
+
+def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    return {
+        "apiVersion": r.SERVICES.api_version,
+        "kind": r.SERVICES.kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            "type": spec["service"]["type"],
+            "selector": selector_labels(owner.name),
+            "ports": [
+                {"name": "http", "port": spec["service"]["port"], "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def ingress(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    settings = spec["ingress"]
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": settings["path"],
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": owner.name, "port": {"name": "http"}}},
+                }
+            ]
+        }
+    }
+    if settings.get("host"):
+        rule["host"] = settings["host"]
+    ingress_spec: dict[str, Any] = {"rules": [rule]}
+    if settings.get("className"):
+        ingress_spec["ingressClassName"] = settings["className"]
+    if settings.get("tlsSecretName"):
+        ingress_spec["tls"] = [{"hosts": [settings["host"]], "secretName": settings["tlsSecretName"]}]
+    return {
+        "apiVersion": r.INGRESSES.api_version,
+        "kind": r.INGRESSES.kind,
+        "metadata": _metadata(owner),
+        "spec": ingress_spec,
+    }
+
+
+def horizontal_pod_autoscaler(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    scaling = spec["autoscaling"]
+    return {
+        "apiVersion": r.HPAS.api_version,
+        "kind": r.HPAS.kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            # The HPA scales the TTSDeployment itself (scale subresource); the operator copies
+            # spec.replicas to the Deployment, so there is exactly one writer per field.
+            "scaleTargetRef": {"apiVersion": API_VERSION, "kind": owner.kind, "name": owner.name},
+            "minReplicas": scaling["minReplicas"],
+            "maxReplicas": scaling["maxReplicas"],
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": QUEUE_DEPTH_METRIC},
+                        "target": {"type": "AverageValue", "averageValue": str(scaling["targetQueueDepth"])},
+                    },
+                }
+            ],
+            # New GPU pods take minutes to load weights: scale up promptly, scale down reluctantly.
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0},
+                "scaleDown": {"stabilizationWindowSeconds": 300},
+            },
+        },
+    }
+
+
+def pod_disruption_budget(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    return {
+        "apiVersion": r.PDBS.api_version,
+        "kind": r.PDBS.kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            "maxUnavailable": spec["podDisruptionBudget"]["maxUnavailable"],
+            "selector": {"matchLabels": selector_labels(owner.name)},
+        },
+    }
+
+
+def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    return {
+        "apiVersion": r.SERVICE_MONITORS.api_version,
+        "kind": r.SERVICE_MONITORS.kind,
+        "metadata": _metadata(owner),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": spec["monitoring"]["interval"]}],
+        },
+    }
+
+
+def persistent_volume_claim(
+    name: str,
+    namespace: str,
+    size: Any,
+    access_mode: str,
+    storage_class: str | None,
+    extra_labels: dict[str, str],
+) -> Manifest:
+    claim_spec: dict[str, Any] = {
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": str(size)}},
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": r.PVCS.api_version,
+        "kind": r.PVCS.kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": extra_labels},
+        "spec": claim_spec,
+    }
+
+
+def model_cache_claim(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    cache = spec["modelCache"]
+    claim = persistent_volume_claim(
+        model_cache_claim_name(owner.name),
+        owner.namespace,
+        cache["size"],
+        cache["accessMode"],
+        cache.get("storageClassName"),
+        labels(owner.name),
+    )
+    claim["metadata"]["ownerReferences"] = [owner.reference()]
+    return claim
+
+
+def voice_library_claim(name: str, namespace: str, spec: dict[str, Any]) -> Manifest:
+    """The claim a VoiceLibrary creates. No owner reference: garbage collection must never remove voice
+    data behind the reclaim policy's back; the finalizer deletes it explicitly under `Delete`."""
+    storage = spec["storage"]
+    return persistent_volume_claim(
+        voice_claim_name(name, spec),
+        namespace,
+        storage["size"],
+        storage["accessMode"],
+        storage.get("storageClassName"),
+        {LIBRARY_LABEL: name, "app.kubernetes.io/managed-by": MANAGER},
+    )
+
+
+def tts_children(
+    owner: Owner, spec: dict[str, Any], *, voice_claim: str | None, monitoring_available: bool
+) -> list[Child]:
+    """Everything a TTSDeployment owns: present ones with their manifest, switched-off ones as None."""
+
+    def optional(resource: r.Resource, wanted: bool, build: Any, name: str | None = None) -> Child:
+        return Child(resource, name or owner.name, build(owner, spec) if wanted else None)
+
+    children = [
+        Child(r.DEPLOYMENTS, owner.name, deployment(owner, spec, voice_claim)),
+        Child(r.SERVICES, owner.name, service(owner, spec)),
+        optional(r.INGRESSES, spec["ingress"]["enabled"], ingress),
+        optional(r.HPAS, spec["autoscaling"]["enabled"], horizontal_pod_autoscaler),
+        optional(r.PDBS, spec["podDisruptionBudget"]["enabled"], pod_disruption_budget),
+        optional(
+            r.PVCS,
+            bool(spec.get("modelCache", {}).get("size")),
+            model_cache_claim,
+            model_cache_claim_name(owner.name),
+        ),
+    ]
+    # Without the Prometheus Operator's CRD there is nothing to create, and nothing to delete either.
+    if monitoring_available:
+        children.append(optional(r.SERVICE_MONITORS, spec["monitoring"]["serviceMonitor"], service_monitor))
+    return children

@@ -1,0 +1,88 @@
+"""kopf handlers: thin wiring from Kubernetes events to `reconcile`.
+
+Every TTSDeployment change, operator restart and resync tick runs the same idempotent reconcile
+(render all children, apply them, delete the switched-off ones, write status), so a deleted or
+hand-edited child is restored and a restart mid-reconcile converges. Deployment events refresh the
+owner's status between ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from chatterbox_operator import builders, kube, reconcile
+from chatterbox_operator import resources as r
+from chatterbox_operator.schema import GROUP
+
+# Drift-correction and retry period; short in tests, where nothing else would advance the clock.
+RESYNC_SECONDS = float(os.environ.get("CHATTERBOX_OPERATOR_RESYNC_SECONDS", "30"))
+
+_TTS = (r.TTS_DEPLOYMENTS.group, r.TTS_DEPLOYMENTS.version, r.TTS_DEPLOYMENTS.plural)
+_LIBRARY = (r.VOICE_LIBRARIES.group, r.VOICE_LIBRARIES.version, r.VOICE_LIBRARIES.plural)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Keep kopf's bookkeeping in our own annotations and out of the structural status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.reconnect_backoff = min(1.0, RESYNC_SECONDS)
+    memo.api = kube.KubeApi(kube.discover_credentials())
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo.api.close()
+
+
+@kopf.on.resume(*_TTS)
+@kopf.on.create(*_TTS)
+@kopf.on.update(*_TTS)
+async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    patch.status.update(await reconcile.tts_deployment(memo.api, body))
+
+
+@kopf.timer(*_TTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    patch.status.update(await reconcile.tts_deployment(memo.api, body))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
+async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type in (None, "DELETED"):
+        return  # initial listing or gone: the owner's reconcile recreates it
+    await reconcile.refresh_tts_status_from(memo.api, body)
+
+
+@kopf.on.resume(*_LIBRARY)
+@kopf.on.create(*_LIBRARY)
+@kopf.on.update(*_LIBRARY)
+async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    patch.status.update(await reconcile.voice_library(memo.api, body))
+
+
+@kopf.timer(*_LIBRARY, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    if not body.metadata.get("deletionTimestamp"):
+        patch.status.update(await reconcile.voice_library(memo.api, body))
+
+
+@kopf.on.delete(*_LIBRARY)
+async def release_voice_library(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    users = await reconcile.library_users(memo.api, body)
+    if users:
+        # Reported, not forced: the library stays (Terminating) until its users are gone.
+        message = f"in use by TTSDeployment {', '.join(users)}; delete or repoint them first"
+        await reconcile.mark_library_in_use(memo.api, body, message)
+        raise kopf.TemporaryError(message, delay=RESYNC_SECONDS)
+    outcome = await reconcile.release_library_claim(memo.api, body)
+    logger.info(outcome)

@@ -1,0 +1,457 @@
+"""The CRD schemas, written once in Python.
+
+Everything that knows the shape of a TTSDeployment or VoiceLibrary reads it from here: the CRD YAML in
+`crds/` is generated from these dicts (`python -m chatterbox_operator.crds --write`), the operator fills
+defaults and validates specs with them (a cluster does that for us, the emulator in tests does not), and
+the example tests validate `crds/examples/` against them.
+
+Cross-field rules are `Rule`s: the CEL text goes into `x-kubernetes-validations` for the apiserver, and
+the Python twin of the same rule lives next to it so the operator and tests can evaluate it without CEL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "tts.chatterbox.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_IMAGE = "chatterbox-inference:0.1.0"
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+
+Schema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field validation rule: CEL for the apiserver, `check` for the operator and tests."""
+
+    cel: str
+    message: str
+    check: Callable[[dict[str, Any]], bool]
+
+    def render(self) -> dict[str, str]:
+        return {"rule": self.cel, "message": self.message}
+
+
+# Every cross-field rule placed in a schema, by its CEL text (filled in as the schemas below are built).
+RULES: dict[str, Rule] = {}
+
+
+# -- schema helpers: keep the dicts below readable ------------------------------------------------
+
+
+def string(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, **extra}
+
+
+def integer(
+    description: str, *, minimum: int | None = None, maximum: int | None = None, **extra: Any
+) -> Schema:
+    schema: Schema = {"type": "integer", "description": description, **extra}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return schema
+
+
+def boolean(description: str, default: bool) -> Schema:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def enum(description: str, values: list[str], default: str | None = None) -> Schema:
+    schema = string(description, enum=values)
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def int_or_string(description: str, **extra: Any) -> Schema:
+    """A Kubernetes quantity or percentage: users write `2`, `"2"`, `16Gi` or `25%`."""
+    return {
+        "description": description,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": True,
+        **extra,
+    }
+
+
+def obj(
+    description: str,
+    properties: dict[str, Schema],
+    *,
+    required: list[str] | None = None,
+    rules: list[Rule] | None = None,
+    **extra: Any,
+) -> Schema:
+    schema: Schema = {"type": "object", "description": description, "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.render() for rule in rules]
+        RULES.update((rule.cel, rule) for rule in rules)
+    return schema
+
+
+def free_form(description: str) -> Schema:
+    """A Kubernetes core type (affinity, tolerations) we pass through untouched."""
+    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
+
+
+def string_map(description: str) -> Schema:
+    return {"type": "object", "description": description, "additionalProperties": {"type": "string"}}
+
+
+def name_ref(description: str) -> Schema:
+    return obj(
+        description, {"name": string("Object name in the same namespace.", minLength=1)}, required=["name"]
+    )
+
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+CONDITIONS = {
+    "type": "array",
+    "description": "Latest observations of the object's state.",
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+    "items": obj(
+        "One condition.",
+        {
+            "type": string("Ready, Progressing, Degraded, ..."),
+            "status": enum("Condition status.", ["True", "False", "Unknown"]),
+            "reason": string("CamelCase machine-readable reason."),
+            "message": string("Human-readable detail."),
+            "lastTransitionTime": string("When status last changed.", format="date-time"),
+            "observedGeneration": integer("Generation the condition was computed for.", minimum=0),
+        },
+        required=["type", "status"],
+    ),
+}
+
+
+# -- cross-field rules ----------------------------------------------------------------------------
+
+
+def _has(value: dict[str, Any], key: str) -> bool:
+    return value.get(key) is not None
+
+
+MIN_LE_MAX = Rule(
+    cel="self.minReplicas <= self.maxReplicas",
+    message="autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
+    check=lambda v: v["minReplicas"] <= v["maxReplicas"],
+)
+ONE_CACHE_SOURCE = Rule(
+    cel="has(self.existingClaim) != has(self.size)",
+    message="modelCache needs exactly one of existingClaim or size",
+    check=lambda v: _has(v, "existingClaim") != _has(v, "size"),
+)
+REVISION_NOT_TWICE = Rule(
+    cel="!has(self.revision) || !self.source.contains('@')",
+    message="model.revision cannot be combined with an '@revision' already in model.source",
+    check=lambda v: not _has(v, "revision") or "@" not in v["source"],
+)
+ROLLOUT_CAN_PROGRESS = Rule(
+    cel="string(self.maxSurge) != '0' || string(self.maxUnavailable) != '0'",
+    message="rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+    check=lambda v: str(v["maxSurge"]) != "0" or str(v["maxUnavailable"]) != "0",
+)
+ONE_LIBRARY_SOURCE = Rule(
+    cel="has(self.existingClaim) != has(self.storage)",
+    message="VoiceLibrary needs exactly one of storage or existingClaim",
+    check=lambda v: _has(v, "existingClaim") != _has(v, "storage"),
+)
+NO_DELETE_OF_FOREIGN_CLAIM = Rule(
+    cel="!has(self.existingClaim) || self.reclaimPolicy == 'Retain'",
+    message="reclaimPolicy Delete applies only to claims the operator creates, not to an existingClaim",
+    check=lambda v: not _has(v, "existingClaim") or v["reclaimPolicy"] == "Retain",
+)
+
+
+# -- TTSDeployment --------------------------------------------------------------------------------
+
+TTS_DEPLOYMENT_SPEC = obj(
+    "Desired state of a Chatterbox inference deployment.",
+    {
+        "model": obj(
+            "Which checkpoint the inference server loads.",
+            {
+                "source": string(
+                    "CHATTERBOX_MODEL as the server understands it: a Hugging Face repo id (optionally"
+                    " '@revision'), a local folder in the official layout, or random:tiny / random:full.",
+                    default="ResembleAI/chatterbox",
+                    minLength=1,
+                ),
+                "revision": string("Hugging Face revision (branch, tag or commit) appended as '@revision'."),
+                "variant": enum("Model family.", ["standard", "multilingual", "turbo"], "standard"),
+                "dtype": enum("Weights dtype.", ["float32", "bfloat16", "float16"], "float32"),
+                "loadTimeoutSeconds": integer(
+                    "How long a pod may take to download and warm up the model before it is restarted.",
+                    minimum=60,
+                    default=1800,
+                ),
+            },
+            default={},
+            rules=[REVISION_NOT_TWICE],
+        ),
+        "image": string("Inference server image.", default=DEFAULT_IMAGE, minLength=1),
+        "imagePullPolicy": enum("Image pull policy.", ["Always", "IfNotPresent", "Never"], "IfNotPresent"),
+        "imagePullSecrets": {
+            "type": "array",
+            "description": "Names of Secrets used to pull the image.",
+            "items": {"type": "string"},
+        },
+        "replicas": integer(
+            "Inference pods; driven by the HPA through the scale subresource when autoscaling is on.",
+            minimum=0,
+            default=1,
+        ),
+        "gpu": obj(
+            "GPU placement. count 0 runs on CPU.",
+            {
+                "count": integer("GPUs per pod.", minimum=0, maximum=8, default=1),
+                "resourceName": string("Extended resource name of the GPU.", default=DEFAULT_GPU_RESOURCE),
+                "nodeSelector": string_map("Node labels the pods must match."),
+                "tolerations": {
+                    "type": "array",
+                    "description": "Pod tolerations (core/v1 Toleration).",
+                    "items": free_form("A toleration."),
+                },
+                "affinity": free_form("Pod affinity (core/v1 Affinity)."),
+                "priorityClassName": string("PriorityClass of the pods."),
+            },
+            default={},
+        ),
+        "resources": obj(
+            "CPU and memory per pod (requests; memory is also the limit).",
+            {
+                "cpu": int_or_string("CPU request.", default="2"),
+                "memory": int_or_string("Memory request and limit.", default="16Gi"),
+            },
+            default={},
+        ),
+        "voiceLibraryRef": name_ref("VoiceLibrary whose claim is mounted at VOICE_LIBRARY_DIR."),
+        "modelCache": obj(
+            "Where downloaded weights are kept so they download once per cluster, not once per pod."
+            " Without it each pod downloads into an emptyDir.",
+            {
+                "existingClaim": string("Use this PersistentVolumeClaim."),
+                "size": int_or_string("Size of the claim the operator creates."),
+                "storageClassName": string("StorageClass of the claim the operator creates."),
+                "accessMode": enum(
+                    "Access mode of the created claim (ReadWriteMany shares it across nodes).",
+                    ["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"],
+                    "ReadWriteMany",
+                ),
+            },
+            rules=[ONE_CACHE_SOURCE],
+        ),
+        "autoscaling": obj(
+            "A HorizontalPodAutoscaler on the per-pod chatterbox_queue_depth metric. It scales this"
+            " TTSDeployment (scale subresource), so the HPA and the operator never fight over replicas.",
+            {
+                "enabled": boolean("Create the HPA.", False),
+                "minReplicas": integer("Lower bound.", minimum=1, default=1),
+                "maxReplicas": integer("Upper bound.", minimum=1, default=4),
+                "targetQueueDepth": int_or_string("Average queued requests per pod to aim for.", default="2"),
+            },
+            default={},
+            rules=[MIN_LE_MAX],
+        ),
+        "service": obj(
+            "The Service in front of the pods.",
+            {
+                "type": enum("Service type.", ["ClusterIP", "NodePort", "LoadBalancer"], "ClusterIP"),
+                "port": integer("Service port.", minimum=1, maximum=65535, default=80),
+            },
+            default={},
+        ),
+        "ingress": obj(
+            "Optional Ingress.",
+            {
+                "enabled": boolean("Create the Ingress.", False),
+                "host": string("Host name."),
+                "className": string("IngressClass name."),
+                "tlsSecretName": string("Secret with the TLS certificate for host."),
+                "path": string("Path prefix.", default="/", pattern="^/"),
+            },
+            default={},
+            rules=[
+                Rule(
+                    cel="!has(self.tlsSecretName) || has(self.host)",
+                    message="ingress.tlsSecretName needs ingress.host",
+                    check=lambda v: not _has(v, "tlsSecretName") or _has(v, "host"),
+                )
+            ],
+        ),
+        "apiKeySecretRef": obj(
+            "Secret holding the accepted API keys, one per line (mounted as API_KEYS_FILE).",
+            {
+                "name": string("Secret name.", minLength=1),
+                "key": string("Key in the Secret.", default="api-keys"),
+            },
+            required=["name"],
+        ),
+        "rollout": obj(
+            "RollingUpdate parameters; the defaults replace pods one at a time without spare GPUs.",
+            {
+                "maxSurge": int_or_string("Extra pods during an update.", default=0),
+                "maxUnavailable": int_or_string("Pods that may be down during an update.", default=1),
+            },
+            default={},
+            rules=[ROLLOUT_CAN_PROGRESS],
+        ),
+        "podDisruptionBudget": obj(
+            "PodDisruptionBudget for voluntary evictions.",
+            {
+                "enabled": boolean("Create the PDB.", True),
+                "maxUnavailable": int_or_string("Pods a drain may evict at once.", default=1),
+            },
+            default={},
+        ),
+        "env": {
+            "type": "array",
+            "description": "Extra environment variables (core/v1 EnvVar).",
+            "items": obj(
+                "One variable.",
+                {"name": string("Variable name.", minLength=1), "value": string("Value.")},
+                required=["name"],
+                **{"x-kubernetes-preserve-unknown-fields": True},
+            ),
+        },
+        "monitoring": obj(
+            "Prometheus scraping.",
+            {
+                "serviceMonitor": boolean(
+                    "Create a ServiceMonitor when the Prometheus Operator CRD exists.", True
+                ),
+                "interval": string("Scrape interval.", default="30s", pattern=r"^[0-9]+(ms|s|m|h)$"),
+            },
+            default={},
+        ),
+        "logLevel": enum("Server LOG_LEVEL.", ["debug", "info", "warning", "error"], "info"),
+        "jsonLogs": boolean("Server JSON_LOGS.", True),
+        "terminationGracePeriodSeconds": integer(
+            "Time a pod gets to drain in-flight requests after it stops being ready.", minimum=5, default=60
+        ),
+    },
+)
+
+TTS_DEPLOYMENT_STATUS = obj(
+    "Observed state, written by the operator.",
+    {
+        "observedGeneration": integer("Generation of the spec last reconciled.", minimum=0),
+        "replicas": integer("Pods that exist (scale subresource).", minimum=0),
+        "readyReplicas": integer("Pods that are ready.", minimum=0),
+        "selector": string("Label selector of the pods (scale subresource, for HPA)."),
+        "url": string("In-cluster URL of the Service."),
+        "conditions": CONDITIONS,
+    },
+)
+
+# -- VoiceLibrary ---------------------------------------------------------------------------------
+
+VOICE_LIBRARY_SPEC = obj(
+    "Where cloned voices are kept.",
+    {
+        "storage": obj(
+            "A claim the operator creates.",
+            {
+                "size": int_or_string("Claim size.", default="10Gi"),
+                "storageClassName": string("StorageClass of the claim."),
+                "accessMode": enum(
+                    "Access mode (ReadWriteMany lets pods on every node mount it).",
+                    ["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany", "ReadWriteOncePod"],
+                    "ReadWriteMany",
+                ),
+            },
+        ),
+        "existingClaim": string("Use this PersistentVolumeClaim instead of creating one."),
+        "reclaimPolicy": enum(
+            "What deleting the VoiceLibrary does to the claim it created: Retain never deletes voice data.",
+            ["Retain", "Delete"],
+            "Retain",
+        ),
+    },
+    rules=[ONE_LIBRARY_SOURCE, NO_DELETE_OF_FOREIGN_CLAIM],
+)
+
+VOICE_LIBRARY_STATUS = obj(
+    "Observed state, written by the operator.",
+    {
+        "observedGeneration": integer("Generation of the spec last reconciled.", minimum=0),
+        "phase": enum("Claim phase.", ["Pending", "Bound", "Lost", "Invalid"]),
+        "claimName": string("The PersistentVolumeClaim holding the voices."),
+        "bound": {"type": "boolean", "description": "Whether the claim is bound."},
+        "capacity": string("Capacity of the bound volume."),
+        "conditions": CONDITIONS,
+    },
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource kind and everything the CRD says about it."""
+
+    kind: str
+    plural: str
+    short_names: list[str]
+    spec: Schema
+    status: Schema
+    printer_columns: list[dict[str, Any]]
+    scale: bool = False
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+def _column(name: str, json_path: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, "jsonPath": json_path, **extra}
+
+
+_READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
+_AGE = _column("Age", ".metadata.creationTimestamp", "date")
+
+TTS_DEPLOYMENT = Kind(
+    kind="TTSDeployment",
+    plural="ttsdeployments",
+    short_names=["ttsd"],
+    spec=TTS_DEPLOYMENT_SPEC,
+    status=TTS_DEPLOYMENT_STATUS,
+    printer_columns=[
+        _column("Model", ".spec.model.source"),
+        _column("Replicas", ".spec.replicas", "integer"),
+        _column("Ready", ".status.readyReplicas", "integer"),
+        _column("Status", _READY_STATUS),
+        _column("URL", ".status.url", priority=1),
+        _AGE,
+    ],
+    scale=True,
+)
+
+VOICE_LIBRARY = Kind(
+    kind="VoiceLibrary",
+    plural="voicelibraries",
+    short_names=["voicelib"],
+    spec=VOICE_LIBRARY_SPEC,
+    status=VOICE_LIBRARY_STATUS,
+    printer_columns=[
+        _column("Claim", ".status.claimName"),
+        _column("Phase", ".status.phase"),
+        _column("Capacity", ".status.capacity"),
+        _column("Policy", ".spec.reclaimPolicy"),
+        _AGE,
+    ],
+)
+
+KINDS = [TTS_DEPLOYMENT, VOICE_LIBRARY]

@@ -1,0 +1,160 @@
+"""Status of the custom resources, computed from what the operator observed. Pure functions.
+
+Conditions follow the Kubernetes conventions: `type`, `status` ("True"/"False"/"Unknown"), a CamelCase
+`reason`, a human `message`, `observedGeneration`, and a `lastTransitionTime` that only moves when
+`status` flips. Status is written as a JSON merge patch, which replaces lists whole, so the full
+condition list is always computed here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+DELETION_BLOCKED = "DeletionBlocked"
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an object cannot be (fully) served: becomes the Degraded condition."""
+
+    reason: str
+    message: str
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    old: list[dict[str, Any]], new: list[Condition], generation: int | None, timestamp: str
+) -> list[dict[str, Any]]:
+    """The full condition list: `new` replaces same-typed old entries, others are kept."""
+    previous = {item.get("type"): item for item in old or []}
+    merged = {key: value for key, value in previous.items() if key not in {c.type for c in new}}
+    for condition in new:
+        status = "True" if condition.status else "False"
+        before = previous.get(condition.type)
+        changed = before is None or before.get("status") != status
+        entry: dict[str, Any] = {
+            "type": condition.type,
+            "status": status,
+            "reason": condition.reason,
+            "message": condition.message,
+            "lastTransitionTime": timestamp if changed else before.get("lastTransitionTime", timestamp),
+        }
+        if generation is not None:
+            entry["observedGeneration"] = generation
+        merged[condition.type] = entry
+    return list(merged.values())
+
+
+def condition_status(status: dict[str, Any] | None, condition_type: str) -> str | None:
+    for item in (status or {}).get("conditions", []):
+        if item.get("type") == condition_type:
+            return item.get("status")
+    return None
+
+
+# -- TTSDeployment ----------------------------------------------------------------------------------
+
+
+def scheduling_problem(pods: list[dict[str, Any]], gpu_resource: str) -> Problem | None:
+    """A Degraded reason when the pods say they cannot be scheduled or keep crashing."""
+    for pod in pods:
+        for condition in pod.get("status", {}).get("conditions", []):
+            if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                message = condition.get("message", "")
+                reason = "GPUUnschedulable" if gpu_resource in message else "Unschedulable"
+                return Problem(reason, f"pod {pod['metadata']['name']}: {message}")
+        for container in pod.get("status", {}).get("containerStatuses", []):
+            waiting = container.get("state", {}).get("waiting", {})
+            if waiting.get("reason") in {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"}:
+                return Problem(
+                    waiting["reason"], f"pod {pod['metadata']['name']}: {waiting.get('message', '')}"
+                )
+    return None
+
+
+def tts_conditions(
+    desired_replicas: int, deployment: dict[str, Any] | None, problem: Problem | None
+) -> list[Condition]:
+    """Ready / Progressing / Degraded for a TTSDeployment whose spec is valid."""
+    dep_status = (deployment or {}).get("status", {})
+    ready = dep_status.get("readyReplicas", 0)
+    updated = dep_status.get("updatedReplicas", 0)
+    generation = (deployment or {}).get("metadata", {}).get("generation")
+    observed = dep_status.get("observedGeneration", generation)
+    if deployment is None:
+        ready_condition = Condition(READY, False, "DeploymentMissing", "the Deployment does not exist yet")
+    elif desired_replicas == 0:
+        ready_condition = Condition(READY, False, "ScaledToZero", "spec.replicas is 0")
+    elif ready >= desired_replicas:
+        ready_condition = Condition(
+            READY, True, "ReplicasReady", f"{ready}/{desired_replicas} replicas ready"
+        )
+    else:
+        ready_condition = Condition(
+            READY, False, "ReplicasNotReady", f"{ready}/{desired_replicas} replicas ready"
+        )
+    rolling = deployment is not None and (
+        (generation is not None and observed is not None and observed < generation)
+        or updated < desired_replicas
+        or ready < desired_replicas
+    )
+    progressing = (
+        Condition(
+            PROGRESSING, True, "RollingOut", f"{updated}/{desired_replicas} replicas updated, {ready} ready"
+        )
+        if rolling
+        else Condition(PROGRESSING, False, "Complete", "all replicas are up to date")
+    )
+    degraded = (
+        Condition(DEGRADED, True, problem.reason, problem.message)
+        if problem
+        else Condition(DEGRADED, False, "AsExpected", "no problems observed")
+    )
+    return [ready_condition, progressing, degraded]
+
+
+def failed_conditions(problem: Problem) -> list[Condition]:
+    """Conditions when the operator cannot reconcile at all (invalid spec, unknown VoiceLibrary)."""
+    return [
+        Condition(READY, False, problem.reason, problem.message),
+        Condition(PROGRESSING, False, problem.reason, "waiting for the spec to be fixed"),
+        Condition(DEGRADED, True, problem.reason, problem.message),
+    ]
+
+
+# -- VoiceLibrary -----------------------------------------------------------------------------------
+
+
+def library_status_fields(claim_name: str, claim: dict[str, Any] | None) -> dict[str, Any]:
+    claim_status = (claim or {}).get("status", {})
+    phase = claim_status.get("phase", "Pending")
+    fields: dict[str, Any] = {"claimName": claim_name, "phase": phase, "bound": phase == "Bound"}
+    capacity = claim_status.get("capacity", {}).get("storage")
+    if capacity:
+        fields["capacity"] = str(capacity)
+    return fields
+
+
+def library_conditions(claim_name: str, claim: dict[str, Any] | None) -> list[Condition]:
+    if claim is None:
+        return [Condition(READY, False, "ClaimMissing", f"PersistentVolumeClaim {claim_name} does not exist")]
+    phase = claim.get("status", {}).get("phase", "Pending")
+    if phase == "Bound":
+        return [Condition(READY, True, "ClaimBound", f"PersistentVolumeClaim {claim_name} is bound")]
+    return [Condition(READY, False, f"Claim{phase}", f"PersistentVolumeClaim {claim_name} is {phase}")]

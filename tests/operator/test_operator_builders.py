@@ -1,0 +1,214 @@
+"""Pure manifest builders: the objects a TTSDeployment or VoiceLibrary turns into."""
+
+import kubernetes_validate
+import pytest
+from chatterbox_operator import builders, schema, validation
+from chatterbox_operator import resources as r
+
+OWNER = builders.Owner(kind="TTSDeployment", name="demo", namespace="speech", uid="0b4c1e9e-uid")
+
+FULL_SPEC = {
+    "model": {"source": "ResembleAI/chatterbox", "revision": "v2", "dtype": "bfloat16"},
+    "replicas": 3,
+    "gpu": {
+        "count": 2,
+        "resourceName": "amd.com/gpu",
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tts", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "priorityClassName": "inference",
+    },
+    "modelCache": {"size": "40Gi", "storageClassName": "nfs"},
+    "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetQueueDepth": 3},
+    "service": {"type": "LoadBalancer", "port": 8080},
+    "ingress": {"enabled": True, "host": "tts.example.com", "className": "nginx", "tlsSecretName": "tls"},
+    "apiKeySecretRef": {"name": "keys"},
+    "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EXTRA", "value": "1"}],
+    "imagePullSecrets": ["registry"],
+}
+
+
+def spec_of(raw: dict) -> dict:
+    return validation.checked_spec(schema.TTS_DEPLOYMENT, {"spec": raw})
+
+
+def children(raw: dict, **kwargs) -> dict[str, builders.Child]:
+    options = {"voice_claim": None, "monitoring_available": False, **kwargs}
+    return {child.resource.kind: child for child in builders.tts_children(OWNER, spec_of(raw), **options)}
+
+
+def container(raw: dict, voice_claim: str | None = None) -> dict:
+    return builders.deployment(OWNER, spec_of(raw), voice_claim)["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(raw: dict) -> dict[str, str]:
+    return {item["name"]: item.get("value") for item in container(raw)["env"]}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{}, FULL_SPEC, {"gpu": {"count": 0}, "podDisruptionBudget": {"enabled": False}}],
+    ids=["defaults", "everything", "cpu"],
+)
+def test_every_manifest_passes_strict_kubernetes_validation(raw: dict) -> None:
+    for child in builders.tts_children(
+        OWNER, spec_of(raw), voice_claim="lib-voices", monitoring_available=True
+    ):
+        # ServiceMonitor is a Prometheus Operator CRD, which kubernetes-validate has no schema for.
+        if child.manifest is not None and child.resource != r.SERVICE_MONITORS:
+            for version in ("1.30.0", "1.33.0"):
+                kubernetes_validate.validate(child.manifest, version, strict=True)
+
+
+def test_voice_library_claim_passes_strict_kubernetes_validation() -> None:
+    spec = validation.checked_spec(schema.VOICE_LIBRARY, {"spec": {"storage": {"storageClassName": "nfs"}}})
+    claim = builders.voice_library_claim("studio", "speech", spec)
+    kubernetes_validate.validate(claim, "1.30.0", strict=True)
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "10Gi"}},
+        "storageClassName": "nfs",
+    }
+    # Garbage collection must never remove voices behind the reclaim policy's back.
+    assert "ownerReferences" not in claim["metadata"]
+
+
+def test_all_children_are_owned_by_the_tts_deployment() -> None:
+    for child in children(FULL_SPEC, monitoring_available=True).values():
+        assert child.manifest is not None
+        (reference,) = child.manifest["metadata"]["ownerReferences"]
+        assert reference == {
+            "apiVersion": "tts.chatterbox.dev/v1alpha1",
+            "kind": "TTSDeployment",
+            "name": "demo",
+            "uid": "0b4c1e9e-uid",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        assert child.manifest["metadata"]["namespace"] == "speech"
+
+
+def test_gpu_count_becomes_requests_limits_and_toleration() -> None:
+    resources = container(FULL_SPEC)["resources"]
+    assert resources["limits"] == {"memory": "16Gi", "amd.com/gpu": "2"}
+    assert resources["requests"] == {"cpu": "2", "memory": "16Gi", "amd.com/gpu": "2"}
+    pod = builders.deployment(OWNER, spec_of(FULL_SPEC), None)["spec"]["template"]["spec"]
+    assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert pod["priorityClassName"] == "inference"
+    assert pod["affinity"] == {"nodeAffinity": {}}
+
+
+def test_cpu_only_has_no_gpu_resources_and_runs_on_cpu() -> None:
+    resources = container({"gpu": {"count": 0}})["resources"]
+    assert set(resources["limits"]) == {"memory"}
+    assert env_of({"gpu": {"count": 0}})["DEVICE"] == "cpu"
+    assert env_of({})["DEVICE"] == "cuda"
+
+
+def test_server_environment_follows_the_model_spec() -> None:
+    env = env_of(FULL_SPEC)
+    assert env["CHATTERBOX_MODEL"] == "ResembleAI/chatterbox@v2"
+    assert env["DTYPE"] == "bfloat16"
+    assert env["API_PORT"] == "8000"
+    assert env["MODEL_CACHE_DIR"] == builders.MODEL_CACHE_DIR
+    assert env["VOICE_LIBRARY_DIR"] == builders.VOICE_LIBRARY_DIR
+    assert env["API_KEYS_FILE"] == builders.API_KEYS_FILE
+    # A user variable replaces the operator's of the same name instead of duplicating it.
+    assert env["LOG_LEVEL"] == "debug" and env["EXTRA"] == "1"
+    assert [item["name"] for item in container(FULL_SPEC)["env"]].count("LOG_LEVEL") == 1
+    assert "API_KEYS_FILE" not in env_of({})
+
+
+def test_probes_drain_and_hardening() -> None:
+    main = container({"model": {"loadTimeoutSeconds": 3600}})
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    startup = main["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
+    assert main["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    pod = builders.deployment(OWNER, spec_of({}), None)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] == 60
+
+
+def test_rollout_defaults_never_need_a_spare_gpu() -> None:
+    strategy = builders.deployment(OWNER, spec_of({}), None)["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+
+
+def test_volumes_mount_cache_voices_and_keys() -> None:
+    deployment = builders.deployment(OWNER, spec_of(FULL_SPEC), "studio-voices")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "demo-model-cache"}
+    assert volumes["voices"]["persistentVolumeClaim"] == {"claimName": "studio-voices"}
+    assert volumes["api-keys"]["secret"]["secretName"] == "keys"
+    assert "emptyDir" in volumes["tmp"]
+    existing = builders.deployment(OWNER, spec_of({"modelCache": {"existingClaim": "weights"}}), None)
+    existing_volumes = {v["name"]: v for v in existing["spec"]["template"]["spec"]["volumes"]}
+    assert existing_volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights"}
+    assert "emptyDir" in existing_volumes["voices"]
+
+
+def test_switched_off_children_are_listed_for_removal() -> None:
+    off = children({"podDisruptionBudget": {"enabled": False}}, monitoring_available=True)
+    assert off["Ingress"].manifest is None
+    assert off["HorizontalPodAutoscaler"].manifest is None
+    assert off["PodDisruptionBudget"].manifest is None
+    assert (
+        off["PersistentVolumeClaim"].manifest is None
+        and off["PersistentVolumeClaim"].name == "demo-model-cache"
+    )
+    assert off["ServiceMonitor"].manifest is not None
+    # Without the Prometheus Operator there is no ServiceMonitor to create or delete.
+    assert "ServiceMonitor" not in children({})
+
+
+def test_autoscaler_scales_the_tts_deployment_on_queue_depth() -> None:
+    hpa = children(FULL_SPEC)["HorizontalPodAutoscaler"].manifest
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "tts.chatterbox.dev/v1alpha1",
+        "kind": "TTSDeployment",
+        "name": "demo",
+    }
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 6
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "chatterbox_queue_depth"},
+            "target": {"type": "AverageValue", "averageValue": "3"},
+        },
+    }
+
+
+def test_service_ingress_and_url() -> None:
+    built = children(FULL_SPEC)
+    service = built["Service"].manifest
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == builders.selector_labels("demo")
+    ingress = built["Ingress"].manifest["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"hosts": ["tts.example.com"], "secretName": "tls"}]
+    assert ingress["rules"][0]["host"] == "tts.example.com"
+    assert (
+        builders.service_url("demo", "speech", spec_of(FULL_SPEC))
+        == "http://demo.speech.svc.cluster.local:8080"
+    )
+    assert builders.service_url("demo", "speech", spec_of({})) == "http://demo.speech.svc.cluster.local"
+
+
+def test_selector_string_matches_pod_labels() -> None:
+    pod_labels = builders.deployment(OWNER, spec_of({}), None)["spec"]["template"]["metadata"]["labels"]
+    pairs = dict(item.split("=") for item in builders.selector_string("demo").split(","))
+    assert pairs.items() <= pod_labels.items()
+
+
+def test_service_monitor_scrapes_metrics() -> None:
+    monitor = children({}, monitoring_available=True)["ServiceMonitor"].manifest
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]

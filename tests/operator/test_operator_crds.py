@@ -1,0 +1,105 @@
+"""The CRD manifests in crds/ and the example custom resources in crds/examples/."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from chatterbox_operator import crds, schema, validation
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS_DIR = REPO / "crds"
+EXAMPLES = sorted((CRDS_DIR / "examples").glob("*.yaml"))
+INVALID_EXAMPLES = sorted((CRDS_DIR / "examples" / "invalid").glob("*.yaml"))
+
+
+def committed_crd(kind: str) -> dict:
+    for path in CRDS_DIR.glob("*.yaml"):
+        manifest = yaml.safe_load(path.read_text())
+        if manifest["spec"]["names"]["kind"] == kind:
+            return manifest
+    raise AssertionError(f"no CRD for {kind} in {CRDS_DIR}")
+
+
+def validate_against_committed_crd(resource: dict) -> None:
+    """What the apiserver does on create: default, then check the schema and the CEL rules."""
+    crd = committed_crd(resource["kind"])
+    open_api = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    defaulted = validation.with_defaults(open_api, resource)
+    validation.validate(open_api["properties"]["spec"], defaulted["spec"], "spec")
+
+
+def test_committed_crds_are_generated_from_the_schema() -> None:
+    assert crds.stale_files(CRDS_DIR) == [], "run: python -m chatterbox_operator.crds --write"
+
+
+@pytest.mark.parametrize("version", ["1.30.0", "1.33.0"])
+@pytest.mark.parametrize("kind", schema.KINDS, ids=lambda k: k.kind)
+def test_crd_passes_strict_kubernetes_validation(kind: schema.Kind, version: str) -> None:
+    kubernetes_validate.validate(crds.crd_manifest(kind), version, strict=True)
+
+
+def test_tts_deployment_crd_has_scale_and_status_subresources() -> None:
+    version = committed_crd("TTSDeployment")["spec"]["versions"][0]
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    columns = {column["name"] for column in version["additionalPrinterColumns"]}
+    assert {"Model", "Replicas", "Ready", "URL", "Age"} <= columns
+
+
+def test_every_cel_rule_has_a_python_check() -> None:
+    def rules_in(node: dict) -> list[str]:
+        found = [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
+        for child in node.get("properties", {}).values():
+            found += rules_in(child)
+        return found
+
+    for kind in schema.KINDS:
+        for cel in rules_in(crds.open_api_schema(kind)):
+            assert cel in schema.RULES
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates_against_its_crd(path: Path) -> None:
+    validate_against_committed_crd(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", INVALID_EXAMPLES, ids=lambda p: p.name)
+def test_invalid_example_fails_with_the_expected_message(path: Path) -> None:
+    text = path.read_text()
+    first_line = text.splitlines()[0]
+    assert first_line.startswith("# expect-error: "), "invalid examples state the error they expect"
+    expected = first_line.removeprefix("# expect-error: ")
+    with pytest.raises(validation.InvalidSpec) as error:
+        validate_against_committed_crd(yaml.safe_load(text))
+    assert str(error.value) == expected
+
+
+def test_defaults_fill_a_minimal_spec_like_the_apiserver() -> None:
+    spec = validation.checked_spec(schema.TTS_DEPLOYMENT, {"spec": {"model": {"source": "random:tiny"}}})
+    assert spec["model"] == {
+        "source": "random:tiny",
+        "variant": "standard",
+        "dtype": "float32",
+        "loadTimeoutSeconds": 1800,
+    }
+    assert spec["replicas"] == 1
+    assert spec["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
+    assert spec["rollout"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert "modelCache" not in spec and "voiceLibraryRef" not in spec
+
+
+def test_defaults_do_not_override_given_values() -> None:
+    spec = validation.checked_spec(
+        schema.TTS_DEPLOYMENT, {"spec": {"replicas": 0, "rollout": {"maxSurge": 1}}}
+    )
+    assert spec["replicas"] == 0
+    assert spec["rollout"] == {"maxSurge": 1, "maxUnavailable": 1}
+
+
+def test_voice_library_defaults() -> None:
+    spec = validation.checked_spec(schema.VOICE_LIBRARY, {"spec": {"storage": {}}})
+    assert spec == {"storage": {"size": "10Gi", "accessMode": "ReadWriteMany"}, "reclaimPolicy": "Retain"}
