@@ -1,0 +1,37 @@
+import { ToastViewport } from "@/components/ui/toast-viewport";
+import { ConnectionSettings } from "@/app/connection-settings";
+import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
+import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
+import { TextInput } from "@/features/speech/components/text-input";
+import { TTSParameters } from "@/features/speech/components/tts-parameters";
+import { VoiceLibrary } from "@/features/voices/components/voice-library";
+
+export function App() {
+  return (
+    <div className="min-h-screen">
+      <header className="bg-slate-900 text-white">
+        <div className="mx-auto flex max-w-7xl items-center justify-between gap-3 px-4 py-3">
+          <h1 className="text-lg font-semibold tracking-tight">
+            Chatterbox <span className="font-normal text-indigo-300">Studio</span>
+          </h1>
+          <ConnectionSettings />
+        </div>
+      </header>
+      {/* Phones get one column in reading order: write, listen, tune, voices, then history. */}
+      <div className="mx-auto grid max-w-7xl gap-4 p-3 sm:p-4 lg:grid-cols-[15rem_minmax(0,1fr)_22rem]">
+        <main className="space-y-4 lg:col-start-2 lg:row-start-1">
+          <TextInput />
+          <StreamingAudioPlayer />
+        </main>
+        <aside className="space-y-4 lg:col-start-3 lg:row-start-1" aria-label="Settings">
+          <TTSParameters />
+          <VoiceLibrary />
+        </aside>
+        <nav className="lg:col-start-1 lg:row-start-1" aria-label="Sessions">
+          <SessionsSidebar />
+        </nav>
+      </div>
+      <ToastViewport />
+    </div>
+  );
+}

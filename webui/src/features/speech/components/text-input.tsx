@@ -1,0 +1,64 @@
+import { useId } from "react";
+
+import { Button } from "@/components/ui/button";
+import { Panel } from "@/components/ui/panel";
+import { cancelGeneration, inputProblem, startGeneration } from "@/features/speech/generation";
+import { MAX_INPUT_CHARS } from "@/lib/api";
+import { useStudioStore } from "@/lib/store";
+
+/** The script box: character counter against the 4096 limit, Generate button and Ctrl/⌘+Enter. */
+export function TextInput() {
+  const id = useId();
+  const text = useStudioStore((s) => s.draftText);
+  const setText = useStudioStore((s) => s.setDraftText);
+  const isGenerating = useStudioStore((s) => s.isGenerating);
+  const problem = inputProblem(text);
+  const tooLong = text.length > MAX_INPUT_CHARS;
+
+  return (
+    <Panel title="Text" titleId={`${id}-title`}>
+      <label htmlFor={id} className="sr-only">
+        Text to speak
+      </label>
+      <textarea
+        id={id}
+        value={text}
+        onChange={(event) => setText(event.target.value)}
+        onKeyDown={(event) => {
+          if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+            event.preventDefault();
+            void startGeneration();
+          }
+        }}
+        rows={6}
+        placeholder="Type what Chatterbox should say…"
+        aria-invalid={tooLong}
+        aria-describedby={`${id}-count ${id}-problem`}
+        className={`block w-full resize-y rounded-lg border p-3 text-base leading-relaxed shadow-inner focus:outline-2 focus:outline-offset-1 ${
+          tooLong ? "border-red-400 focus:outline-red-500" : "border-slate-300 focus:outline-indigo-600"
+        }`}
+      />
+      <div className="mt-2 flex flex-wrap items-center justify-between gap-3">
+        <div className="text-xs">
+          <span id={`${id}-count`} data-testid="char-count" className={tooLong ? "font-semibold text-red-700" : "text-slate-500"}>
+            {text.length.toLocaleString("en-US")} / {MAX_INPUT_CHARS.toLocaleString("en-US")} characters
+          </span>
+          <p id={`${id}-problem`} role={tooLong ? "alert" : undefined} className="mt-0.5 text-red-700">
+            {tooLong ? problem : ""}
+          </p>
+        </div>
+        <div className="flex items-center gap-2">
+          <span className="hidden text-xs text-slate-400 sm:inline">Ctrl+Enter</span>
+          {isGenerating ? (
+            <Button variant="secondary" onClick={cancelGeneration}>
+              Stop
+            </Button>
+          ) : null}
+          <Button variant="primary" onClick={() => void startGeneration()} disabled={problem !== null || isGenerating}>
+            {isGenerating ? "Generating…" : "Generate"}
+          </Button>
+        </div>
+      </div>
+    </Panel>
+  );
+}

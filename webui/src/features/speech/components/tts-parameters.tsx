@@ -1,0 +1,135 @@
+import { useId } from "react";
+
+import { Button } from "@/components/ui/button";
+import { Panel } from "@/components/ui/panel";
+import { SliderField } from "@/components/ui/slider-field";
+import { useModels } from "@/features/models/api/get-models";
+import { useVoices } from "@/features/voices/api/get-voices";
+import { DEFAULT_PARAMS, MAX_SEED, SLIDERS } from "@/lib/parameters";
+import { useStudioStore } from "@/lib/store";
+
+const selectClass =
+  "w-full rounded-lg border border-slate-300 bg-white px-2.5 py-2 text-sm focus:outline-2 focus:outline-indigo-600";
+
+function VoicePicker() {
+  const id = useId();
+  const voice = useStudioStore((s) => s.params.voice);
+  const setParam = useStudioStore((s) => s.setParam);
+  const { data: voices = [], isPending } = useVoices();
+  // Keep the stored choice visible even before the list loads (or if it was deleted elsewhere).
+  const options = voices.some((v) => v.id === voice) ? voices : [{ id: voice, name: voice }, ...voices];
+  return (
+    <div className="space-y-1">
+      <label htmlFor={id} className="text-sm font-medium text-slate-800">
+        Voice
+      </label>
+      <select id={id} value={voice} onChange={(e) => setParam("voice", e.target.value)} className={selectClass} aria-busy={isPending}>
+        {options.map((v) => (
+          <option key={v.id} value={v.id}>
+            {v.name === v.id ? v.name : `${v.name} (${v.id})`}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+function ModelPicker() {
+  const id = useId();
+  const model = useStudioStore((s) => s.params.model);
+  const setParam = useStudioStore((s) => s.setParam);
+  const { data: models = [] } = useModels();
+  const options = models.some((m) => m.id === model) ? models : [{ id: model }, ...models];
+  return (
+    <div className="space-y-1">
+      <label htmlFor={id} className="text-sm font-medium text-slate-800">
+        Model
+      </label>
+      <select id={id} value={model} onChange={(e) => setParam("model", e.target.value)} className={selectClass}>
+        {options.map((m) => (
+          <option key={m.id} value={m.id}>
+            {m.id}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+function SeedField() {
+  const id = useId();
+  const seed = useStudioStore((s) => s.params.seed);
+  const setParam = useStudioStore((s) => s.setParam);
+  return (
+    <div className="space-y-1">
+      <label htmlFor={id} className="text-sm font-medium text-slate-800">
+        Seed
+      </label>
+      <div className="flex gap-2">
+        <input
+          id={id}
+          type="number"
+          inputMode="numeric"
+          min={0}
+          max={MAX_SEED}
+          placeholder="random"
+          value={seed ?? ""}
+          onChange={(e) => {
+            const value = e.target.value === "" ? null : Math.trunc(Number(e.target.value));
+            setParam("seed", value === null || Number.isNaN(value) ? null : Math.min(Math.max(value, 0), MAX_SEED));
+          }}
+          aria-describedby={`${id}-hint`}
+          className="w-full rounded-lg border border-slate-300 px-2.5 py-2 text-sm focus:outline-2 focus:outline-indigo-600"
+        />
+        <Button size="sm" onClick={() => setParam("seed", null)} disabled={seed === null} aria-label="Use a random seed">
+          Random
+        </Button>
+      </div>
+      <p id={`${id}-hint`} className="text-xs text-slate-500">
+        Empty picks a new seed each time; the one used is saved with the session.
+      </p>
+    </div>
+  );
+}
+
+/** Voice and model pickers plus the tuning sliders, each with its value and a reset. */
+export function TTSParameters() {
+  const id = useId();
+  const params = useStudioStore((s) => s.params);
+  const setParam = useStudioStore((s) => s.setParam);
+  const resetParam = useStudioStore((s) => s.resetParam);
+  const resetParams = useStudioStore((s) => s.resetParams);
+  return (
+    <Panel
+      title="Parameters"
+      titleId={`${id}-title`}
+      actions={
+        <Button size="sm" variant="ghost" onClick={resetParams}>
+          Reset all
+        </Button>
+      }
+    >
+      <div className="space-y-4">
+        <div className="grid grid-cols-2 gap-3">
+          <VoicePicker />
+          <ModelPicker />
+        </div>
+        {SLIDERS.map((spec) => (
+          <SliderField
+            key={spec.key}
+            label={spec.label}
+            hint={spec.hint}
+            min={spec.min}
+            max={spec.max}
+            step={spec.step}
+            value={params[spec.key]}
+            defaultValue={DEFAULT_PARAMS[spec.key]}
+            onChange={(value) => setParam(spec.key, value)}
+            onReset={() => resetParam(spec.key)}
+          />
+        ))}
+        <SeedField />
+      </div>
+    </Panel>
+  );
+}

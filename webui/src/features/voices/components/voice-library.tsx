@@ -1,0 +1,178 @@
+import { useId, useRef, useState, type FormEvent } from "react";
+
+import { Button } from "@/components/ui/button";
+import { Panel } from "@/components/ui/panel";
+import { useCloneVoice } from "@/features/voices/api/clone-voice";
+import { useDeleteVoice } from "@/features/voices/api/delete-voice";
+import { useVoices } from "@/features/voices/api/get-voices";
+import { useVoiceRecorder, type Recording } from "@/features/voices/hooks/use-voice-recorder";
+import { chatterboxAPI, type Voice } from "@/lib/api";
+import { notifyError, useNotifications } from "@/lib/notifications";
+import { DEFAULT_PARAMS } from "@/lib/parameters";
+import { useStudioStore } from "@/lib/store";
+
+const MAX_SAMPLE_BYTES = 10 * 1024 * 1024;
+
+/** Built-in voices ship with the server and cannot be deleted. */
+function isBuiltIn(voice: Voice): boolean {
+  return voice.id === DEFAULT_PARAMS.voice || voice.builtin === true || voice.built_in === true || voice.type === "builtin";
+}
+
+async function previewVoice(voice: Voice) {
+  try {
+    const url = URL.createObjectURL(await chatterboxAPI.getVoiceSample(voice.id));
+    const audio = new Audio(url);
+    audio.onended = () => URL.revokeObjectURL(url);
+    await audio.play();
+  } catch (error) {
+    notifyError(`Could not play the sample of "${voice.name}"`, error);
+  }
+}
+
+function CloneForm() {
+  const id = useId();
+  const [name, setName] = useState("");
+  const [sample, setSample] = useState<Recording | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const cloneVoice = useCloneVoice();
+  const setParam = useStudioStore((s) => s.setParam);
+  const recorder = useVoiceRecorder(setSample);
+  const tooBig = (sample?.blob.size ?? 0) > MAX_SAMPLE_BYTES;
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    if (!sample || name.trim() === "" || tooBig) return;
+    try {
+      const created = await cloneVoice.mutateAsync({ name: name.trim(), sample: sample.blob, filename: sample.filename });
+      setParam("voice", created.id);
+      useNotifications.getState().notify({ kind: "info", title: "Voice cloned", message: `"${created.name}" is now selected.` });
+      setName("");
+      setSample(null);
+      if (fileInput.current) fileInput.current.value = "";
+    } catch (error) {
+      notifyError("Cloning failed", error);
+    }
+  }
+
+  return (
+    <form onSubmit={submit} className="space-y-3" aria-label="Clone a voice">
+      <div className="space-y-1">
+        <label htmlFor={`${id}-name`} className="text-sm font-medium text-slate-800">
+          Voice name
+        </label>
+        <input
+          id={`${id}-name`}
+          value={name}
+          onChange={(e) => setName(e.target.value)}
+          maxLength={64}
+          placeholder="e.g. Narrator"
+          className="w-full rounded-lg border border-slate-300 px-2.5 py-2 text-sm focus:outline-2 focus:outline-indigo-600"
+        />
+      </div>
+      <div className="space-y-1">
+        <label htmlFor={`${id}-file`} className="text-sm font-medium text-slate-800">
+          Reference audio (5–30 s, up to 10 MB)
+        </label>
+        <input
+          ref={fileInput}
+          id={`${id}-file`}
+          type="file"
+          accept="audio/*"
+          onChange={(e) => {
+            const file = e.target.files?.[0];
+            setSample(file ? { blob: file, filename: file.name } : null);
+          }}
+          className="block w-full text-sm text-slate-700 file:mr-3 file:rounded-lg file:border-0 file:bg-slate-100 file:px-3 file:py-2 file:text-sm file:font-medium hover:file:bg-slate-200"
+        />
+        {recorder.supported ? (
+          <div className="flex items-center gap-2 pt-1 text-sm">
+            <span className="text-slate-500">or</span>
+            <Button size="sm" variant={recorder.recording ? "danger" : "secondary"} onClick={recorder.recording ? recorder.stop : recorder.start}>
+              {recorder.recording ? "■ Stop recording" : "● Record"}
+            </Button>
+            {sample && !recorder.recording ? <span className="truncate text-slate-600">{sample.filename}</span> : null}
+          </div>
+        ) : null}
+        {tooBig ? <p className="text-xs text-red-700">That file is larger than 10 MB.</p> : null}
+      </div>
+      <Button type="submit" variant="primary" disabled={!sample || name.trim() === "" || tooBig || cloneVoice.isPending}>
+        {cloneVoice.isPending ? "Cloning…" : "Clone voice"}
+      </Button>
+    </form>
+  );
+}
+
+function VoiceRow({ voice }: { voice: Voice }) {
+  const [confirming, setConfirming] = useState(false);
+  const deleteVoice = useDeleteVoice();
+  const selected = useStudioStore((s) => s.params.voice === voice.id);
+  const setParam = useStudioStore((s) => s.setParam);
+
+  async function confirmDelete() {
+    try {
+      await deleteVoice.mutateAsync(voice.id);
+      if (useStudioStore.getState().params.voice === voice.id) setParam("voice", DEFAULT_PARAMS.voice);
+    } catch (error) {
+      notifyError(`Could not delete "${voice.name}"`, error);
+    } finally {
+      setConfirming(false);
+    }
+  }
+
+  return (
+    <li className="flex flex-wrap items-center gap-2 py-2" data-testid="voice-row" data-voice-id={voice.id}>
+      <div className="min-w-0 flex-1">
+        <p className="truncate text-sm font-medium text-slate-900">
+          {voice.name}
+          {selected ? <span className="ml-2 rounded bg-indigo-100 px-1.5 py-0.5 text-[11px] text-indigo-700">selected</span> : null}
+        </p>
+        <p className="truncate font-mono text-[11px] text-slate-500">{voice.id}</p>
+      </div>
+      {confirming ? (
+        <div role="group" aria-label={`Confirm deleting ${voice.name}`} className="flex items-center gap-1.5">
+          <span className="text-xs text-red-700">Delete “{voice.name}”?</span>
+          <Button size="sm" variant="danger" onClick={confirmDelete} disabled={deleteVoice.isPending} autoFocus>
+            Confirm delete
+          </Button>
+          <Button size="sm" onClick={() => setConfirming(false)}>
+            Cancel
+          </Button>
+        </div>
+      ) : (
+        <div className="flex items-center gap-1">
+          <Button size="sm" variant="ghost" onClick={() => void previewVoice(voice)} aria-label={`Preview ${voice.name}`}>
+            ▶ Preview
+          </Button>
+          <Button size="sm" variant="ghost" onClick={() => setParam("voice", voice.id)} disabled={selected} aria-label={`Use ${voice.name}`}>
+            Use
+          </Button>
+          {isBuiltIn(voice) ? null : (
+            <Button size="sm" variant="ghost" className="text-red-700" onClick={() => setConfirming(true)} aria-label={`Delete ${voice.name}`}>
+              Delete
+            </Button>
+          )}
+        </div>
+      )}
+    </li>
+  );
+}
+
+/** Clone voices from an uploaded or recorded sample; preview, pick or delete saved ones. */
+export function VoiceLibrary() {
+  const id = useId();
+  const { data: voices, isPending, error } = useVoices();
+  return (
+    <Panel title="Voice library" titleId={`${id}-title`}>
+      <CloneForm />
+      <div className="mt-4 border-t border-slate-100 pt-2">
+        {isPending ? <p className="py-2 text-sm text-slate-500">Loading voices…</p> : null}
+        {error ? <p className="py-2 text-sm text-red-700">Could not load voices: {error.message}</p> : null}
+        <ul className="divide-y divide-slate-100" aria-label="Saved voices">
+          {(voices ?? []).map((voice) => (
+            <VoiceRow key={voice.id} voice={voice} />
+          ))}
+        </ul>
+      </div>
+    </Panel>
+  );
+}

@@ -1,0 +1,64 @@
+/**
+ * Storage for the persisted studio state. Sessions carry their audio, which quickly outgrows
+ * localStorage's few megabytes, so IndexedDB is used where available (localStorage otherwise,
+ * e.g. in unit tests). Writes are coalesced: a streaming generation changes the store many times
+ * a second, and serialising every change would stall playback.
+ */
+import type { StateStorage } from "zustand/middleware";
+
+const DB_NAME = "chatterbox-studio";
+const STORE_NAME = "state";
+
+function openDatabase(): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE_NAME);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function indexedDbStorage(): StateStorage {
+  let database: Promise<IDBDatabase> | null = null;
+  const run = async <T>(mode: IDBTransactionMode, action: (store: IDBObjectStore) => IDBRequest<T>) => {
+    database ??= openDatabase();
+    const db = await database;
+    return new Promise<T>((resolve, reject) => {
+      const request = action(db.transaction(STORE_NAME, mode).objectStore(STORE_NAME));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  };
+  return {
+    getItem: async (name) => ((await run("readonly", (s) => s.get(name))) as string | undefined) ?? null,
+    setItem: async (name, value) => void (await run("readwrite", (s) => s.put(value, name))),
+    removeItem: async (name) => void (await run("readwrite", (s) => s.delete(name))),
+  };
+}
+
+function coalescedWrites(inner: StateStorage, delayMs: number): StateStorage {
+  const pending = new Map<string, string>();
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const flush = () => {
+    timer = null;
+    for (const [name, value] of pending) void inner.setItem(name, value);
+    pending.clear();
+  };
+  if (typeof window !== "undefined") window.addEventListener("pagehide", flush);
+  return {
+    getItem: (name) => pending.get(name) ?? inner.getItem(name),
+    setItem: (name, value) => {
+      pending.set(name, value);
+      timer ??= setTimeout(flush, delayMs);
+    },
+    removeItem: (name) => {
+      pending.delete(name);
+      return inner.removeItem(name);
+    },
+  };
+}
+
+export function createStudioStorage(delayMs = 300): StateStorage {
+  const inner = typeof indexedDB !== "undefined" ? indexedDbStorage() : localStorage;
+  return coalescedWrites(inner, delayMs);
+}
