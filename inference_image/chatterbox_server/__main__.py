@@ -1,9 +1,84 @@
+"""`chatterbox-server` / `python -m chatterbox_server`: settings from env and flags, then uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
 import sys
+import time
+
+import uvicorn
+
+from .config import Settings
 
 
-def main() -> None:
-    print("chatterbox-server: not implemented yet (see the inference server issue)", file=sys.stderr)
-    sys.exit(1)
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+class _DrainingServer(uvicorn.Server):
+    """On SIGTERM: readiness goes false at once, requests keep being served for `drain_seconds` (so the
+    load balancer stops routing here), then uvicorn stops listening and lets in-flight streams finish."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self._settings = settings
+        self._draining_since: float | None = None
+
+    def handle_exit(self, sig, frame) -> None:
+        self.config.app.state.runtime.draining = True
+        if self._draining_since is not None or self._settings.drain_seconds == 0:
+            super().handle_exit(sig, frame)
+            return
+        self._draining_since = time.monotonic()
+        logging.getLogger(__name__).info("draining for %.1f s before shutdown", self._settings.drain_seconds)
+        asyncio.get_event_loop().call_later(self._settings.drain_seconds, super().handle_exit, sig, frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings(_cli_parse_args=argv if argv is not None else sys.argv[1:], _cli_kebab_case=True)
+    configure_logging(settings)
+    from .app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=None,
+    )
+    server = _DrainingServer(config, settings)
+    server.run()
+    if not server.started:
+        # Startup failed (e.g. the model could not load); the reason is already logged.
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Server settings: one pydantic-settings class read from the environment (and CLI flags, see __main__)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+# OpenAI's voice names; requests using them resolve through `Settings.voice_aliases`.
+OPENAI_VOICE_NAMES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment variables use the upper-case field name (e.g. `API_PORT`)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    api_host: str = Field("0.0.0.0", description="Interface to listen on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+    log_json: bool = Field(False, description="Write one JSON object per log line (for log collectors).")
+
+    chatterbox_model: str = Field(
+        "ResembleAI/chatterbox",
+        description="Hugging Face repo id (optional @revision), a local folder, or random:tiny / random:full.",
+    )
+    model_cache_dir: str | None = Field(None, description="Where downloaded weights are kept.")
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N.")
+    dtype: str = Field("float32", description="float32, float16 or bfloat16.")
+    watermark: bool = Field(True, description="Apply Resemble's Perth watermark to generated audio.")
+    warmup: bool = Field(True, description="Run one short synthesis before reporting ready.")
+
+    voice_library_dir: Path = Field(Path(".voices"), description="Directory holding cloned voices.")
+    max_voice_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted voice sample.")
+    max_voice_seconds: float = Field(60.0, gt=0, description="Longest accepted voice sample, in seconds.")
+    voice_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(OPENAI_VOICE_NAMES, "default"),
+        description="Maps OpenAI voice names to library voice names or ids (JSON object in the env var).",
+    )
+
+    api_keys: str = Field("", description="Comma-separated Bearer keys; empty means no authentication.")
+    api_keys_file: Path | None = Field(None, description="File with one key per line (a mounted Secret).")
+
+    max_concurrent: int = Field(1, ge=1, description="Syntheses running at once (worker threads).")
+    max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a worker; beyond that, 429.")
+    request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may wait and synthesise.")
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="After SIGTERM, keep serving (not ready) this long before closing the listener.",
+    )
+    max_chunk_chars: int = Field(
+        300, ge=50, description="Long input is synthesised in sentence chunks of this size."
+    )
+    webui_dir: Path | None = Field(
+        None, description="Built web UI to serve at /; default: the repo's webui/dist."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys.strip()) or self.api_keys_file is not None
+
+    def allowed_api_keys(self) -> frozenset[str]:
+        """Keys from API_KEYS plus API_KEYS_FILE, re-read on each call so a rotated Secret applies at once."""
+        keys = {key.strip() for key in self.api_keys.split(",")}
+        if self.api_keys_file is not None:
+            try:
+                keys.update(line.strip() for line in self.api_keys_file.read_text().splitlines())
+            except OSError as error:
+                logger.error("cannot read API_KEYS_FILE %s: %s", self.api_keys_file, error)
+        keys.discard("")
+        return frozenset(keys)

@@ -1,0 +1,131 @@
+"""The only module that touches the engine (`chatterbox_engine`) and torch.
+
+Everything else in the server sees plain numpy audio, opaque voice objects and `errors.APIError`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model could not be loaded; the server cannot start."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """Chatterbox's generation knobs, passed through unchanged."""
+
+    exaggeration: float = 0.5
+    cfg_weight: float = 0.5
+    temperature: float = 0.8
+    top_p: float = 1.0
+    min_p: float = 0.05
+    repetition_penalty: float = 1.2
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioPiece:
+    """Audio made so far by one generation call: new samples plus the speech-token count so far."""
+
+    audio: np.ndarray
+    num_tokens: int
+
+
+class EngineAdapter:
+    def __init__(self, engine: Any) -> None:
+        import chatterbox_engine
+
+        self._ce = chatterbox_engine
+        self._engine = engine
+
+    @classmethod
+    def load(cls, source: str, *, device: str, dtype: str, watermark: bool, cache_dir: str | None):
+        import chatterbox_engine
+
+        device = _resolve_device(device)
+        logger.info("loading model %s on %s (%s)", source, device, dtype)
+        try:
+            engine = chatterbox_engine.load(
+                source, device=device, dtype=dtype, watermark=watermark, cache_dir=cache_dir
+            )
+        except Exception as error:
+            hint = (
+                ""
+                if source.startswith("random:")
+                else " For an offline demo set CHATTERBOX_MODEL=random:tiny."
+            )
+            raise ModelLoadError(f"could not load model {source!r}: {error}.{hint}") from error
+        return cls(engine)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._engine.sample_rate)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(self._engine.info)
+
+    @property
+    def default_voice(self) -> Any:
+        return self._engine.default_voice
+
+    def stream(
+        self, text: str, voice: Any, params: SamplingParams, *, seed: int | None
+    ) -> Iterator[AudioPiece]:
+        """Audio for `text` as it is made; closing the iterator stops the engine at its next chunk."""
+        chunks = self._engine.generate_stream(text, voice, seed=seed, **dataclasses.asdict(params))
+        try:
+            for chunk in self._translating_errors(chunks):
+                yield AudioPiece(np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens))
+        finally:
+            chunks.close()
+
+    def embed_voice(self, audio: np.ndarray, sample_rate: int) -> Any:
+        try:
+            return self._engine.embed_voice(audio, sample_rate)
+        except self._ce.EngineError as error:
+            raise InvalidRequest(str(error), param="audio_sample") from error
+
+    def save_voice(self, voice: Any, path: Path) -> None:
+        voice.save(str(path))
+
+    def load_voice(self, path: Path) -> Any:
+        return self._ce.Voice.load(str(path))
+
+    def gpu_memory_bytes(self) -> dict[str, int]:
+        """Accelerator memory in use by this process; zeros on CPU."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"allocated": 0, "reserved": 0}
+        return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved()}
+
+    def _translating_errors(self, chunks: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from chunks
+        except self._ce.EngineError as error:
+            param = {
+                "InvalidTextError": "input",
+                "InvalidParameterError": None,
+                "InvalidAudioError": "voice",
+            }.get(type(error).__name__)
+            raise InvalidRequest(str(error), param=param) from error
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

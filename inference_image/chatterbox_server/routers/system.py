@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..dependencies import require_api_key
+from ..schemas import MODEL_ALIASES, SERVED_MODEL_ID, HealthStatus, ModelCard, ModelList
+
+router = APIRouter(tags=["system"])
+models_router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/healthz", summary="Liveness: the process is up", response_model=HealthStatus)
+async def healthz() -> HealthStatus:
+    return HealthStatus(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: weights loaded, warmed up, not draining",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    runtime = request.app.state.runtime
+    body = HealthStatus(status=runtime.readiness, model=runtime.model_name)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if runtime.is_ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@models_router.get("/models", summary="List models (OpenAI-compatible)", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    created = request.app.state.runtime.started_at
+    ids = (SERVED_MODEL_ID, *MODEL_ALIASES)
+    return ModelList(
+        data=[ModelCard(id=model_id, created=created, owned_by="resemble-ai") for model_id in ids]
+    )

@@ -1,0 +1,92 @@
+"""Request and response bodies (pydantic); `Field` descriptions become the OpenAPI docs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .audio import AudioFormat
+
+MAX_INPUT_CHARS = 4096
+SERVED_MODEL_ID = "chatterbox"
+MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
+
+Speed = Annotated[float, Field(ge=0.25, le=4.0, description="Playback speed; tempo changes, pitch does not.")]
+
+
+class VoiceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, description="A voice id, e.g. voice_1234 (or `default`).")
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's CreateSpeechRequest plus Chatterbox's sampling knobs as extra fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        SERVED_MODEL_ID, max_length=200, description="`chatterbox`, or an OpenAI model name (an alias)."
+    )
+    input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, description="Text to speak.")
+    voice: Annotated[str, Field(min_length=1, max_length=200)] | VoiceRef | None = Field(
+        None,
+        description='Voice name, id or {"id": ...}; OpenAI names map through the alias table. '
+        "Omitted: the model's built-in voice.",
+    )
+    instructions: str | None = Field(
+        None, max_length=MAX_INPUT_CHARS, description="Accepted for compatibility; Chatterbox ignores it."
+    )
+    response_format: AudioFormat = Field(
+        "mp3", description="mp3, opus, aac, flac, wav or pcm (24 kHz s16le)."
+    )
+    speed: Speed = 1.0
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="`audio`: chunked audio bytes; `sse`: speech.audio.delta/done events."
+    )
+    exaggeration: float = Field(0.5, ge=0.0, le=2.0, description="Emotion intensity.")
+    cfg_weight: float = Field(0.5, ge=0.0, le=1.0, description="Classifier-free guidance weight.")
+    temperature: float = Field(0.8, gt=0.0, le=5.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    min_p: float = Field(0.05, ge=0.0, le=1.0, description="Minimum token probability relative to the best.")
+    repetition_penalty: float = Field(1.2, ge=1.0, le=10.0, description="Penalty on repeated speech tokens.")
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="Same seed and arguments give the same audio."
+    )
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class VoiceResource(BaseModel):
+    object: Literal["audio.voice"] = "audio.voice"
+    id: str
+    name: str
+    created_at: int
+    duration_s: float | None = Field(None, description="Length of the reference clip; null for built-ins.")
+    builtin: bool = False
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceResource]
+
+
+class VoiceDeleted(BaseModel):
+    id: str
+    object: Literal["audio.voice.deleted"] = "audio.voice.deleted"
+    deleted: Literal[True] = True
+
+
+class HealthStatus(BaseModel):
+    status: str
+    model: str | None = None
+    detail: str | None = None

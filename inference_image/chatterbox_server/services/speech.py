@@ -1,0 +1,213 @@
+"""Speech synthesis: text pieces -> engine (in a worker) -> tempo -> encoder -> streamed bytes or SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import numpy as np
+
+from ..audio import StreamEncoder, TempoChanger
+from ..config import Settings
+from ..engine_adapter import EngineAdapter, SamplingParams
+from ..errors import APIError, InvalidRequest
+from ..metrics import ServerMetrics
+from ..scheduler import Scheduler
+from ..schemas import MODEL_ALIASES, SERVED_MODEL_ID, SpeechRequest
+from ..text import split_for_synthesis
+from .voices import VoiceService
+
+logger = logging.getLogger(__name__)
+
+_DISCONNECT_POLL_S = 0.25
+_SEED_SPACE = 2**63
+
+
+class ClientGone(Exception):
+    """The client disconnected before any audio was ready; nothing is left to answer."""
+
+
+class _Render:
+    """The blocking half of one request, run in a worker thread; keeps the counts for metrics."""
+
+    def __init__(self, engine: EngineAdapter, voice, request: SpeechRequest, pieces: list[str]) -> None:
+        self._engine = engine
+        self._voice = voice
+        self._request = request
+        self._pieces = pieces
+        self._params = SamplingParams(
+            exaggeration=request.exaggeration,
+            cfg_weight=request.cfg_weight,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            min_p=request.min_p,
+            repetition_penalty=request.repetition_penalty,
+        )
+        self.tokens = 0
+        self.samples_out = 0
+        self.synthesis_s = 0.0
+
+    def __call__(self) -> Iterator[bytes]:
+        sample_rate = self._engine.sample_rate
+        encoder = StreamEncoder(self._request.response_format, sample_rate)
+        tempo = TempoChanger(self._request.speed, sample_rate) if self._request.speed != 1.0 else None
+        started = time.perf_counter()
+        try:
+            for index, text in enumerate(self._pieces):
+                # Each piece gets its own seed, derived from the request's, so the whole clip is reproducible.
+                seed = None if self._request.seed is None else (self._request.seed + index) % _SEED_SPACE
+                tokens_before = self.tokens
+                for piece in self._engine.stream(text, self._voice, self._params, seed=seed):
+                    self.tokens = tokens_before + piece.num_tokens
+                    data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
+                    self.synthesis_s = time.perf_counter() - started
+                    if data:
+                        yield data
+            tail = tempo.flush() if tempo else np.zeros(0, np.float32)
+            data = self._encode(encoder, tail) + encoder.finish()
+            if data:
+                yield data
+        finally:
+            self.synthesis_s = time.perf_counter() - started
+            encoder.close()
+
+    def _encode(self, encoder: StreamEncoder, audio: np.ndarray) -> bytes:
+        self.samples_out += audio.size
+        return encoder.encode(audio)
+
+
+class SpeechStream:
+    """The audio of one admitted request: iterate `chunks()` or `sse_events()` exactly once."""
+
+    def __init__(self, first: bytes, rest: AsyncIterator[bytes], render: _Render, *, input_chars: int,
+                 on_finish: Callable[[_Render], None]) -> None:  # fmt: skip
+        self._first = first
+        self._rest = rest
+        self._render = render
+        self._input_chars = input_chars
+        self._on_finish = on_finish
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        completed = False
+        try:
+            yield self._first
+            async for data in self._rest:
+                yield data
+            completed = True
+        except APIError as error:
+            # Headers are gone already: the only honest signal left is ending the stream early.
+            logger.warning("speech stream ended early: %s", error.message)
+        finally:
+            await self._rest.aclose()
+            if completed:
+                self._on_finish(self._render)
+
+    async def sse_events(self) -> AsyncIterator[bytes]:
+        """OpenAI's speech.audio.delta events (base64 of the response_format bytes), then speech.audio.done."""
+        completed = False
+        try:
+            yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(self._first).decode()})
+            async for data in self._rest:
+                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+            completed = True
+            # Chatterbox's English tokenizer works on characters, so the input count is characters.
+            usage = {
+                "input_tokens": self._input_chars,
+                "output_tokens": self._render.tokens,
+                "total_tokens": self._input_chars + self._render.tokens,
+            }
+            yield _sse({"type": "speech.audio.done", "usage": usage})
+        except APIError as error:
+            logger.warning("speech stream ended early: %s", error.message)
+            yield _sse({"type": "error", "error": {"message": error.message, "type": error.error_type}})
+        finally:
+            await self._rest.aclose()
+            if completed:
+                self._on_finish(self._render)
+
+
+class SpeechService:
+    def __init__(self, *, engine: EngineAdapter, voices: VoiceService, scheduler: Scheduler,
+                 metrics: ServerMetrics, settings: Settings) -> None:  # fmt: skip
+        self._engine = engine
+        self._voices = voices
+        self._scheduler = scheduler
+        self._metrics = metrics
+        self._settings = settings
+
+    async def start(
+        self, request: SpeechRequest, is_disconnected: Callable[[], Awaitable[bool]]
+    ) -> SpeechStream:
+        """Validates, admits and starts a request; returns once the first audio bytes exist.
+
+        Everything that can be refused (bad model, voice, text, full queue) is refused here, before a
+        200 status goes out.
+        """
+        accepted_at = time.perf_counter()
+        if request.model != SERVED_MODEL_ID and request.model not in MODEL_ALIASES:
+            raise InvalidRequest(
+                f"model {request.model!r} is not served here; use {SERVED_MODEL_ID!r} "
+                f"(or one of the aliases {', '.join(MODEL_ALIASES)})",
+                param="model",
+            )
+        pieces = split_for_synthesis(request.input, self._settings.max_chunk_chars)
+        if not pieces:
+            raise InvalidRequest("input is empty: give some text to speak", param="input")
+        voice = await self._voices.resolve(request.voice)
+        render = _Render(self._engine, voice, request, pieces)
+        admission = self._scheduler.admit()
+        rest = admission.run(render)
+        first = await _first_item_unless_disconnected(rest, is_disconnected)
+        stream_label = "true" if request.stream_format == "sse" else "false"
+        self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
+            time.perf_counter() - accepted_at
+        )
+        return SpeechStream(first, rest, render, input_chars=len(request.input), on_finish=self._record)
+
+    async def warm_up(self) -> None:
+        """One short synthesis through the whole path, so the first real request is not the slow one."""
+        request = SpeechRequest(input="Warming up.", response_format="pcm", seed=0)
+        stream = await self.start(request, _never_disconnected)
+        async for _ in stream.chunks():
+            pass
+
+    def _record(self, render: _Render) -> None:
+        self._metrics.record_synthesis(
+            wall_s=render.synthesis_s,
+            audio_s=render.samples_out / self._engine.sample_rate,
+            tokens=render.tokens,
+        )
+
+
+async def _first_item_unless_disconnected(
+    items: AsyncIterator[bytes], is_disconnected: Callable[[], Awaitable[bool]]
+) -> bytes:
+    first = asyncio.ensure_future(anext(items))
+    try:
+        while True:
+            done, _ = await asyncio.wait({first}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                break
+            if await is_disconnected():
+                raise ClientGone()
+    except BaseException:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await items.aclose()
+        raise
+    try:
+        return first.result()
+    except StopAsyncIteration:
+        raise InvalidRequest("the input produced no audio", param="input") from None
+
+
+async def _never_disconnected() -> bool:
+    return False
+
+
+def _sse(event: dict) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
