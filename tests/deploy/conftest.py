@@ -1,0 +1,53 @@
+"""Fixtures for the deploy tests: the chart loaded once, rendered offline with helm-python-sdk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_ROOT / "helm" / "chatterbox-platform"
+RELEASE = "demo"
+NAMESPACE = "chatterbox-system"
+
+Manifest = dict[str, Any]
+Render = Callable[[dict[str, Any]], list[Manifest]]
+
+
+@pytest.fixture(scope="session")
+def chart() -> helm_python.Chart:
+    with helm_python.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def render(chart: helm_python.Chart) -> Render:
+    """Render the chart's templates with `values` over the defaults, as `helm install` would."""
+
+    def _render(values: dict[str, Any]) -> list[Manifest]:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return [
+            document
+            for path, text in sorted(rendered.items())
+            if not path.endswith("NOTES.txt")
+            for document in yaml.safe_load_all(text)
+            if document
+        ]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def chart_crds(chart: helm_python.Chart) -> dict[str, Manifest]:
+    """The CRDs the chart installs, by kind."""
+    crds = [doc for crd in chart.crds for doc in yaml.safe_load_all(crd["data"]) if doc]
+    return {crd["spec"]["names"]["kind"]: crd for crd in crds}
+
+
+def find(manifests: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]

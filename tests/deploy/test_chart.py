@@ -1,0 +1,255 @@
+"""The Helm chart lints, renders valid Kubernetes 1.30+ manifests for the combinations users install,
+and rejects bad values before anything reaches a cluster."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from chatterbox_operator.schema import KINDS
+from chatterbox_operator.validation import checked_spec
+from conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render
+
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "ha": {"operator": {"ha": {"enabled": True, "replicas": 3}}},
+    "ha-namespaced": {"operator": {"ha": {"enabled": True}, "watchNamespaces": ["tts-a", "tts-b"]}},
+    "monitoring": {
+        "ttsDeployment": {"enabled": True},
+        "monitoring": {
+            "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Chatterbox"}},
+        },
+    },
+    "webui-ingress": {
+        "ttsDeployment": {"enabled": True},
+        "webui": {"enabled": True},
+        "ingress": {"enabled": True, "className": "nginx", "tlsSecretName": "chatterbox-tls"},
+    },
+    "no-gpu": {
+        "ttsDeployment": {"enabled": True, "gpuCount": 0, "model": "random:tiny"},
+        "voiceLibrary": {"enabled": True, "storageClassName": "standard"},
+    },
+    "existing-voice-claim": {
+        "ttsDeployment": {"enabled": True},
+        "voiceLibrary": {"enabled": True, "existingClaim": "my-voices"},
+    },
+}
+
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas available.
+KUBERNETES_VERSIONS = ["1.30.0", f"{kubernetes_validate.latest_version()}.0"]
+# Prometheus Operator kinds: no schema ships offline; their shape is asserted in test_observability.py.
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/v1"
+PLATFORM_KINDS = {kind.kind: kind for kind in KINDS}
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def crd_schema(crd: Manifest) -> dict[str, Any]:
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    return version["schema"]["openAPIV3Schema"]
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_chart_lints_without_errors_or_warnings(combination: str) -> None:
+    report = helm_python.lint(
+        CHART_DIR, COMBINATIONS[combination], strict=True, namespace=NAMESPACE, kube_version="v1.30.0"
+    )
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], problems
+
+
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_every_rendered_manifest_is_valid(
+    combination: str, kube_version: str, render: Render, chart_crds: dict[str, Manifest]
+) -> None:
+    manifests = render(COMBINATIONS[combination])
+    assert manifests
+    for manifest in manifests:
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        if manifest["kind"] in chart_crds:
+            # Our own kinds (and kopf's peering): checked against the CRD the chart installs.
+            jsonschema.validate(manifest, crd_schema(chart_crds[manifest["kind"]]))
+            if manifest["kind"] in PLATFORM_KINDS:
+                # The operator's own defaulting and cross-field rules (the CRD's CEL, which jsonschema skips).
+                checked_spec(PLATFORM_KINDS[manifest["kind"]], manifest)
+        elif manifest["apiVersion"] != PROMETHEUS_OPERATOR_GROUP:
+            try:
+                kubernetes_validate.validate(manifest, kube_version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{where} is invalid for Kubernetes {kube_version}: {error}")
+        assert manifest["metadata"].get("namespace", NAMESPACE) in (NAMESPACE, "tts-a", "tts-b"), where
+
+
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+def test_chart_crds_are_valid(kube_version: str, chart_crds: dict[str, Manifest]) -> None:
+    assert {"TTSDeployment", "VoiceLibrary", "ClusterKopfPeering", "KopfPeering"} <= set(chart_crds)
+    for crd in chart_crds.values():
+        kubernetes_validate.validate(crd, kube_version, strict=True)
+
+
+def test_defaults_install_only_the_operator(render: Render) -> None:
+    kinds = sorted(m["kind"] for m in render({}))
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+
+
+def test_single_operator_is_standalone_and_recreated(render: Render) -> None:
+    (deployment,) = of_kind(render({}), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--standalone" in container["args"] and "--all-namespaces" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_ha_operator_peers_with_distinct_priorities(render: Render) -> None:
+    manifests = render(COMBINATIONS["ha"])
+    (deployment,) = of_kind(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--peering=chatterbox-operator" in container["args"] and "--standalone" not in container["args"]
+    assert "--priority=" in " ".join(container["command"])
+    (peering,) = of_kind(manifests, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "chatterbox-operator"
+
+
+def test_namespaced_operator_gets_roles_only_where_it_watches(render: Render) -> None:
+    manifests = render(COMBINATIONS["ha-namespaced"])
+    (container,) = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert {"--namespace=tts-a", "--namespace=tts-b"} <= set(container["args"])
+    assert "--all-namespaces" not in container["args"]
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(manifests, "Role")) == ["tts-a", "tts-b"]
+    assert sorted(p["metadata"]["namespace"] for p in of_kind(manifests, "KopfPeering")) == ["tts-a", "tts-b"]
+    (cluster_role,) = of_kind(manifests, "ClusterRole")
+    cluster_resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
+    assert cluster_resources == {"customresourcedefinitions"}
+
+
+def test_default_tts_deployment_follows_values(render: Render) -> None:
+    manifests = render(COMBINATIONS["no-gpu"])
+    (tts,) = of_kind(manifests, "TTSDeployment")
+    assert tts["spec"]["gpu"] == {"count": 0}
+    assert tts["spec"]["model"] == {"source": "random:tiny"}
+    assert tts["spec"]["image"] == "ghcr.io/chatterbox-platform/chatterbox-inference:0.1.0"
+    (library,) = of_kind(manifests, "VoiceLibrary")
+    assert tts["spec"]["voiceLibraryRef"] == {"name": library["metadata"]["name"]}
+    assert library["spec"] == {"storage": {"size": "1Gi", "storageClassName": "standard"}}
+
+
+def test_existing_voice_claim_replaces_the_created_one(render: Render) -> None:
+    (library,) = of_kind(render(COMBINATIONS["existing-voice-claim"]), "VoiceLibrary")
+    assert library["spec"] == {"existingClaim": "my-voices"}
+
+
+def test_extra_spec_reaches_the_tts_deployment(render: Render) -> None:
+    values = {
+        "ttsDeployment": {"enabled": True, "extraSpec": {"autoscaling": {"enabled": True, "maxReplicas": 6}}}
+    }
+    (tts,) = of_kind(render(values), "TTSDeployment")
+    assert tts["spec"]["autoscaling"] == {"enabled": True, "maxReplicas": 6}
+    assert tts["spec"]["gpu"] == {"count": 1}
+
+
+def test_ingress_sends_the_api_to_inference_and_the_rest_to_the_web_ui(render: Render) -> None:
+    manifests = render(COMBINATIONS["webui-ingress"])
+    (ingress,) = of_kind(manifests, "Ingress")
+    backends = {p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    (tts,) = of_kind(manifests, "TTSDeployment")
+    # The operator names the inference Service after the TTSDeployment, on spec.service.port (80).
+    assert backends["/v1"] == {"name": tts["metadata"]["name"], "port": {"number": 80}}
+    (ui_service,) = of_kind(manifests, "Service")
+    assert backends["/"]["name"] == ui_service["metadata"]["name"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["chatterbox.example.com"], "secretName": "chatterbox-tls"}]
+    (ui,) = [d for d in of_kind(manifests, "Deployment") if "webui" in d["metadata"]["name"]]
+    env = {e["name"]: e["value"] for e in ui["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CHATTERBOX_API_URL"] == f"http://chatterbox.{NAMESPACE}.svc:80"
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_pods_run_restricted(combination: str, render: Render) -> None:
+    for deployment in of_kind(render(COMBINATIONS[combination]), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["limits"]["memory"]
+
+
+BAD_VALUES = [
+    ({"operator": {"logLevel": "verbose"}}, "/operator/logLevel"),
+    ({"operator": {"ha": {"enabled": True, "replicas": 1}}}, "/operator/ha/replicas"),
+    ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
+    ({"ttsDeployment": {"gpuCount": "one"}}, "/ttsDeployment/gpuCount"),
+    ({"ttsDeployment": {"gpuCount": -1}}, "/ttsDeployment/gpuCount"),
+    ({"ttsDeployment": {"name": "Chatterbox"}}, "/ttsDeployment/name"),
+    ({"voiceLibrary": {"size": "lots"}}, "/voiceLibrary/size"),
+    ({"webui": {"service": {"type": "ExternalName"}}}, "/webui/service/type"),
+    ({"ingress": {"enabled": True}}, "/webui/enabled"),
+    ({"monitoring": {"prometheusRule": {"errorRatio": 5}}}, "/monitoring/prometheusRule/errorRatio"),
+    ({"monitoring": {"podMonitor": {"interval": "often"}}}, "/monitoring/podMonitor/interval"),
+    ({"replicaCount": 2}, "additional properties 'replicaCount'"),
+    ({"operator": {"imagee": {}}}, "additional properties 'imagee'"),
+]
+
+
+@pytest.mark.parametrize(("values", "complaint"), BAD_VALUES, ids=[c for _, c in BAD_VALUES])
+def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str, chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(complaint)):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_schema_accepts_the_default_values(chart: helm_python.Chart) -> None:
+    chart.validate_schema(yaml.safe_load((CHART_DIR / "values.yaml").read_text()))
+
+
+def test_every_value_is_documented() -> None:
+    """Each value in values.yaml has a comment on its own line or on the block it belongs to."""
+    undocumented = []
+    documented_indents: list[int] = []  # indents of the documented blocks we are inside
+    previous_was_comment = False
+    for number, line in enumerate((CHART_DIR / "values.yaml").read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            previous_was_comment = True
+            continue
+        indent = len(line) - len(line.lstrip())
+        documented_indents = [i for i in documented_indents if i < indent]
+        key = re.match(r"^(\s*)([A-Za-z0-9_.]+):(.*)$", line)
+        if key and (previous_was_comment or documented_indents):
+            documented_indents.append(indent)
+        elif key and key.group(3).strip():
+            undocumented.append(f"line {number}: {stripped}")
+        previous_was_comment = False
+    assert undocumented == []
+
+
+def test_notes_explain_the_first_tts_deployment(chart: helm_python.Chart) -> None:
+    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["chatterbox-platform/templates/NOTES.txt"]
+    assert "kind: TTSDeployment" in notes and f"kubectl -n {NAMESPACE} apply -f -" in notes
+    assert "port-forward svc/chatterbox" in notes and "/v1/audio/speech" in notes
+    with_ingress = chart.render(COMBINATIONS["webui-ingress"], name=RELEASE, namespace=NAMESPACE)
+    assert (
+        "https://chatterbox.example.com/v1/audio/speech"
+        in with_ingress["chatterbox-platform/templates/NOTES.txt"]
+    )
+
+
+def test_values_schema_is_strict_json() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
