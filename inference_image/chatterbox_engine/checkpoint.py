@@ -1,0 +1,119 @@
+"""Writing checkpoints in the official `ResembleAI/chatterbox` layout, and a `tokenizer.json` maker.
+
+The layout is `ve.safetensors`, `t3_cfg.safetensors`, `s3gen.safetensors`, `tokenizer.json` and
+`conds.pt`; shapes other than the official ones add a small `engine_config.json` beside them so the
+loader can build matching modules (official files need none). Tests and benchmarks use this to put
+seeded random weights on disk that both our loader and upstream's modules read.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+from tokenizers.models import BPE
+from tokenizers.pre_tokenizers import Whitespace
+
+from .s3gen import S3GenConfig
+from .t3 import T3Config
+from .text import SPACE_TOKEN, START_TOKEN, STOP_TOKEN, UNK_TOKEN
+from .voice_encoder import VoiceEncoderConfig
+
+VE_FILE = "ve.safetensors"
+T3_FILE = "t3_cfg.safetensors"
+S3GEN_FILE = "s3gen.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+CONDS_FILE = "conds.pt"
+CONFIG_FILE = "engine_config.json"
+OFFICIAL_FILES = (VE_FILE, T3_FILE, S3GEN_FILE, TOKENIZER_FILE, CONDS_FILE)
+
+# A few frequent English pairs, so the maker's tokenizer really is a BPE with merges.
+_MERGES = [("t", "h"), ("i", "n"), ("th", "e"), ("a", "n"), ("e", "r"), ("o", "u"), ("r", "e"), ("o", "n")]
+
+
+@dataclass(frozen=True)
+class ModelConfigs:
+    """The shapes of the three networks; `official()` needs no config file on disk."""
+
+    t3: T3Config
+    voice_encoder: VoiceEncoderConfig
+    s3gen: S3GenConfig
+
+    @classmethod
+    def official(cls) -> ModelConfigs:
+        return cls(T3Config.full(), VoiceEncoderConfig.full(), S3GenConfig.full())
+
+    @classmethod
+    def tiny(cls) -> ModelConfigs:
+        return cls(T3Config.tiny(), VoiceEncoderConfig.tiny(), S3GenConfig.tiny())
+
+    def to_dict(self) -> dict:
+        return {
+            "t3": self.t3.to_dict(),
+            "voice_encoder": self.voice_encoder.to_dict(),
+            "s3gen": self.s3gen.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfigs:
+        return cls(
+            T3Config.from_dict(data["t3"]),
+            VoiceEncoderConfig.from_dict(data["voice_encoder"]),
+            S3GenConfig.from_dict(data["s3gen"]),
+        )
+
+
+def make_tokenizer_json(vocab_size: int = 704) -> str:
+    """A `tokenizer.json` laid out like the official English one: [STOP]=0, [UNK]=1, [SPACE]=2,
+    printable ASCII characters and a few merges, [START]=255, placeholders up to vocab_size."""
+    vocab = {STOP_TOKEN: 0, UNK_TOKEN: 1, SPACE_TOKEN: 2}
+    for symbol in string.ascii_letters + string.digits + string.punctuation:
+        vocab[symbol] = len(vocab)
+    for left, right in _MERGES:
+        vocab[left + right] = len(vocab)
+    start_id = 255
+    while len(vocab) < start_id:
+        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
+    vocab[START_TOKEN] = start_id
+    while len(vocab) < vocab_size:
+        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
+    tokenizer = Tokenizer(BPE(vocab=vocab, merges=_MERGES, unk_token=UNK_TOKEN))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.add_special_tokens([STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN, START_TOKEN])
+    return tokenizer.to_str()
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: tensor.detach().cpu().contiguous() for key, tensor in state.items()}
+
+
+def write_checkpoint(
+    folder: str | Path,
+    *,
+    configs: ModelConfigs,
+    ve_state: dict[str, torch.Tensor],
+    t3_state: dict[str, torch.Tensor],
+    s3gen_state: dict[str, torch.Tensor],
+    tokenizer_json: str,
+    conds: dict | None,
+) -> Path:
+    """Write one checkpoint folder in the official layout and return its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(_contiguous(ve_state), str(folder / VE_FILE))
+    save_file(_contiguous(t3_state), str(folder / T3_FILE))
+    save_file(_contiguous(s3gen_state), str(folder / S3GEN_FILE))
+    (folder / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
+    if conds is not None:
+        torch.save(conds, folder / CONDS_FILE)
+    config_path = folder / CONFIG_FILE
+    if configs == ModelConfigs.official():
+        config_path.unlink(missing_ok=True)
+    else:
+        config_path.write_text(json.dumps(configs.to_dict(), indent=2), encoding="utf-8")
+    return folder

@@ -1,0 +1,298 @@
+"""The public engine: voices in, 24 kHz audio out, one-shot or streamed.
+
+`Engine` holds read-only networks; every call owns its KV cache and `torch.Generator`, so worker
+threads may call it concurrently and identical arguments with a seed give identical audio.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .decoding import decode_speech_tokens
+from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
+from .loading import Models
+from .s3gen.config import S3_SR, S3GEN_SR
+from .sampling import SamplingParams
+from .streaming import ChunkPlan, ChunkRenderer
+from .text import check_text, punc_norm, split_sentences
+from .voice import Voice
+from .watermark import Watermarker
+
+SAMPLE_RATE = S3GEN_SR
+MIN_REFERENCE_SECONDS = 2.0
+T3_PROMPT_SECONDS = 6  # upstream ENC_COND_LEN
+S3GEN_PROMPT_SECONDS = 10  # upstream DEC_COND_LEN
+_SILENCE_PEAK = 1e-3
+_SAMPLE_RATE_RANGE = (8_000, 192_000)
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    audio: np.ndarray  # float32, 1-D, at sample_rate
+    sample_rate: int
+    num_tokens: int
+    t3_seconds: float
+    s3gen_seconds: float
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    audio: np.ndarray  # float32, 1-D, at 24 kHz
+    num_tokens: int  # speech tokens covered so far
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class _Request:
+    pieces: list[torch.Tensor]  # text tokens (1, L) per sentence-aligned piece
+    voice: Voice
+    exaggeration: float
+    params: SamplingParams
+    seed: int
+    max_new_tokens: int
+
+
+def _check_reference(audio, sample_rate) -> np.ndarray:
+    """Validate a mono reference recording and return it as float32 numpy."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    low, high = _SAMPLE_RATE_RANGE
+    if not low <= sample_rate <= high:
+        raise InvalidAudioError(f"sample_rate {sample_rate} Hz is outside the supported {low}-{high} Hz")
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    audio = np.asarray(audio)
+    if audio.dtype.kind not in "fiu":
+        raise InvalidAudioError(f"audio must be numeric samples, got dtype {audio.dtype}")
+    if audio.dtype.kind != "f":
+        raise InvalidAudioError("audio must be float samples in [-1, 1], not integer PCM")
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise InvalidAudioError(f"audio must be mono and 1-D (samples,), got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise InvalidAudioError("audio contains NaN or infinite samples")
+    seconds = audio.size / sample_rate
+    if seconds < MIN_REFERENCE_SECONDS:
+        raise InvalidAudioError(
+            f"reference audio is {seconds:.2f} s long; at least {MIN_REFERENCE_SECONDS:.0f} s are needed"
+        )
+    peak = float(np.abs(audio).max())
+    if peak < _SILENCE_PEAK:
+        raise InvalidAudioError("reference audio is silent")
+    if peak > 10.0:
+        raise InvalidAudioError(f"audio samples must lie in [-1, 1]; the peak is {peak:.1f}")
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def _resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    from .s3gen.frontends import resample
+
+    return resample(audio, orig_sr, new_sr)
+
+
+class Engine:
+    """Chatterbox text-to-speech on one device. Build it with `chatterbox_engine.load`."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self, models: Models, *, source: str, device: str, dtype: torch.dtype, watermark: bool
+    ) -> None:
+        self.models = models
+        self.device = torch.device(device)
+        self.t3 = models.t3.to(self.device, dtype)
+        self.voice_encoder = models.voice_encoder.to(self.device)
+        self.s3gen = models.s3gen.to(self.device)
+        self.tokenizer = models.tokenizer
+        self.watermarker = Watermarker(SAMPLE_RATE) if watermark else None
+        self.info = {
+            "model": source,
+            "variant": "english",
+            "device": str(self.device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "watermark": watermark,
+        }
+        self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference())
+
+    # -- voices -------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed_voice(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Voice:
+        """Compute a reusable Voice from a mono float reference recording (>= 2 s)."""
+        samples = torch.from_numpy(_check_reference(audio, sample_rate))[None]  # (1, T)
+        ref24 = _resample(samples, int(sample_rate), S3GEN_SR)
+        ref16 = _resample(ref24, S3GEN_SR, S3_SR)
+        s3gen_ref = self.s3gen.embed_ref(ref24[:, : S3GEN_PROMPT_SECONDS * S3GEN_SR])
+        prompt_len = self.t3.cfg.speech_cond_prompt_len
+        prompt_tokens, _ = self.s3gen.tokenize(ref16[:, : T3_PROMPT_SECONDS * S3_SR], max_len=prompt_len)
+        speaker_emb = self.voice_encoder.embed(ref16[0].numpy())
+        return Voice(
+            speaker_emb=speaker_emb.float().cpu(),
+            prompt_tokens=prompt_tokens.long().cpu(),
+            s3gen_ref=s3gen_ref.to("cpu"),
+        )
+
+    # -- synthesis ----------------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        text: str,
+        voice: Voice | None,
+        exaggeration: float,
+        cfg_weight: float,
+        temperature: float,
+        top_p: float,
+        min_p: float,
+        repetition_penalty: float,
+        seed: int | None,
+        max_new_tokens: int,
+    ) -> _Request:
+        """Validate everything up front, so bad input fails before any work starts."""
+        check_text(text)
+        params = SamplingParams(cfg_weight, temperature, top_p, min_p, repetition_penalty)
+        if not isinstance(exaggeration, int | float) or not 0.0 <= exaggeration <= 2.0:
+            raise InvalidParameterError(f"exaggeration must be between 0 and 2, got {exaggeration!r}")
+        cfg = self.t3.cfg
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+            raise InvalidParameterError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+        if not 1 <= max_new_tokens <= cfg.max_speech_tokens:
+            raise InvalidParameterError(f"max_new_tokens must be between 1 and {cfg.max_speech_tokens}")
+        if seed is None:
+            seed = secrets.randbits(63)
+        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise InvalidParameterError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
+        if voice is not None and not isinstance(voice, Voice):
+            raise InvalidParameterError(f"voice must be a Voice, got {type(voice).__name__}")
+        pieces = [self.tokenizer.text_tokens(punc_norm(piece)) for piece in split_sentences(text)]
+        if not pieces:
+            raise InvalidTextError("text has nothing to speak")
+        for tokens in pieces:
+            if tokens.shape[1] > cfg.max_text_tokens:
+                raise InvalidTextError(f"a sentence is too long: {tokens.shape[1]} text tokens")
+        return _Request(
+            pieces, voice or self.default_voice, float(exaggeration), params, seed, max_new_tokens
+        )
+
+    @torch.inference_mode()
+    def _token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
+        """One speech-token iterator per text piece, all conditioned on the same voice."""
+        voice = request.voice
+        cond = self.t3.embed_conditioning(
+            voice.speaker_emb.to(self.device, self.t3.speech_head.weight.dtype),
+            voice.prompt_tokens.to(self.device),
+            torch.tensor([request.exaggeration], device=self.device, dtype=self.t3.speech_head.weight.dtype),
+        )
+        for text_tokens in request.pieces:
+            yield decode_speech_tokens(
+                self.t3, cond, text_tokens.to(self.device), request.params, generator, request.max_new_tokens
+            )
+
+    def _generators(self, seed: int) -> tuple[torch.Generator, torch.Generator]:
+        """Separate streams for token sampling and S3Gen noise, so a streamed request samples the
+        same tokens as a one-shot one although its S3Gen calls interleave with decoding."""
+        t3_generator = torch.Generator(self.device).manual_seed(seed)
+        s3gen_generator = torch.Generator(self.device).manual_seed((seed + 0x5EED) % 2**63)
+        return t3_generator, s3gen_generator
+
+    def _finish(self, audio: np.ndarray) -> np.ndarray:
+        audio = audio.astype(np.float32, copy=False)
+        return self.watermarker.apply(audio) if self.watermarker else audio
+
+    @torch.inference_mode()
+    def generate(self, text: str, voice: Voice | None = None, *, exaggeration: float = 0.5,
+                 cfg_weight: float = 0.5, temperature: float = 0.8, top_p: float = 1.0, min_p: float = 0.05,
+                 repetition_penalty: float = 1.2, seed: int | None = None,
+                 max_new_tokens: int = 1000) -> Synthesis:  # fmt: skip
+        """Synthesise text in one go; long text is split at sentence boundaries and concatenated."""
+        request = self._request(text, voice, exaggeration, cfg_weight, temperature, top_p, min_p,
+                                repetition_penalty, seed, max_new_tokens)  # fmt: skip
+        t3_generator, s3gen_generator = self._generators(request.seed)
+        ref = request.voice.s3gen_ref.to(self.device)
+        parts, num_tokens, t3_seconds, s3gen_seconds = [], 0, 0.0, 0.0
+        for token_stream in self._token_streams(request, t3_generator):
+            started = time.perf_counter()
+            tokens = [t for t in token_stream if t < self.s3gen_vocab_size]
+            t3_seconds += time.perf_counter() - started
+            num_tokens += len(tokens)
+            if not tokens:
+                continue
+            started = time.perf_counter()
+            wav = self.s3gen.inference(torch.tensor([tokens]), ref, s3gen_generator)
+            parts.append(wav[0].float().cpu().numpy())
+            s3gen_seconds += time.perf_counter() - started
+        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return Synthesis(self._finish(audio), SAMPLE_RATE, num_tokens, t3_seconds, s3gen_seconds)
+
+    @torch.inference_mode()
+    def generate_stream(self, text: str, voice: Voice | None = None, *, exaggeration: float = 0.5,
+                        cfg_weight: float = 0.5, temperature: float = 0.8, top_p: float = 1.0,
+                        min_p: float = 0.05, repetition_penalty: float = 1.2, seed: int | None = None,
+                        max_new_tokens: int = 1000, chunk_tokens: int | None = None) -> Iterator[AudioChunk]:  # fmt: skip
+        """Yield audio chunks as speech tokens arrive: a small first chunk, then ~chunk_tokens each.
+
+        Input is validated before the first chunk; closing the iterator stops work at the next chunk.
+        """
+        request = self._request(text, voice, exaggeration, cfg_weight, temperature, top_p, min_p,
+                                repetition_penalty, seed, max_new_tokens)  # fmt: skip
+        plan = ChunkPlan()
+        if chunk_tokens is not None:
+            if (
+                isinstance(chunk_tokens, bool)
+                or not isinstance(chunk_tokens, int)
+                or not 1 <= chunk_tokens <= 500
+            ):
+                raise InvalidParameterError(f"chunk_tokens must be between 1 and 500, got {chunk_tokens!r}")
+            plan = ChunkPlan(
+                first_chunk_tokens=min(plan.first_chunk_tokens, chunk_tokens), chunk_tokens=chunk_tokens
+            )
+        return self._stream(request, plan)
+
+    @torch.inference_mode()
+    def _stream(self, request: _Request, plan: ChunkPlan) -> Iterator[AudioChunk]:
+        t3_generator, s3gen_generator = self._generators(request.seed)
+        ref = request.voice.s3gen_ref.to(self.device)
+        covered = 0  # tokens of finished pieces
+        last_piece = len(request.pieces) - 1
+        for index, token_stream in enumerate(self._token_streams(request, t3_generator)):
+            renderer = ChunkRenderer(self.s3gen, ref, s3gen_generator, plan)
+            try:
+                for token in token_stream:
+                    if token >= self.s3gen_vocab_size:
+                        continue
+                    renderer.tokens.append(token)
+                    if renderer.next_chunk_due():
+                        audio = renderer.render(final=False)
+                        yield AudioChunk(
+                            self._finish(audio), covered + renderer.rendered_tokens, is_last=False
+                        )
+            finally:
+                # Stops decoding (and frees the KV cache) when the consumer closes the stream early.
+                token_stream.close()
+            tail = renderer.render(final=True)
+            covered += len(renderer.tokens)
+            if tail.size or index == last_piece:
+                yield AudioChunk(self._finish(tail), covered, is_last=index == last_piece)
+
+    @property
+    def s3gen_vocab_size(self) -> int:
+        return self.t3.cfg.start_speech_token  # codes 0..6560; BOS/EOS and above are not audio
+
+
+def synthetic_reference(seconds: float = 4.0, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """A deterministic voiced-sounding signal (gliding harmonics, syllable envelope) used as the default
+    voice of random-weight models, which have no built-in `conds.pt`."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 * (1 - np.cos(2 * np.pi * 3 * t)) * (t % 1.0 < 0.8)
+    rng = np.random.default_rng(7)
+    audio = 0.25 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
+    return audio.astype(np.float32), sample_rate

@@ -1,0 +1,25 @@
+"""Typed, user-facing engine errors.
+
+Every error subclasses `EngineError`, itself a `ValueError`, so callers (the server) can map the whole
+family to a 4xx response in one place while still telling the kinds apart.
+"""
+
+
+class EngineError(ValueError):
+    """Base class of every error the engine raises for bad input or bad files."""
+
+
+class InvalidTextError(EngineError):
+    """The text to synthesise is empty, too long or contains characters the model cannot read."""
+
+
+class InvalidAudioError(EngineError):
+    """Reference audio is unusable: too short, silent, non-finite, wrong rank or sample rate."""
+
+
+class InvalidParameterError(EngineError):
+    """A generation parameter is outside its valid range."""
+
+
+class CheckpointError(EngineError):
+    """A checkpoint cannot be found or does not match the expected layout."""

@@ -1,0 +1,87 @@
+"""Turning a growing list of speech tokens into audio chunks that join without clicks.
+
+Each chunk re-runs S3Gen on a window: some already-voiced tokens as left context plus the new ones.
+The last few tokens of a window lack right context (the encoder looks 3 tokens ahead), so their audio
+is held back and cross-faded with the next window's version of the same samples. The vocoder's
+excitation for the overlap is handed over from the previous window so the harmonic phases match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .s3gen import S3Gen, S3GenReference
+from .s3gen.model import apply_trim_fade
+
+SAMPLES_PER_TOKEN = 960  # 25 Hz tokens at 24 kHz
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    first_chunk_tokens: int = 10  # small, for a quick first packet (0.4 s)
+    chunk_tokens: int = 25  # then about one second per chunk
+    context_tokens: int = 25  # left context re-run through S3Gen for continuity
+    overlap_tokens: int = 3  # held back and cross-faded (the encoder's lookahead)
+
+
+class ChunkRenderer:
+    """Renders the audio of one utterance's tokens incrementally (one instance per utterance)."""
+
+    def __init__(
+        self, s3gen: S3Gen, ref: S3GenReference, generator: torch.Generator, plan: ChunkPlan
+    ) -> None:
+        self.s3gen, self.ref, self.generator, self.plan = s3gen, ref, generator, plan
+        self.tokens: list[int] = []
+        self.emitted_until = 0  # utterance samples already returned
+        self.tail = np.zeros(0, dtype=np.float32)  # held-back samples starting at emitted_until
+        self.excitation: torch.Tensor | None = None  # vocoder source of the previous window
+        self.excitation_start = 0
+        self.rendered_tokens = 0
+
+    def next_chunk_due(self) -> bool:
+        pending = len(self.tokens) - self.rendered_tokens
+        size = self.plan.first_chunk_tokens if self.rendered_tokens == 0 else self.plan.chunk_tokens
+        return pending >= size
+
+    def render(self, final: bool) -> np.ndarray:
+        """Audio for tokens so far; unless final, the last `overlap_tokens` worth is held back."""
+        end = len(self.tokens)
+        if end == 0:
+            return np.zeros(0, dtype=np.float32)
+        start = max(0, min(self.rendered_tokens, end - 1) - self.plan.context_tokens)
+        window = torch.tensor([self.tokens[start:end]], dtype=torch.long)
+        mel = self.s3gen.flow_inference(window, self.ref, self.generator)
+        window_start = start * SAMPLES_PER_TOKEN
+        source = None
+        if self.excitation is not None:
+            source = self.excitation[..., window_start - self.excitation_start :]
+        wav, self.excitation = self.s3gen.hift_inference(mel, self.generator, source)
+        self.excitation_start = window_start
+        if start == 0:
+            wav = apply_trim_fade(wav, self.s3gen.trim_fade)
+        audio = wav[0].float().cpu().numpy()[self.emitted_until - window_start :]
+        audio = crossfade(self.tail, audio)
+        self.rendered_tokens = end
+        if final:
+            self.tail = np.zeros(0, dtype=np.float32)
+            self.emitted_until += len(audio)
+            return audio
+        keep = min(len(audio), self.plan.overlap_tokens * SAMPLES_PER_TOKEN)
+        self.tail = audio[len(audio) - keep :]
+        out = audio[: len(audio) - keep]
+        self.emitted_until += len(out)
+        return out
+
+
+def crossfade(tail: np.ndarray, audio: np.ndarray) -> np.ndarray:
+    """Blend the held-back tail into the start of audio covering the same samples (raised-cosine, weights sum to 1)."""
+    n = min(len(tail), len(audio))
+    if n == 0:
+        return audio
+    ramp = np.sin(np.linspace(0.0, np.pi / 2, n, dtype=np.float32)) ** 2
+    out = audio.copy()
+    out[:n] = tail[:n] * (1.0 - ramp) + audio[:n] * ramp
+    return out

@@ -1,0 +1,321 @@
+"""T3: the text-to-speech-token transformer of Chatterbox (English / multilingual Llama variant).
+
+A Llama-3 style decoder (RMSNorm, SiLU-gated MLP, RoPE with llama3 frequency scaling) fed with custom
+input embeddings: [conditioning (speaker, perceiver-resampled speech prompt, emotion)] [text] [speech].
+Module and parameter names mirror the official checkpoint keys (`checkpoint-keys/t3_en.tsv`), so
+`t3_cfg.safetensors` loads with strict key matching. The model is pure math: the decode loop that owns
+the KV cache and sampling lives in `decoding.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class T3Config:
+    hidden_size: int = 1024
+    num_layers: int = 30
+    num_heads: int = 16
+    intermediate_size: int = 4096
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 500_000.0
+    # llama3 RoPE scaling: applied to inv_freq whatever the sequence length.
+    rope_factor: float = 8.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_positions: int = 8192
+    # `tfmr.embed_tokens` exists in the checkpoint but is unused: T3 feeds its own embeddings.
+    backbone_vocab_size: int = 8
+    text_vocab_size: int = 704
+    speech_vocab_size: int = 8194
+    max_text_tokens: int = 2048
+    max_speech_tokens: int = 4096
+    start_text_token: int = 255
+    stop_text_token: int = 0
+    start_speech_token: int = 6561
+    stop_speech_token: int = 6562
+    speaker_embed_size: int = 256
+    speech_cond_prompt_len: int = 150
+    perceiver_queries: int = 32
+    perceiver_heads: int = 4
+    head_dim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+
+    @classmethod
+    def full(cls) -> T3Config:
+        """The official English `t3_cfg` shapes (Llama 520M)."""
+        return cls()
+
+    @classmethod
+    def tiny(cls) -> T3Config:
+        """Tiny shapes for fast tests and demos; token ids and vocabularies stay official."""
+        return cls(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128, speaker_embed_size=32)
+
+    @property
+    def cond_len(self) -> int:
+        """Conditioning positions: speaker (1) + perceiver queries + emotion (1)."""
+        return 1 + self.perceiver_queries + 1
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("head_dim")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> T3Config:
+        return cls(**data)
+
+
+@functools.lru_cache(maxsize=8)
+def llama3_inv_freq(cfg: T3Config) -> Tensor:
+    """RoPE inverse frequencies with the llama3 long-context rescaling (as HF `rope_type="llama3"`)."""
+    dim = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    low_freq_wavelen = cfg.rope_original_max_positions / cfg.rope_low_freq_factor
+    high_freq_wavelen = cfg.rope_original_max_positions / cfg.rope_high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / cfg.rope_factor, inv_freq)
+    smooth = (cfg.rope_original_max_positions / wavelen - cfg.rope_low_freq_factor) / (
+        cfg.rope_high_freq_factor - cfg.rope_low_freq_factor
+    )
+    smoothed = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled
+    is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class KVCache:
+    """Static per-request key/value cache: allocated once, written in place at the current position."""
+
+    def __init__(self, cfg: T3Config, batch: int, max_len: int, device, dtype) -> None:
+        shape = (cfg.num_layers, batch, cfg.num_heads, max_len, cfg.head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+
+    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v (B, H, T, D) at positions start..start+T and return the cache up to there."""
+        end = start + k.shape[2]
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Normalise in fp32 whatever the compute dtype, as HF Llama does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k, v = cache.update(layer, start, k, v)  # (B, H, start+T, D)
+        if T == 1:
+            out = F.scaled_dot_product_attention(q, k, v)
+        elif start == 0:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            query_pos = torch.arange(start, start + T, device=x.device)[:, None]
+            mask = torch.arange(start + T, device=x.device)[None, :] <= query_pos  # (T, start+T)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, C))
+
+
+class GatedMLP(nn.Module):
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(cfg)
+        self.mlp = GatedMLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, start)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaBackbone(nn.Module):
+    """The `tfmr.*` subtree: decoder layers and the final norm, driven by input embeddings."""
+
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.backbone_vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.cfg = cfg
+
+    def forward(self, embeds: Tensor, cache: KVCache, start: int) -> Tensor:
+        """embeds (B, T, C) at positions start..start+T -> final-normed hidden states (B, T, C)."""
+        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device, dtype=torch.float32)
+        # Not a buffer: recomputed tables need no checkpoint key and survive meta-device loading.
+        inv_freq = llama3_inv_freq(self.cfg).to(embeds.device)
+        freqs = positions[:, None] * inv_freq[None, :]  # (T, D/2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (T, D)
+        cos, sin = angles.cos().to(embeds.dtype), angles.sin().to(embeds.dtype)
+        x = embeds
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, index, start)
+        return self.norm(x)
+
+
+class PositionTable(nn.Module):
+    """Learned absolute positions (`*_pos_emb.emb`)."""
+
+    def __init__(self, length: int, dim: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(length, dim)
+
+    def forward(self, start: int, length: int) -> Tensor:
+        return self.emb.weight[start : start + length]  # (length, C)
+
+
+class PerceiverAttention(nn.Module):
+    """One pre-norm attention block; the same LayerNorm normalises the query and key/value sides."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.proj_out = nn.Linear(dim, dim)
+
+    def forward(self, queries: Tensor, context: Tensor) -> Tensor:
+        B, Tq, C = queries.shape
+        q_in, kv_in = self.norm(queries), self.norm(context)
+
+        def split(t: Tensor) -> Tensor:
+            return t.view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # (B, h, T, C/h)
+
+        out = F.scaled_dot_product_attention(
+            split(self.to_q(q_in)), split(self.to_k(kv_in)), split(self.to_v(kv_in))
+        )
+        # Residual onto the un-normalised queries.
+        return queries + self.proj_out(out.transpose(1, 2).reshape(B, Tq, C))
+
+
+class Perceiver(nn.Module):
+    """Resamples the speech prompt to a fixed number of learned queries: cross- then self-attention,
+    both with the same block weights."""
+
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.pre_attention_query = nn.Parameter(torch.zeros(1, cfg.perceiver_queries, cfg.hidden_size))
+        self.attn = PerceiverAttention(cfg.hidden_size, cfg.perceiver_heads)
+
+    def forward(self, prompt: Tensor) -> Tensor:
+        queries = self.pre_attention_query.expand(prompt.shape[0], -1, -1)
+        resampled = self.attn(queries, prompt)  # (B, Q, C)
+        return self.attn(resampled, resampled)
+
+
+class CondEncoder(nn.Module):
+    """Speaker, speech-prompt and emotion conditioning -> `cond_len` embedding positions."""
+
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.spkr_enc = nn.Linear(cfg.speaker_embed_size, cfg.hidden_size)
+        self.emotion_adv_fc = nn.Linear(1, cfg.hidden_size, bias=False)
+        self.perceiver = Perceiver(cfg)
+
+    def forward(self, speaker_emb: Tensor, prompt_emb: Tensor, exaggeration: Tensor) -> Tensor:
+        speaker = self.spkr_enc(speaker_emb)[:, None]  # (B, 1, C)
+        prompt = self.perceiver(prompt_emb)  # (B, Q, C)
+        emotion = self.emotion_adv_fc(exaggeration.view(-1, 1, 1))  # (B, 1, C)
+        return torch.cat((speaker, prompt, emotion), dim=1)
+
+
+class T3(nn.Module):
+    def __init__(self, cfg: T3Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tfmr = LlamaBackbone(cfg)
+        self.cond_enc = CondEncoder(cfg)
+        self.text_emb = nn.Embedding(cfg.text_vocab_size, cfg.hidden_size)
+        self.speech_emb = nn.Embedding(cfg.speech_vocab_size, cfg.hidden_size)
+        self.text_pos_emb = PositionTable(cfg.max_text_tokens + 2, cfg.hidden_size)
+        self.speech_pos_emb = PositionTable(cfg.max_speech_tokens + 4, cfg.hidden_size)
+        # Training-only text head, kept so the official file loads strictly.
+        self.text_head = nn.Linear(cfg.hidden_size, cfg.text_vocab_size, bias=False)
+        self.speech_head = nn.Linear(cfg.hidden_size, cfg.speech_vocab_size, bias=False)
+
+    def embed_conditioning(self, speaker_emb: Tensor, prompt_tokens: Tensor, exaggeration: Tensor) -> Tensor:
+        """speaker_emb (B, S), prompt_tokens (B, P) long, exaggeration (B,) -> (B, cond_len, C)."""
+        prompt_emb = self.speech_emb(prompt_tokens) + self.speech_pos_emb(0, prompt_tokens.shape[1])
+        return self.cond_enc(speaker_emb, prompt_emb, exaggeration)
+
+    def embed_text(self, text_tokens: Tensor, unconditional_row: bool) -> Tensor:
+        """text_tokens (1, L) incl. start/stop -> (B, L, C); with CFG a second row has its token
+        embeddings zeroed but keeps the text positions (as upstream)."""
+        emb = self.text_emb(text_tokens)  # (1, L, C)
+        if unconditional_row:
+            emb = torch.cat((emb, torch.zeros_like(emb)))
+        return emb + self.text_pos_emb(0, text_tokens.shape[1])
+
+    def embed_speech(self, tokens: Tensor, start: int) -> Tensor:
+        """tokens (B, T) long at speech positions start..start+T -> (B, T, C)."""
+        return self.speech_emb(tokens) + self.speech_pos_emb(start, tokens.shape[1])
+
+    def prefill_embeds(self, cond: Tensor, text_tokens: Tensor, cfg_rows: bool) -> Tensor:
+        """[cond][text][BOS][BOS]: upstream appends the speech BOS twice, both at speech position 0."""
+        text = self.embed_text(text_tokens, unconditional_row=cfg_rows)  # (B, L, C)
+        batch = text.shape[0]
+        bos = torch.full((1, 1), self.cfg.start_speech_token, device=text.device, dtype=torch.long)
+        bos_emb = self.embed_speech(bos, 0).expand(batch, -1, -1)
+        return torch.cat((cond.expand(batch, -1, -1), text, bos_emb, bos_emb), dim=1)
+
+    def forward(self, embeds: Tensor, cache: KVCache, start: int, last_only: bool = False) -> Tensor:
+        """Run the backbone on embeds at positions start.. and return speech logits (B, T, V)
+        (T = 1 with last_only, which is all a prefill needs)."""
+        hidden = self.tfmr(embeds, cache, start)
+        return self.speech_head(hidden[:, -1:] if last_only else hidden)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        weight = self.speech_head.weight
+        return KVCache(self.cfg, batch, max_len, weight.device, weight.dtype)
