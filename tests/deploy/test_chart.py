@@ -12,9 +12,11 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from chatterbox_operator.schema import KINDS
+from chatterbox_operator import builders
+from chatterbox_operator.schema import KINDS, TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
-from conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render
+
+from .conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -165,14 +167,17 @@ def test_ingress_sends_the_api_to_inference_and_the_rest_to_the_web_ui(render: R
     (ingress,) = of_kind(manifests, "Ingress")
     backends = {p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     (tts,) = of_kind(manifests, "TTSDeployment")
-    # The operator names the inference Service after the TTSDeployment, on spec.service.port (80).
-    assert backends["/v1"] == {"name": tts["metadata"]["name"], "port": {"number": 80}}
+    # The Service the operator creates for this TTSDeployment, with the CRD's defaults applied.
+    spec = checked_spec(TTS_DEPLOYMENT, tts)
+    service = builders.service(builders.Owner.of({**tts, "metadata": {**tts["metadata"], "uid": "u"}}), spec)
+    port = service["spec"]["ports"][0]["port"]
+    assert backends["/v1"] == {"name": service["metadata"]["name"], "port": {"number": port}}
     (ui_service,) = of_kind(manifests, "Service")
     assert backends["/"]["name"] == ui_service["metadata"]["name"]
     assert ingress["spec"]["tls"] == [{"hosts": ["chatterbox.example.com"], "secretName": "chatterbox-tls"}]
     (ui,) = [d for d in of_kind(manifests, "Deployment") if "webui" in d["metadata"]["name"]]
     env = {e["name"]: e["value"] for e in ui["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["CHATTERBOX_API_URL"] == f"http://chatterbox.{NAMESPACE}.svc:80"
+    assert env["CHATTERBOX_API_URL"] == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)

@@ -1,0 +1,1 @@
+"""Deploy tests: the Helm chart, images, skaffold, dashboard and alerts."""
