@@ -3,6 +3,7 @@ and rejects bad values before anything reaches a cluster."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from typing import Any
@@ -12,6 +13,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from chatterbox_operator import __main__ as operator_main
 from chatterbox_operator import builders
 from chatterbox_operator.schema import KINDS, TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
@@ -105,13 +107,27 @@ def test_defaults_install_only_the_operator(render: Render) -> None:
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
 
 
+def operator_command_line(manifests: list[Manifest]) -> argparse.Namespace:
+    """The operator's own parser applied to the rendered args; HA pods add a random --priority."""
+    (deployment,) = [d for d in of_kind(manifests, "Deployment") if "operator" in d["metadata"]["name"]]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    wrapper = " ".join(container.get("command", []))
+    priority = ["--priority=4242"] if "--priority=" in wrapper else []
+    return operator_main.parse_args(container["args"] + priority)
+
+
 def test_single_operator_is_standalone_and_recreated(render: Render) -> None:
-    (deployment,) = of_kind(render({}), "Deployment")
+    manifests = render({})
+    (deployment,) = of_kind(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "--standalone" in container["args"] and "--all-namespaces" in container["args"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "command" not in container, "the image's entrypoint runs the operator"
+    args = operator_command_line(manifests)
+    assert args.peering is None and args.namespace == [] and args.json_logs
+    port = container["ports"][0]["containerPort"]
+    assert args.liveness == f"http://0.0.0.0:{port}/healthz"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
 
 
 def test_ha_operator_peers_with_distinct_priorities(render: Render) -> None:
@@ -119,22 +135,29 @@ def test_ha_operator_peers_with_distinct_priorities(render: Render) -> None:
     (deployment,) = of_kind(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 3
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "--peering=chatterbox-operator" in container["args"] and "--standalone" not in container["args"]
-    assert "--priority=" in " ".join(container["command"])
+    assert (
+        container["command"][:2] == ["/bin/sh", "-c"]
+        and "exec chatterbox-operator" in container["command"][2]
+    )
+    args = operator_command_line(manifests)
     (peering,) = of_kind(manifests, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "chatterbox-operator"
+    assert args.peering == peering["metadata"]["name"] == "chatterbox-operator"
+    assert args.priority == 4242
 
 
 def test_namespaced_operator_gets_roles_only_where_it_watches(render: Render) -> None:
     manifests = render(COMBINATIONS["ha-namespaced"])
-    (container,) = of_kind(manifests, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
-    assert {"--namespace=tts-a", "--namespace=tts-b"} <= set(container["args"])
-    assert "--all-namespaces" not in container["args"]
+    assert operator_command_line(manifests).namespace == ["tts-a", "tts-b"]
     assert sorted(r["metadata"]["namespace"] for r in of_kind(manifests, "Role")) == ["tts-a", "tts-b"]
     assert sorted(p["metadata"]["namespace"] for p in of_kind(manifests, "KopfPeering")) == ["tts-a", "tts-b"]
     (cluster_role,) = of_kind(manifests, "ClusterRole")
     cluster_resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
     assert cluster_resources == {"customresourcedefinitions"}
+
+
+def test_operator_debug_logging(render: Render) -> None:
+    args = operator_command_line(render({"operator": {"debug": True, "jsonLogs": False}}))
+    assert args.verbose and not args.json_logs
 
 
 def test_default_tts_deployment_follows_values(render: Render) -> None:
@@ -195,7 +218,7 @@ def test_pods_run_restricted(combination: str, render: Render) -> None:
 
 
 BAD_VALUES = [
-    ({"operator": {"logLevel": "verbose"}}, "/operator/logLevel"),
+    ({"operator": {"debug": "yes"}}, "/operator/debug"),
     ({"operator": {"ha": {"enabled": True, "replicas": 1}}}, "/operator/ha/replicas"),
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"ttsDeployment": {"gpuCount": "one"}}, "/ttsDeployment/gpuCount"),
