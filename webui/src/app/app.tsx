@@ -17,15 +17,15 @@ export function App() {
           <ConnectionSettings />
         </div>
       </header>
-      {/* Phones get one column in reading order: write, listen, tune, voices, then history. */}
-      <div className="mx-auto grid max-w-7xl gap-4 p-3 sm:p-4 lg:grid-cols-[15rem_minmax(0,1fr)_22rem]">
+      {/* Phones get one column in reading order: write, listen, voices, tune, then history. */}
+      <div className="mx-auto grid max-w-7xl items-start gap-4 p-3 sm:p-4 lg:grid-cols-[15rem_minmax(0,1fr)_21rem]">
         <main className="space-y-4 lg:col-start-2 lg:row-start-1">
           <TextInput />
           <StreamingAudioPlayer />
+          <VoiceLibrary />
         </main>
         <aside className="space-y-4 lg:col-start-3 lg:row-start-1" aria-label="Settings">
           <TTSParameters />
-          <VoiceLibrary />
         </aside>
         <nav className="lg:col-start-1 lg:row-start-1" aria-label="Sessions">
           <SessionsSidebar />

@@ -1,8 +1,8 @@
 /**
  * Storage for the persisted studio state. Sessions carry their audio, which quickly outgrows
  * localStorage's few megabytes, so IndexedDB is used where available (localStorage otherwise,
- * e.g. in unit tests). Writes are coalesced: a streaming generation changes the store many times
- * a second, and serialising every change would stall playback.
+ * e.g. in unit tests). Writes are debounced: a streaming generation changes the store many times
+ * a second, and serialising the whole history on every change would stall playback.
  */
 import type { StateStorage } from "zustand/middleware";
 
@@ -36,11 +36,15 @@ function indexedDbStorage(): StateStorage {
   };
 }
 
-function coalescedWrites(inner: StateStorage, delayMs: number): StateStorage {
+/** Writes once changes pause for `delayMs`, but at least every `maxWaitMs`, and on page hide. */
+function debouncedWrites(inner: StateStorage, delayMs: number, maxWaitMs: number): StateStorage {
   const pending = new Map<string, string>();
   let timer: ReturnType<typeof setTimeout> | null = null;
+  let firstPendingAt: number | null = null;
   const flush = () => {
+    if (timer !== null) clearTimeout(timer);
     timer = null;
+    firstPendingAt = null;
     for (const [name, value] of pending) void inner.setItem(name, value);
     pending.clear();
   };
@@ -49,7 +53,10 @@ function coalescedWrites(inner: StateStorage, delayMs: number): StateStorage {
     getItem: (name) => pending.get(name) ?? inner.getItem(name),
     setItem: (name, value) => {
       pending.set(name, value);
-      timer ??= setTimeout(flush, delayMs);
+      firstPendingAt ??= Date.now();
+      if (timer !== null) clearTimeout(timer);
+      const waitedMs = Date.now() - firstPendingAt;
+      timer = setTimeout(flush, Math.max(0, Math.min(delayMs, maxWaitMs - waitedMs)));
     },
     removeItem: (name) => {
       pending.delete(name);
@@ -58,7 +65,7 @@ function coalescedWrites(inner: StateStorage, delayMs: number): StateStorage {
   };
 }
 
-export function createStudioStorage(delayMs = 300): StateStorage {
+export function createStudioStorage(delayMs = 300, maxWaitMs = 3000): StateStorage {
   const inner = typeof indexedDB !== "undefined" ? indexedDbStorage() : localStorage;
-  return coalescedWrites(inner, delayMs);
+  return debouncedWrites(inner, delayMs, maxWaitMs);
 }

@@ -1,5 +1,5 @@
 import { cleanup } from "@testing-library/react";
-import { afterEach, beforeEach } from "vitest";
+import { afterEach, beforeEach, vi } from "vitest";
 
 import { initialStudioState, useStudioStore } from "@/lib/store";
 import { useNotifications } from "@/lib/notifications";
@@ -13,4 +13,8 @@ beforeEach(() => {
 
 afterEach(() => {
   cleanup();
+});
+
+afterEach(() => {
+  vi.unstubAllGlobals();
 });

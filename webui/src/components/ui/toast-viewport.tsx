@@ -2,14 +2,15 @@ import { useEffect } from "react";
 
 import { useNotifications, type Toast } from "@/lib/notifications";
 
-const AUTO_DISMISS_MS = 8000;
+// Errors stay long enough to read a server message; confirmations get out of the way quickly.
+const AUTO_DISMISS_MS: Record<Toast["kind"], number> = { error: 12_000, info: 4_000 };
 
 function ToastCard({ toast }: { toast: Toast }) {
   const dismiss = useNotifications((s) => s.dismiss);
   useEffect(() => {
-    const timer = setTimeout(() => dismiss(toast.id), AUTO_DISMISS_MS);
+    const timer = setTimeout(() => dismiss(toast.id), AUTO_DISMISS_MS[toast.kind]);
     return () => clearTimeout(timer);
-  }, [dismiss, toast.id]);
+  }, [dismiss, toast.id, toast.kind]);
   const tone = toast.kind === "error" ? "border-red-300 bg-red-50 text-red-900" : "border-slate-300 bg-white text-slate-900";
   return (
     <div role={toast.kind === "error" ? "alert" : "status"} className={`pointer-events-auto flex gap-3 rounded-lg border p-3 shadow-lg ${tone}`}>

@@ -42,8 +42,10 @@ export async function startGeneration(): Promise<void> {
       if (event.type !== "delta") continue;
       firstAudioAt ??= performance.now();
       receivedBytes += event.pcm.length;
-      useStudioStore.getState().appendAudio(sessionId, event.audio);
-      audioPlayer.enqueue(event.pcm);
+      const studio = useStudioStore.getState();
+      studio.appendAudio(sessionId, event.audio);
+      // Keep recording but stay quiet if the user switched to another session meanwhile.
+      if (studio.activeSessionId === sessionId) audioPlayer.enqueue(event.pcm);
     }
     audioPlayer.finish();
     const totalMs = performance.now() - startedAt;

@@ -26,7 +26,7 @@ function VoicePicker() {
       <select id={id} value={voice} onChange={(e) => setParam("voice", e.target.value)} className={selectClass} aria-busy={isPending}>
         {options.map((v) => (
           <option key={v.id} value={v.id}>
-            {v.name === v.id ? v.name : `${v.name} (${v.id})`}
+            {v.name}
           </option>
         ))}
       </select>

@@ -1,8 +1,9 @@
-import { useMemo } from "react";
+import { useMemo, useRef } from "react";
 
-import { base64ToBytes, concatBytes, pcm16ToFloat32, waveformPeaks } from "@/lib/pcm";
+import { base64ToBytes, pcm16ToFloat32, waveformPeaks } from "@/lib/pcm";
 
 const BARS = 96;
+const SAMPLES_PER_BLOCK = 120; // 5 ms at 24 kHz
 
 interface WaveformProps {
   chunks: readonly string[];
@@ -10,21 +11,39 @@ interface WaveformProps {
   progress: number;
 }
 
+/**
+ * Peak level per 5 ms block. While a clip streams its chunk list only grows, so only the new
+ * chunks are decoded: a long generation does not re-decode everything on every chunk.
+ */
+function useBlockPeaks(chunks: readonly string[]): Float32Array {
+  const cache = useRef<{ chunks: readonly string[]; blocks: number[] }>({ chunks: [], blocks: [] });
+  return useMemo(() => {
+    const previous = cache.current;
+    const grows = previous.chunks.length <= chunks.length && previous.chunks.every((c, i) => c === chunks[i]);
+    const blocks = grows ? [...previous.blocks] : [];
+    for (const chunk of chunks.slice(grows ? previous.chunks.length : 0)) {
+      const samples = pcm16ToFloat32(base64ToBytes(chunk));
+      blocks.push(...waveformPeaks(samples, Math.ceil(samples.length / SAMPLES_PER_BLOCK)));
+    }
+    cache.current = { chunks, blocks };
+    return Float32Array.from(blocks);
+  }, [chunks]);
+}
+
 /** Peak bars of the audio so far; bars already played are drawn in the accent colour. */
 export function Waveform({ chunks, progress }: WaveformProps) {
-  // Recomputed only when a chunk arrives, not on every progress tick.
+  const blocks = useBlockPeaks(chunks);
   const peaks = useMemo(() => {
-    const samples = pcm16ToFloat32(concatBytes(chunks.map(base64ToBytes)));
-    const values = waveformPeaks(samples, BARS);
+    const values = waveformPeaks(blocks, BARS);
     const loudest = Math.max(1e-3, ...values);
     return values.map((v) => v / loudest);
-  }, [chunks]);
+  }, [blocks]);
 
   return (
-    <svg viewBox={`0 0 ${BARS} 40`} preserveAspectRatio="none" className="h-16 w-full" aria-hidden="true" data-testid="waveform">
+    <svg viewBox={`0 0 ${Math.max(1, peaks.length)} 40`} preserveAspectRatio="none" className="h-16 w-full" aria-hidden="true" data-testid="waveform">
       {peaks.map((peak, i) => {
         const height = Math.max(1.5, peak * 36);
-        const played = (i + 0.5) / BARS <= progress;
+        const played = (i + 0.5) / peaks.length <= progress;
         return (
           <rect
             key={i}
