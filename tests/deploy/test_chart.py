@@ -15,7 +15,7 @@ import pytest
 import yaml
 from chatterbox_operator import __main__ as operator_main
 from chatterbox_operator import builders
-from chatterbox_operator.schema import KINDS, TTS_DEPLOYMENT
+from chatterbox_operator.schema import DEFAULT_IMAGE, KINDS, TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
 
 from .conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render
@@ -165,7 +165,8 @@ def test_default_tts_deployment_follows_values(render: Render) -> None:
     (tts,) = of_kind(manifests, "TTSDeployment")
     assert tts["spec"]["gpu"] == {"count": 0}
     assert tts["spec"]["model"] == {"source": "random:tiny"}
-    assert tts["spec"]["image"] == "ghcr.io/chatterbox-platform/chatterbox-inference:0.1.0"
+    # The same default image the operator puts in a TTSDeployment that names none.
+    assert tts["spec"]["image"] == DEFAULT_IMAGE
     (library,) = of_kind(manifests, "VoiceLibrary")
     assert tts["spec"]["voiceLibraryRef"] == {"name": library["metadata"]["name"]}
     assert library["spec"] == {"storage": {"size": "1Gi", "storageClassName": "standard"}}
