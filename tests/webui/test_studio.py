@@ -4,6 +4,8 @@ metrics, clone/use/delete a voice, refuse over-long input, surface server errors
 from __future__ import annotations
 
 import re
+import struct
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -66,6 +68,29 @@ def test_typed_text_streams_audio_and_shows_metrics(page: Page) -> None:
     expect(page.get_by_test_id("player-status")).to_have_attribute("data-player", "ended")
 
 
+def test_download_in_the_chosen_format(page: Page) -> None:
+    text_box(page).fill("Save this line to a file.")
+    generate_button(page).click()
+    expect_played_with_metrics(page)
+
+    # WAV is assembled in the browser from the streamed samples.
+    with page.expect_download() as wav_download:
+        page.get_by_role("button", name="Download").click()
+    wav = Path(wav_download.value.path()).read_bytes()
+    assert wav_download.value.suggested_filename.endswith(".wav")
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert struct.unpack_from("<HHI", wav, 20) == (1, 1, 24_000)  # PCM, mono, 24 kHz
+    assert len(wav) > 44
+
+    # Compressed formats are encoded by the server from the session's recorded seed.
+    page.get_by_label("Format").select_option("mp3")
+    with page.expect_download() as mp3_download:
+        page.get_by_role("button", name="Download").click()
+    mp3 = Path(mp3_download.value.path()).read_bytes()
+    assert mp3_download.value.suggested_filename.endswith(".mp3")
+    assert mp3[:3] == b"ID3" or (mp3[0] == 0xFF and mp3[1] & 0xE0 == 0xE0)
+
+
 def test_clone_voice_then_generate_with_it_and_delete_it(
     page: Page, studio_server: StudioServer, reference_wav
 ) -> None:
@@ -82,6 +107,14 @@ def test_clone_voice_then_generate_with_it_and_delete_it(
     expect(picker).to_have_value(voice_id)  # a new clone is selected straight away
     expect(picker.locator(f'option[value="{voice_id}"]')).to_contain_text("E2E Narrator")
     save_screenshot(page, "studio-voice-cloned")
+
+    preview = row.get_by_role("button", name="Preview E2E Narrator")
+    with page.expect_response(lambda r: r.url.endswith(f"/v1/audio/voices/{voice_id}/sample")) as sample:
+        preview.click()
+    assert sample.value.status == 200
+    expect(preview).to_have_text("♪ Playing")
+    expect(preview).to_have_text("▶ Preview")  # the whole reference clip played through
+    expect(page.get_by_role("alert")).to_have_count(0)
 
     requests = record_speech_requests(page)
     text_box(page).fill("Now speaking with the freshly cloned voice.")

@@ -18,14 +18,22 @@ function isBuiltIn(voice: Voice): boolean {
   return voice.id === DEFAULT_PARAMS.voice || voice.builtin === true || voice.built_in === true || voice.type === "builtin";
 }
 
+/** Plays a voice's reference recording; resolves once it has finished (or failed). */
 async function previewVoice(voice: Voice) {
+  let url: string | null = null;
   try {
-    const url = URL.createObjectURL(await chatterboxAPI.getVoiceSample(voice.id));
+    url = URL.createObjectURL(await chatterboxAPI.getVoiceSample(voice.id));
     const audio = new Audio(url);
-    audio.onended = () => URL.revokeObjectURL(url);
+    const finished = new Promise<void>((resolve, reject) => {
+      audio.onended = () => resolve();
+      audio.onerror = () => reject(new Error("the browser cannot decode this recording"));
+    });
     await audio.play();
+    await finished;
   } catch (error) {
     notifyError(`Could not play the sample of "${voice.name}"`, error);
+  } finally {
+    if (url) URL.revokeObjectURL(url);
   }
 }
 
@@ -104,6 +112,7 @@ function CloneForm() {
 
 function VoiceRow({ voice }: { voice: Voice }) {
   const [confirming, setConfirming] = useState(false);
+  const [previewing, setPreviewing] = useState(false);
   const deleteVoice = useDeleteVoice();
   const selected = useStudioStore((s) => s.params.voice === voice.id);
   const setParam = useStudioStore((s) => s.setParam);
@@ -140,8 +149,18 @@ function VoiceRow({ voice }: { voice: Voice }) {
         </div>
       ) : (
         <div className="flex items-center gap-1">
-          <Button size="sm" variant="ghost" onClick={() => void previewVoice(voice)} aria-label={`Preview ${voice.name}`}>
-            ▶ Preview
+          <Button
+            size="sm"
+            variant="ghost"
+            disabled={previewing}
+            onClick={async () => {
+              setPreviewing(true);
+              await previewVoice(voice);
+              setPreviewing(false);
+            }}
+            aria-label={`Preview ${voice.name}`}
+          >
+            {previewing ? "♪ Playing" : "▶ Preview"}
           </Button>
           <Button size="sm" variant="ghost" onClick={() => setParam("voice", voice.id)} disabled={selected} aria-label={`Use ${voice.name}`}>
             Use
