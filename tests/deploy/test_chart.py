@@ -282,3 +282,11 @@ def test_notes_explain_the_first_tts_deployment(chart: helm_python.Chart) -> Non
 def test_values_schema_is_strict_json() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
+
+
+def test_pod_monitor_replaces_the_operator_service_monitor(render: Render) -> None:
+    """Scraping the same pods through both would double every rate on the dashboard."""
+    (tts,) = of_kind(render(COMBINATIONS["monitoring"]), "TTSDeployment")
+    assert tts["spec"]["monitoring"] == {"serviceMonitor": False}
+    (tts,) = of_kind(render({"ttsDeployment": {"enabled": True}}), "TTSDeployment")
+    assert "monitoring" not in tts["spec"]

@@ -157,6 +157,7 @@ def scraped_metrics(tmp_path_factory: pytest.TempPathFactory) -> str:
         server.stop()
 
 
+@pytest.mark.e2e
 def test_every_queried_metric_is_exported(
     scraped_metrics: str, dashboard: dict[str, Any], render: Render
 ) -> None:
@@ -168,6 +169,7 @@ def test_every_queried_metric_is_exported(
     assert missing == set(), f"queried but not in /metrics: {sorted(missing)}"
 
 
+@pytest.mark.e2e
 def test_every_exported_metric_is_on_the_dashboard(scraped_metrics: str, dashboard: dict[str, Any]) -> None:
     # prometheus_client also exports each counter's and histogram's creation time as a `_created` gauge.
     families = {
