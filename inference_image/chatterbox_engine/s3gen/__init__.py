@@ -16,10 +16,12 @@ Public surface (contract with the engine core):
 Randomness (CFM start noise, NSF phases and noise) comes only from the passed `torch.Generator`; `noise` and
 `source` can be injected. Weight norm is folded into plain conv weights at load time.
 
-Streaming: see `streaming.py` (`StreamingVocoder`): the flow is re-run on the tokens so far (prompt + all
-generated tokens) with `finalize=False` until the last chunk, so the conformer sees the same context as a
-one-shot run; only the mel frames not emitted yet are vocoded, with a mel overlap whose excitation `source` is
-carried over and a short crossfade at each joint.
+Streaming helpers (the chunk scheduling itself lives in the engine's `streaming.py`):
+- `flow_inference(..., finalize=False)` drops the last 2 x 3 mel frames, which still depend on the encoder's
+  3-token lookahead; `finalize=True` (default) renders everything.
+- `hift_inference(mel, generator, source=cached)` reuses the first S excitation samples from a previous window
+  over the same audio, so harmonic phases line up and overlapping chunks cross-fade without clicks.
+- `model.apply_trim_fade(wav, s3.trim_fade)` applies upstream's 40 ms trim/fade to the first chunk only.
 """
 
 from .config import S3GenConfig

@@ -87,8 +87,10 @@ class SourceModule(nn.Module):
         harmonics = torch.arange(1, cfg.nb_harmonics + 2, device=f0.device, dtype=f0.dtype)
         cycles = f0.unsqueeze(1) * harmonics[None, :, None] / S3GEN_SR  # (B, H, T)
         theta = 2 * math.pi * (torch.cumsum(cycles, dim=-1) % 1)
+        # U(-pi, pi) initial phases, drawn before the noise (upstream's order, so a generator seeded like
+        # upstream's global RNG reproduces its source).
         phase = torch.rand(b, harmonics.numel(), 1, generator=generator, device=f0.device, dtype=f0.dtype)
-        phase = (phase * 2 - 1) * math.pi
+        phase = -math.pi + phase * (2 * math.pi)
         phase[:, 0] = 0  # the fundamental starts at phase 0
         voiced = (f0 > cfg.nsf_voiced_threshold).to(f0.dtype).unsqueeze(1)  # (B, 1, T)
         noise_amp = voiced * cfg.nsf_sigma + (1 - voiced) * cfg.nsf_alpha / 3

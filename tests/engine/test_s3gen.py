@@ -1,0 +1,193 @@
+"""S3Gen behaviour on tiny random weights: checkpoint layout, loading, shapes, determinism, input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from chatterbox_engine.s3gen import S3Gen, S3GenConfig, S3GenReference
+
+# Copies of the official key tables (key, shape, dtype per line), built from upstream modules.
+KEY_TABLES = Path(__file__).parent / "checkpoint_keys"
+
+
+def read_key_table(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    table = {}
+    for line in (KEY_TABLES / name).read_text().splitlines():
+        key, shape, dtype = line.split("\t")
+        table[key] = (tuple(json.loads(shape.replace("(", "[").replace(",)", "]").replace(")", "]"))), dtype)
+    return table
+
+
+def state_dict_table(model: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> S3Gen:
+    torch.manual_seed(0)
+    return S3Gen(S3GenConfig.tiny())
+
+
+@pytest.fixture(scope="module")
+def reference_audio() -> torch.Tensor:
+    """2.5 s of a voiced-ish test signal at 24 kHz (a harmonic tone plus a little noise)."""
+    t = torch.arange(int(2.5 * 24_000)) / 24_000
+    g = torch.Generator().manual_seed(3)
+    tone = sum(0.2 / k * torch.sin(2 * math.pi * 180 * k * t) for k in range(1, 5))
+    return (tone + 0.02 * torch.randn(t.shape, generator=g))[None].float()
+
+
+@pytest.fixture(scope="module")
+def ref(tiny: S3Gen, reference_audio: torch.Tensor) -> S3GenReference:
+    return tiny.embed_ref(reference_audio)
+
+
+def tokens(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 6561, (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    ("config", "table"), [(S3GenConfig.full, "s3gen.tsv"), (S3GenConfig.full_meanflow, "s3gen_mf.tsv")]
+)
+def test_full_size_state_dict_matches_the_official_key_table(config, table) -> None:
+    with torch.device("meta"):
+        model = S3Gen(config())
+    assert state_dict_table(model) == read_key_table(table)
+
+
+def test_config_round_trips_through_json() -> None:
+    for cfg in (S3GenConfig.full(), S3GenConfig.tiny(), S3GenConfig.full_meanflow()):
+        assert S3GenConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown S3Gen config fields"):
+        S3GenConfig.from_dict({"hift": {"base_chanels": 3}})
+
+
+def test_embed_ref_gives_aligned_prompt(ref: S3GenReference) -> None:
+    n_prompt = ref.prompt_token.size(1)
+    assert n_prompt == 62  # 2.5 s at 25 Hz, the odd 20 ms frame dropped
+    assert ref.prompt_token.dtype == torch.long and int(ref.prompt_token_len) == n_prompt
+    assert int(ref.prompt_token.min()) >= 0 and int(ref.prompt_token.max()) < 6561
+    assert ref.prompt_feat.shape == (1, 2 * n_prompt, 80)
+    assert ref.embedding.shape == (1, 192) and torch.isfinite(ref.embedding).all()
+
+
+def test_reference_round_trips_through_tensors(ref: S3GenReference) -> None:
+    again = S3GenReference.from_tensors(ref.to_tensors())
+    for key, value in ref.to_tensors().items():
+        assert torch.equal(value, again.to_tensors()[key])
+    with pytest.raises(ValueError, match="prompt_feat"):
+        S3GenReference.from_tensors({**ref.to_tensors(), "prompt_feat": ref.prompt_feat[:, :10]})
+    with pytest.raises(ValueError, match="missing"):
+        S3GenReference.from_tensors({"prompt_token": ref.prompt_token})
+
+
+def test_inference_makes_960_samples_per_token_with_trim_fade(tiny: S3Gen, ref: S3GenReference) -> None:
+    wav = tiny.inference(tokens(20), ref, torch.Generator().manual_seed(0))
+    assert wav.shape == (1, 20 * 960)
+    assert torch.isfinite(wav).all() and wav.abs().max() <= 0.99
+    assert torch.count_nonzero(wav[:, :480]) == 0  # first 20 ms silenced
+    assert wav[:, 960:].abs().max() > 0
+
+
+def test_same_seed_same_audio_and_no_global_rng(tiny: S3Gen, ref: S3GenReference) -> None:
+    torch.manual_seed(1)
+    a = tiny.inference(tokens(12), ref, torch.Generator().manual_seed(7))
+    torch.manual_seed(2)  # the global RNG must not matter
+    b = tiny.inference(tokens(12), ref, torch.Generator().manual_seed(7))
+    c = tiny.inference(tokens(12), ref, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_injected_noise_replaces_the_generator(tiny: S3Gen, ref: S3GenReference) -> None:
+    n_frames = ref.prompt_feat.size(1) + 2 * 10
+    noise = torch.randn(1, 80, n_frames, generator=torch.Generator().manual_seed(0))
+    a = tiny.flow_inference(tokens(10), ref, torch.Generator().manual_seed(1), noise=noise)
+    b = tiny.flow_inference(tokens(10), ref, torch.Generator().manual_seed(2), noise=noise)
+    assert a.shape == (1, 80, 20) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="noise must be shaped"):
+        tiny.flow_inference(tokens(10), ref, None, noise=noise[..., :-1])
+
+
+def test_unfinalized_flow_holds_back_the_lookahead_frames(tiny: S3Gen, ref: S3GenReference) -> None:
+    mel = tiny.flow_inference(tokens(10), ref, torch.Generator().manual_seed(0), finalize=False)
+    assert mel.shape == (1, 80, 20 - 6)
+
+
+def test_hift_source_override_is_used_as_prefix(tiny: S3Gen) -> None:
+    mel = torch.randn(1, 80, 8, generator=torch.Generator().manual_seed(0)) - 5
+    wav, source = tiny.hift_inference(mel, torch.Generator().manual_seed(0))
+    assert wav.shape == (1, 8 * 480) and source.shape == (1, 1, 8 * 480)
+    cached = torch.zeros(1, 1, 960)
+    _, source2 = tiny.hift_inference(mel, torch.Generator().manual_seed(0), source=cached)
+    assert torch.equal(source2[..., :960], cached) and torch.equal(source2[..., 960:], source[..., 960:])
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.tensor([[0, 6561]]), r"\[0, 6561\)"),
+        (torch.tensor([[-1, 3]]), r"\[0, 6561\)"),
+        (torch.zeros(1, 0, dtype=torch.long), "empty"),
+        (torch.zeros(2, 4, dtype=torch.long), "one utterance"),
+    ],
+)
+def test_bad_tokens_are_rejected(tiny: S3Gen, ref: S3GenReference, bad: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny.inference(bad, ref, torch.Generator())
+
+
+def test_bad_reference_shapes_are_rejected(tiny: S3Gen) -> None:
+    with pytest.raises(ValueError, match=r"\(1, T\)"):
+        tiny.embed_ref(torch.zeros(2, 24_000))
+    with pytest.raises(ValueError, match=r"\(B, T\)"):
+        tiny.tokenize(torch.zeros(16_000))
+    with pytest.raises(ValueError, match="30 s"):
+        tiny.tokenize(torch.zeros(1, 31 * 16_000))
+
+
+def test_tokenize_respects_max_len(tiny: S3Gen, reference_audio: torch.Tensor) -> None:
+    wav16k = reference_audio[:, ::3].repeat_interleave(2, dim=1)  # any 16 kHz signal will do here
+    codes, lens = tiny.tokenize(wav16k, max_len=10)
+    assert codes.shape == (1, 10) and lens.tolist() == [10]
+
+
+def _legacy_spelling(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in state_dict.items():
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        renamed[key.replace("parametrizations.weight.original1", "weight_v")] = value
+    return renamed
+
+
+def test_checkpoint_spellings_and_missing_front_end_buffers_load_strictly(tiny: S3Gen, ref, tmp_path) -> None:
+    state = tiny.state_dict()
+    assert "mel2wav.conv_pre.parametrizations.weight.original0" in state
+    # A weight-normed conv with g != |v| must fold to g · v / |v|.
+    state["mel2wav.conv_pre.parametrizations.weight.original0"] = (
+        state["mel2wav.conv_pre.parametrizations.weight.original0"] * 2
+    )
+    for variant in (state, _legacy_spelling(state)):
+        variant = {
+            k: v for k, v in variant.items() if k not in ("tokenizer._mel_filters", "tokenizer.window")
+        }
+        model = S3Gen(S3GenConfig.tiny())
+        model.load_state_dict(variant, strict=True)
+        assert torch.allclose(model.mel2wav.conv_pre.weight, 2 * tiny.mel2wav.conv_pre.weight, atol=1e-6)
+        assert torch.equal(model.tokenizer._mel_filters, tiny.tokenizer._mel_filters)
+    with pytest.raises(RuntimeError, match="flow.encoder_proj.bias"):
+        S3Gen(S3GenConfig.tiny()).load_state_dict(
+            {k: v for k, v in state.items() if k != "flow.encoder_proj.bias"}, strict=True
+        )
+
+
+def test_saved_state_reloads_to_the_same_audio(tiny: S3Gen, ref: S3GenReference) -> None:
+    model = S3Gen(S3GenConfig.tiny())
+    model.load_state_dict(tiny.state_dict(), strict=True)
+    a = tiny.inference(tokens(8), ref, torch.Generator().manual_seed(0))
+    b = model.inference(tokens(8), ref, torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-5)
