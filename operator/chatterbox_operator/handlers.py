@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from chatterbox_operator import builders, kube, reconcile
+from chatterbox_operator import builders, kube, reconcile, status
 from chatterbox_operator import resources as r
 from chatterbox_operator.schema import GROUP
 
@@ -44,16 +44,26 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.api.close()
 
 
+def _write_status(
+    body: kopf.Body, patch: kopf.Patch, new_status: dict[str, Any], condition: str, bad: str
+) -> None:
+    """Stage the new status; post one Warning event when a problem appears (not on every resync)."""
+    if status.new_problem(body.get("status"), new_status, condition, bad):
+        problem = status.find_condition(new_status, condition)
+        kopf.warn(body, reason=problem["reason"], message=problem["message"])
+    patch.status.update(new_status)
+
+
 @kopf.on.resume(*_TTS)
 @kopf.on.create(*_TTS)
 @kopf.on.update(*_TTS)
 async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    patch.status.update(await reconcile.tts_deployment(memo.api, body))
+    _write_status(body, patch, await reconcile.tts_deployment(memo.api, body), status.DEGRADED, "True")
 
 
 @kopf.timer(*_TTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def resync_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    patch.status.update(await reconcile.tts_deployment(memo.api, body))
+    _write_status(body, patch, await reconcile.tts_deployment(memo.api, body), status.DEGRADED, "True")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
@@ -67,13 +77,13 @@ async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo,
 @kopf.on.create(*_LIBRARY)
 @kopf.on.update(*_LIBRARY)
 async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    patch.status.update(await reconcile.voice_library(memo.api, body))
+    _write_status(body, patch, await reconcile.voice_library(memo.api, body), status.READY, "False")
 
 
 @kopf.timer(*_LIBRARY, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def resync_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     if not body.metadata.get("deletionTimestamp"):
-        patch.status.update(await reconcile.voice_library(memo.api, body))
+        _write_status(body, patch, await reconcile.voice_library(memo.api, body), status.READY, "False")
 
 
 @kopf.on.delete(*_LIBRARY)
@@ -82,7 +92,8 @@ async def release_voice_library(body: kopf.Body, memo: kopf.Memo, logger: kopf.L
     if users:
         # Reported, not forced: the library stays (Terminating) until its users are gone.
         message = f"in use by TTSDeployment {', '.join(users)}; delete or repoint them first"
+        if status.find_condition(body.get("status"), status.DELETION_BLOCKED).get("status") != "True":
+            kopf.warn(body, reason="InUse", message=message)
         await reconcile.mark_library_in_use(memo.api, body, message)
         raise kopf.TemporaryError(message, delay=RESYNC_SECONDS)
-    outcome = await reconcile.release_library_claim(memo.api, body)
-    logger.info(outcome)
+    logger.info(await reconcile.release_library_claim(memo.api, body))

@@ -105,16 +105,18 @@ class KubeApi:
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
-        async with self._session.request(
-            method, self._server + path, data=data, headers=headers, params=params
-        ) as response:
-            payload = await response.json(content_type=None) if response.content_length != 0 else {}
-            if response.status >= 400:
-                payload = payload if isinstance(payload, dict) else {}
-                raise ApiError(
-                    response.status, payload.get("reason", response.reason or ""), payload.get("message", "")
-                )
-            return payload or {}
+        try:
+            async with self._session.request(
+                method, self._server + path, data=data, headers=headers, params=params
+            ) as response:
+                payload = await response.json(content_type=None) if response.content_length != 0 else {}
+                status, reason = response.status, response.reason or ""
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise ApiError(503, "Unavailable", f"{method} {path}: {error!r}") from error
+        if status >= 400:
+            payload = payload if isinstance(payload, dict) else {}
+            raise ApiError(status, payload.get("reason", reason), payload.get("message", ""))
+        return payload or {}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:

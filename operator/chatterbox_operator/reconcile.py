@@ -127,23 +127,16 @@ async def refresh_tts_status_from(api: KubeApi, deployment: dict[str, Any]) -> N
         spec = checked_spec(TTS_DEPLOYMENT, owner)
     except InvalidSpec:
         return  # the owner's own reconcile reports this
-    # A failure condition set by the last reconcile stays until a reconcile clears it.
-    if status.condition_status(owner.get("status"), status.DEGRADED) == "True" and _reconcile_failed(owner):
+    # A failure found by the last full reconcile stays until a reconcile clears it.
+    degraded = status.find_condition(owner.get("status"), status.DEGRADED)
+    if degraded.get("status") == "True" and degraded.get("reason") in RECONCILE_FAILURES:
         return
     new_status = await _observed_status(api, owner, spec, deployment, None)
     await api.patch_status(r.TTS_DEPLOYMENTS, namespace, owner["metadata"]["name"], new_status)
 
 
-def _reconcile_failed(owner: dict[str, Any]) -> bool:
-    for item in owner.get("status", {}).get("conditions", []):
-        if item.get("type") == status.DEGRADED:
-            return item.get("reason") in {
-                "InvalidSpec",
-                "VoiceLibraryNotFound",
-                "VoiceLibraryInvalid",
-                "ApplyFailed",
-            }
-    return False
+# Degraded reasons that only a full reconcile can clear (not a Deployment status change).
+RECONCILE_FAILURES = {"InvalidSpec", "VoiceLibraryNotFound", "VoiceLibraryInvalid", "ApplyFailed"}
 
 
 # -- VoiceLibrary -----------------------------------------------------------------------------------

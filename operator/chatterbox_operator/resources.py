@@ -63,7 +63,7 @@ API_CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (GROUP, "voicelibraries", ("get", *_KOPF_WATCH)),
     (GROUP, "voicelibraries/status", ("patch",)),
     # Children of a TTSDeployment; optional ones are deleted when switched off.
-    ("apps", "deployments", ("get", "list", "watch", *_APPLY)),
+    ("apps", "deployments", ("list", "watch", *_APPLY)),
     ("", "services", _APPLY),
     ("networking.k8s.io", "ingresses", (*_APPLY, "delete")),
     ("autoscaling", "horizontalpodautoscalers", (*_APPLY, "delete")),
@@ -73,14 +73,14 @@ API_CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "persistentvolumeclaims", ("get", *_APPLY, "delete")),
     # Pod scheduling failures become a Degraded condition.
     ("", "pods", ("list",)),
-    # kopf: Kubernetes events for handler outcomes, and (cluster-wide mode) namespaces and CRDs.
+    # kopf: Warning events when a problem appears (core v1 events only), CRDs appearing at runtime,
+    # and with --namespace the namespaces matching it.
     ("", "events", ("create",)),
-    ("events.k8s.io", "events", ("create",)),
-    ("", "namespaces", ("list", "watch")),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
-    # kopf peering, for running several operator replicas (hot standby).
-    ("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch")),
-    ("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch")),
+    ("", "namespaces", ("list", "watch")),
+    # kopf peering with --peering (hot standby): cluster-wide, or per namespace with --namespace.
+    ("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch")),
+    ("kopf.dev", "kopfpeerings", ("list", "watch", "patch")),
 )
 
 

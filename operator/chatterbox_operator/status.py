@@ -61,11 +61,21 @@ def merge_conditions(
     return list(merged.values())
 
 
-def condition_status(status: dict[str, Any] | None, condition_type: str) -> str | None:
+def find_condition(status: dict[str, Any] | None, condition_type: str) -> dict[str, Any]:
+    """The condition of that type in a status dict, or {} when there is none."""
     for item in (status or {}).get("conditions", []):
         if item.get("type") == condition_type:
-            return item.get("status")
-    return None
+            return item
+    return {}
+
+
+def new_problem(
+    old_status: dict[str, Any] | None, new_status: dict[str, Any], condition_type: str, bad: str
+) -> bool:
+    """Whether `condition_type` just turned `bad` (or stayed bad for a new reason): worth one Event,
+    unlike every resync that finds the same problem again."""
+    old, new = find_condition(old_status, condition_type), find_condition(new_status, condition_type)
+    return new.get("status") == bad and (old.get("status") != bad or old.get("reason") != new.get("reason"))
 
 
 # -- TTSDeployment ----------------------------------------------------------------------------------
