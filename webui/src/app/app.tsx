@@ -1,10 +1,12 @@
 import { ToastViewport } from "@/components/ui/toast-viewport";
 import { ConnectionSettings } from "@/app/connection-settings";
+import { ModelPicker } from "@/features/models/components/model-picker";
 import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
 import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
 import { TextInput } from "@/features/speech/components/text-input";
 import { TTSParameters } from "@/features/speech/components/tts-parameters";
 import { VoiceLibrary } from "@/features/voices/components/voice-library";
+import { VoicePicker } from "@/features/voices/components/voice-picker";
 
 export function App() {
   return (
@@ -25,7 +27,14 @@ export function App() {
           <VoiceLibrary />
         </main>
         <aside className="space-y-4 lg:col-start-3 lg:row-start-1" aria-label="Settings">
-          <TTSParameters />
+          <TTSParameters
+            pickers={
+              <>
+                <VoicePicker />
+                <ModelPicker />
+              </>
+            }
+          />
         </aside>
         <nav className="lg:col-start-1 lg:row-start-1" aria-label="Sessions">
           <SessionsSidebar />

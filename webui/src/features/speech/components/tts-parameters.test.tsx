@@ -16,17 +16,6 @@ function serveCatalog() {
 }
 
 describe("TTSParameters", () => {
-  it("offers the server's voices and models", async () => {
-    serveCatalog();
-    renderWithQueries(<TTSParameters />);
-    expect(await screen.findByRole("option", { name: "Ada" })).toBeTruthy();
-    expect(await screen.findByRole("option", { name: "tts-1" })).toBeTruthy();
-
-    fireEvent.change(screen.getByLabelText("Voice"), { target: { value: "voice_1" } });
-    fireEvent.change(screen.getByLabelText("Model"), { target: { value: "tts-1" } });
-    expect(useStudioStore.getState().params).toMatchObject({ voice: "voice_1", model: "tts-1" });
-  });
-
   it("moves a slider, shows its value, and resets it", () => {
     serveCatalog();
     renderWithQueries(<TTSParameters />);

@@ -1,60 +1,10 @@
-import { useId } from "react";
+import { useId, type ReactNode } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { SliderField } from "@/components/ui/slider-field";
-import { useModels } from "@/features/models/api/get-models";
-import { useVoices } from "@/features/voices/api/get-voices";
 import { DEFAULT_PARAMS, MAX_SEED, SLIDERS } from "@/lib/parameters";
 import { useStudioStore } from "@/lib/store";
-
-const selectClass =
-  "w-full rounded-lg border border-slate-300 bg-white px-2.5 py-2 text-sm focus:outline-2 focus:outline-indigo-600";
-
-function VoicePicker() {
-  const id = useId();
-  const voice = useStudioStore((s) => s.params.voice);
-  const setParam = useStudioStore((s) => s.setParam);
-  const { data: voices = [], isPending } = useVoices();
-  // Keep the stored choice visible even before the list loads (or if it was deleted elsewhere).
-  const options = voices.some((v) => v.id === voice) ? voices : [{ id: voice, name: voice }, ...voices];
-  return (
-    <div className="space-y-1">
-      <label htmlFor={id} className="text-sm font-medium text-slate-800">
-        Voice
-      </label>
-      <select id={id} value={voice} onChange={(e) => setParam("voice", e.target.value)} className={selectClass} aria-busy={isPending}>
-        {options.map((v) => (
-          <option key={v.id} value={v.id}>
-            {v.name}
-          </option>
-        ))}
-      </select>
-    </div>
-  );
-}
-
-function ModelPicker() {
-  const id = useId();
-  const model = useStudioStore((s) => s.params.model);
-  const setParam = useStudioStore((s) => s.setParam);
-  const { data: models = [] } = useModels();
-  const options = models.some((m) => m.id === model) ? models : [{ id: model }, ...models];
-  return (
-    <div className="space-y-1">
-      <label htmlFor={id} className="text-sm font-medium text-slate-800">
-        Model
-      </label>
-      <select id={id} value={model} onChange={(e) => setParam("model", e.target.value)} className={selectClass}>
-        {options.map((m) => (
-          <option key={m.id} value={m.id}>
-            {m.id}
-          </option>
-        ))}
-      </select>
-    </div>
-  );
-}
 
 function SeedField() {
   const id = useId();
@@ -92,8 +42,11 @@ function SeedField() {
   );
 }
 
-/** Voice and model pickers plus the tuning sliders, each with its value and a reset. */
-export function TTSParameters() {
+/**
+ * The tuning sliders, each with its value and a reset, plus the seed. `pickers` are the voice and
+ * model selects, composed in by the app so this feature does not reach into the voices/models ones.
+ */
+export function TTSParameters({ pickers }: { pickers?: ReactNode }) {
   const id = useId();
   const params = useStudioStore((s) => s.params);
   const setParam = useStudioStore((s) => s.setParam);
@@ -110,10 +63,7 @@ export function TTSParameters() {
       }
     >
       <div className="space-y-4">
-        <div className="grid grid-cols-2 gap-3">
-          <VoicePicker />
-          <ModelPicker />
-        </div>
+        {pickers ? <div className="grid grid-cols-2 gap-3">{pickers}</div> : null}
         {SLIDERS.map((spec) => (
           <SliderField
             key={spec.key}

@@ -1,0 +1,61 @@
+/**
+ * The layout rules of style.md §8(d), checked on every test run: kebab-case file and folder
+ * names, and one-way imports (shared code -> features -> app, and no feature importing another;
+ * the app composes features).
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const SRC = dirname(fileURLToPath(import.meta.url));
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? [path, ...walk(path)] : [path];
+  });
+}
+
+const paths = walk(SRC).map((path) => relative(SRC, path).split("\\").join("/"));
+const sourceFiles = paths.filter((p) => /\.(ts|tsx)$/.test(p));
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(SRC, file), "utf8");
+  return [...text.matchAll(/from\s+"(@\/[^"]+)"/g)].map((m) => m[1].slice(2));
+}
+
+describe("source layout", () => {
+  it("names every file and folder in kebab-case", () => {
+    const kebab = /^[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+)*$/;
+    const offenders = paths.filter((p) => !kebab.test(p.split("/").pop()!));
+    expect(offenders).toEqual([]);
+  });
+
+  it("keeps imports one-way: shared code never imports features or the app", () => {
+    const shared = sourceFiles.filter((f) => /^(lib|components|config)\//.test(f));
+    const offenders = shared.flatMap((f) =>
+      importsOf(f)
+        .filter((target) => /^(features|app)\//.test(target))
+        .map((target) => `${f} -> ${target}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it("keeps features independent of each other", () => {
+    const offenders = sourceFiles
+      .filter((f) => f.startsWith("features/"))
+      .flatMap((f) => {
+        const own = f.split("/")[1];
+        return importsOf(f)
+          .filter((target) => target.startsWith("features/") && target.split("/")[1] !== own)
+          .map((target) => `${f} -> ${target}`);
+      });
+    expect(offenders).toEqual([]);
+  });
+
+  it("keeps files small", () => {
+    const long = sourceFiles.filter((f) => readFileSync(join(SRC, f), "utf8").split("\n").length > 400);
+    expect(long).toEqual([]);
+  });
+});

@@ -1,0 +1,28 @@
+import { useId } from "react";
+
+import { selectClass } from "@/components/ui/select-class";
+import { useModels } from "@/features/models/api/get-models";
+import { useStudioStore } from "@/lib/store";
+
+/** Picks the model name sent with each request. */
+export function ModelPicker() {
+  const id = useId();
+  const model = useStudioStore((s) => s.params.model);
+  const setParam = useStudioStore((s) => s.setParam);
+  const { data: models = [] } = useModels();
+  const options = models.some((m) => m.id === model) ? models : [{ id: model }, ...models];
+  return (
+    <div className="space-y-1">
+      <label htmlFor={id} className="text-sm font-medium text-slate-800">
+        Model
+      </label>
+      <select id={id} value={model} onChange={(e) => setParam("model", e.target.value)} className={selectClass}>
+        {options.map((m) => (
+          <option key={m.id} value={m.id}>
+            {m.id}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
