@@ -16,7 +16,7 @@ import torch
 
 from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
-from .loading import Models
+from .loading import Models, write_models
 from .s3gen.config import S3_SR, S3GEN_SR
 from .sampling import SamplingParams
 from .streaming import ChunkPlan, ChunkRenderer
@@ -120,6 +120,10 @@ class Engine:
             "watermark": watermark,
         }
         self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference())
+
+    def save_checkpoint(self, folder) -> None:
+        """Write this engine's weights, tokenizer and default voice in the official layout."""
+        write_models(self.models, folder, self.default_voice)
 
     # -- voices -------------------------------------------------------------------------------------------
 

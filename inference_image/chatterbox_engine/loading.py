@@ -28,6 +28,7 @@ from .checkpoint import (
     VE_FILE,
     ModelConfigs,
     make_tokenizer_json,
+    write_checkpoint,
 )
 from .errors import CheckpointError
 from .s3gen import S3Gen
@@ -208,3 +209,17 @@ def resolve_models(source: str, cache_dir: str | None = None) -> Models:
             f"(owner/name[@revision]) nor one of {', '.join(RANDOM_SOURCES)}"
         )
     return load_folder(download(repo, revision or None, cache_dir))
+
+
+def write_models(models: Models, folder: str | Path, default_voice: Voice | None = None) -> Path:
+    """Write models (and the built-in voice as `conds.pt`) in the official layout."""
+    voice = default_voice or models.default_voice
+    return write_checkpoint(
+        folder,
+        configs=models.configs,
+        ve_state=models.voice_encoder.state_dict(),
+        t3_state={k: v.float() for k, v in models.t3.state_dict().items()},
+        s3gen_state=models.s3gen.state_dict(),
+        tokenizer_json=models.tokenizer.tokenizer.to_str(),
+        conds=voice.to_conds() if voice is not None else None,
+    )

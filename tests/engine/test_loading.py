@@ -1,0 +1,123 @@
+"""Loading: folders in the official layout (strict), the Hugging Face cache, random sources."""
+
+import shutil
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import chatterbox_engine as ce
+from chatterbox_engine.checkpoint import OFFICIAL_FILES, T3_FILE
+from chatterbox_engine.t3 import T3Config
+
+
+def test_tiny_checkpoint_round_trips_with_identical_output(tiny_engine, tiny_checkpoint):
+    loaded = ce.load(str(tiny_checkpoint), watermark=False)
+    for key, value in tiny_engine.t3.state_dict().items():
+        assert torch.equal(loaded.t3.state_dict()[key], value), key
+    voice = loaded.default_voice
+    assert torch.equal(voice.prompt_tokens, tiny_engine.default_voice.prompt_tokens)
+    a = tiny_engine.generate("Round trip.", seed=3).audio
+    b = loaded.generate("Round trip.", seed=3).audio
+    np.testing.assert_array_equal(a, b)
+
+
+def _copy(folder, tmp_path):
+    target = tmp_path / "ckpt"
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_missing_and_unexpected_keys_are_named(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / T3_FILE)
+    del state["speech_head.weight"]
+    state["tfmr.layers.99.bogus"] = torch.zeros(1)
+    save_file(state, folder / T3_FILE)
+    with pytest.raises(ce.CheckpointError) as error:
+        ce.load(str(folder), watermark=False)
+    message = str(error.value)
+    assert "t3_cfg.safetensors" in message
+    assert "missing keys: speech_head.weight" in message
+    assert "unexpected keys: tfmr.layers.99.bogus" in message
+
+
+def test_wrong_shapes_are_named(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / T3_FILE)
+    state["text_emb.weight"] = state["text_emb.weight"][:10]
+    save_file(state, folder / T3_FILE)
+    with pytest.raises(ce.CheckpointError, match=r"wrong shapes: text_emb.weight \(10, 64\)"):
+        ce.load(str(folder), watermark=False)
+
+
+def test_incomplete_folder_lists_missing_files(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ce.CheckpointError, match="missing tokenizer.json"):
+        ce.load(str(folder))
+
+
+@pytest.mark.parametrize("source", ["random:huge", "not a repo", "a/b/c", "/no/such/folder"])
+def test_unknown_sources_are_checkpoint_errors(source):
+    with pytest.raises(ce.CheckpointError):
+        ce.load(source)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [({"dtype": "int8"}, "dtype"), ({"device": "tpu:9"}, "device")])
+def test_bad_device_or_dtype_are_parameter_errors(kwargs, error):
+    with pytest.raises(ce.InvalidParameterError, match=error):
+        ce.load("random:tiny", **kwargs)
+
+
+@pytest.fixture
+def offline_hub_cache(tiny_checkpoint, tmp_path, monkeypatch):
+    """An offline Hugging Face cache holding ResembleAI/chatterbox at one commit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--ResembleAI--chatterbox"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in [*OFFICIAL_FILES, "engine_config.json"]:
+        shutil.copy(tiny_checkpoint / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub", commit
+
+
+def test_hub_source_resolves_from_the_offline_cache(offline_hub_cache, monkeypatch):
+    cache, commit = offline_hub_cache
+    engine = ce.load("ResembleAI/chatterbox", cache_dir=str(cache), watermark=False)
+    assert engine.info["model"] == "ResembleAI/chatterbox"
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(cache))
+    assert ce.load(f"ResembleAI/chatterbox@{commit}", watermark=False).default_voice is not None
+
+
+def test_hub_source_missing_from_the_offline_cache_is_a_clear_error(offline_hub_cache):
+    cache, _ = offline_hub_cache
+    with pytest.raises(ce.CheckpointError, match="cannot download ve.safetensors from ResembleAI/other"):
+        ce.load("ResembleAI/other", cache_dir=str(cache))
+
+
+@pytest.mark.parametrize("source", ["random:tiny"])
+def test_random_sources_are_seeded(source, tiny_engine):
+    again = ce.load(source, watermark=False)
+    for key, value in tiny_engine.t3.state_dict().items():
+        assert torch.equal(again.t3.state_dict()[key], value), key
+    assert again.info == {**tiny_engine.info}
+
+
+@pytest.mark.parity
+def test_random_full_is_written_with_the_official_keys_and_loads_strictly(
+    full_checkpoint, full_engine, checkpoint_table
+):
+    for file_name, table in [("t3_cfg.safetensors", "t3_en"), ("ve.safetensors", "ve")]:
+        written = {k: tuple(v.shape) for k, v in load_file(full_checkpoint / file_name).items()}
+        assert written == checkpoint_table(table), file_name
+    s3gen_keys = set(load_file(full_checkpoint / "s3gen.safetensors"))
+    assert len(s3gen_keys) == 2490
+    assert not (full_checkpoint / "engine_config.json").exists()  # official shapes need no config
+    assert full_engine.t3.cfg == T3Config.full()

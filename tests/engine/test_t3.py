@@ -1,0 +1,65 @@
+"""T3: the static-KV-cache decode path agrees with a full recomputation, and RoPE follows llama3."""
+
+import math
+
+import torch
+
+from chatterbox_engine.loading import randomize_t3_
+from chatterbox_engine.t3 import T3, T3Config, llama3_inv_freq
+from chatterbox_engine.voice_encoder import VoiceEncoder, VoiceEncoderConfig
+
+
+def _tiny_t3() -> T3:
+    t3 = T3(T3Config.tiny()).eval()
+    with torch.no_grad():
+        randomize_t3_(t3, torch.Generator().manual_seed(0))
+    return t3
+
+
+@torch.inference_mode()
+def test_cached_decode_matches_full_sequence_forward():
+    t3 = _tiny_t3()
+    cfg = t3.cfg
+    g = torch.Generator().manual_seed(1)
+    cond = t3.embed_conditioning(
+        torch.randn(1, cfg.speaker_embed_size, generator=g),
+        torch.randint(0, 6561, (1, 20), generator=g),
+        torch.tensor([0.7]),
+    )
+    text = torch.tensor([[255, 10, 2, 11, 0]])
+    prefill = t3.prefill_embeds(cond, text, cfg_rows=True)  # (2, P, C)
+    steps = torch.randint(0, 6561, (1, 6), generator=g)
+    step_embeds = [t3.embed_speech(steps[:, i : i + 1], i + 1).expand(2, -1, -1) for i in range(6)]
+
+    cache = t3.new_cache(2, prefill.shape[1] + 6)
+    incremental = [t3(prefill, cache, 0)[:, -1]]
+    for i, emb in enumerate(step_embeds[:-1]):
+        incremental.append(t3(emb, cache, prefill.shape[1] + i)[:, -1])
+
+    everything = torch.cat([prefill, *step_embeds[:-1]], dim=1)
+    full = t3(everything, t3.new_cache(2, everything.shape[1]), 0)
+    expected = full[:, prefill.shape[1] - 1 :]
+    assert torch.allclose(torch.stack(incremental, dim=1), expected, atol=1e-5)
+    # The unconditional row differs only through its zeroed text embeddings.
+    assert not torch.allclose(expected[0], expected[1])
+
+
+def test_llama3_rope_rescales_only_low_frequencies():
+    cfg = T3Config.full()
+    plain = 1.0 / (cfg.rope_theta ** (torch.arange(0, 64, 2).float() / 64))
+    scaled = llama3_inv_freq(cfg)
+    assert torch.allclose(scaled[:4], plain[:4])  # short wavelengths untouched
+    assert torch.allclose(scaled[-1], plain[-1] / cfg.rope_factor)  # long ones divided by the factor
+    assert 2 * math.pi / plain[-1] > cfg.rope_original_max_positions
+
+
+def test_state_dict_keys_mirror_the_official_checkpoint(checkpoint_table):
+    with torch.device("meta"):
+        t3 = T3(T3Config.full())
+    ours = {k: tuple(v.shape) for k, v in t3.state_dict().items()}
+    assert ours == checkpoint_table("t3_en")
+
+
+def test_voice_encoder_keys_mirror_the_official_checkpoint(checkpoint_table):
+    ve = VoiceEncoder(VoiceEncoderConfig.full())
+    assert {k: tuple(v.shape) for k, v in ve.state_dict().items()} == checkpoint_table("ve")
