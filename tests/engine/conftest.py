@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+import chatterbox_engine as ce
 import pytest
 import torch
-
-import chatterbox_engine as ce
 from chatterbox_engine.loading import random_models, write_models
 
 

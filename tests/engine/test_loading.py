@@ -2,15 +2,14 @@
 
 import shutil
 
+import chatterbox_engine as ce
 import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-import chatterbox_engine as ce
 from chatterbox_engine.checkpoint import OFFICIAL_FILES, T3_FILE
 from chatterbox_engine.t3 import T3Config
+from safetensors.torch import load_file, save_file
 
 
 def test_tiny_checkpoint_round_trips_with_identical_output(tiny_engine, tiny_checkpoint):

@@ -1,9 +1,8 @@
 """Sampling: the upstream processing order, each filter, and per-request generators."""
 
+import chatterbox_engine as ce
 import pytest
 import torch
-
-import chatterbox_engine as ce
 from chatterbox_engine.sampling import (
     SamplingParams,
     apply_min_p,

@@ -3,7 +3,6 @@
 import math
 
 import torch
-
 from chatterbox_engine.loading import randomize_t3_
 from chatterbox_engine.t3 import T3, T3Config, llama3_inv_freq
 from chatterbox_engine.voice_encoder import VoiceEncoder, VoiceEncoderConfig

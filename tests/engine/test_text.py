@@ -1,8 +1,7 @@
 """Text front end: upstream normalisation, tokenisation and sentence splitting."""
 
-import pytest
-
 import chatterbox_engine as ce
+import pytest
 from chatterbox_engine.checkpoint import make_tokenizer_json
 from chatterbox_engine.text import EnTokenizer, check_text, punc_norm, split_sentences
 
