@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 from .engine_adapter import EngineAdapter
-from .errors import install_error_handlers
+from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
 from .routers import speech, system, voices
 from .scheduler import Scheduler
@@ -105,8 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="OpenAI-compatible text-to-speech API serving Resemble AI's Chatterbox.",
         lifespan=lifespan,
-        # Refuses oversized bodies (voice uploads) with 413 before they are read.
-        max_body_size=settings.max_voice_upload_bytes + _BODY_OVERHEAD_BYTES,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -118,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     _serve_webui(app, settings.webui_dir or _REPO_WEBUI_DIST)
 
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_voice_upload_bytes + _BODY_OVERHEAD_BYTES)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 
@@ -135,3 +135,38 @@ def _serve_webui(app: FastAPI, dist: Path) -> None:
 async def _client_gone(_: Request, __: ClientGone) -> Response:
     # Nobody is listening; 499 (nginx's "client closed request") keeps the metrics honest.
     return Response(status_code=499)
+
+
+class BodySizeLimit:
+    """Refuses oversized bodies with an OpenAI-shaped 413 before they are read or spooled to disk."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            body = error_body(self._message(), "invalid_request_error", code="request_too_large")
+            await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            # Bodies without a Content-Length (chunked uploads) are counted as they arrive.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException passes through FastAPI's body parsing to the error handlers.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _message(self) -> str:
+        return f"request body is larger than {self.max_bytes / 2**20:.0f} MiB"

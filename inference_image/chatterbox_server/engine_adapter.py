@@ -5,6 +5,7 @@ Everything else in the server sees plain numpy audio, opaque voice objects and `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -84,17 +85,21 @@ class EngineAdapter:
         self, text: str, voice: Any, params: SamplingParams, *, seed: int | None
     ) -> Iterator[AudioPiece]:
         """Audio for `text` as it is made; closing the iterator stops the engine at its next chunk."""
-        chunks = self._engine.generate_stream(text, voice, seed=seed, **dataclasses.asdict(params))
-        try:
-            for chunk in self._translating_errors(chunks):
-                yield AudioPiece(np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens))
-        finally:
-            chunks.close()
+        with self._translated_errors():
+            # The engine validates its arguments when called, and may fail again while generating.
+            chunks = self._engine.generate_stream(text, voice, seed=seed, **dataclasses.asdict(params))
+            try:
+                for chunk in chunks:
+                    yield AudioPiece(
+                        np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens)
+                    )
+            finally:
+                chunks.close()
 
     def embed_voice(self, audio: np.ndarray, sample_rate: int) -> Any:
         try:
             return self._engine.embed_voice(audio, sample_rate)
-        except self._ce.EngineError as error:
+        except self._ce.EngineError as error:  # e.g. a clip too short to learn a voice from
             raise InvalidRequest(str(error), param="audio_sample") from error
 
     def save_voice(self, voice: Any, path: Path) -> None:
@@ -111,13 +116,13 @@ class EngineAdapter:
             return {"allocated": 0, "reserved": 0}
         return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved()}
 
-    def _translating_errors(self, chunks: Iterator[Any]) -> Iterator[Any]:
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
         try:
-            yield from chunks
+            yield
         except self._ce.EngineError as error:
             param = {
                 "InvalidTextError": "input",
-                "InvalidParameterError": None,
                 "InvalidAudioError": "voice",
             }.get(type(error).__name__)
             raise InvalidRequest(str(error), param=param) from error

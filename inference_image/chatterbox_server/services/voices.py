@@ -14,8 +14,6 @@ from ..scheduler import Scheduler
 from ..schemas import VoiceRef, VoiceResource
 from ..voices import DEFAULT_VOICE_ID, VoiceLibrary, VoiceRecord, validate_voice_name
 
-_MIN_VOICE_SECONDS = 1.0
-
 
 class VoiceService:
     def __init__(self, *, library: VoiceLibrary, engine: EngineAdapter, scheduler: Scheduler,
@@ -99,11 +97,6 @@ class VoiceService:
             decode_upload, sample, max_seconds=self._settings.max_voice_seconds
         )
         duration_s = audio.size / sample_rate
-        if duration_s < _MIN_VOICE_SECONDS:
-            raise InvalidRequest(
-                f"the voice sample is {duration_s:.2f} s; give at least {_MIN_VOICE_SECONDS:g} s of speech",
-                param="audio_sample",
-            )
         admission = self._scheduler.admit()
         async for tensors in admission.run(lambda: iter([self._engine.embed_voice(audio, sample_rate)])):
             voice_tensors = tensors
