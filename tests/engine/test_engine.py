@@ -1,0 +1,199 @@
+"""The public engine on random:tiny: synthesis, determinism, threads, voices, streaming, errors."""
+
+import threading
+
+import chatterbox_engine as ce
+import numpy as np
+import pytest
+import torch
+from chatterbox_engine.engine import synthetic_reference
+
+SAMPLES_PER_TOKEN = 960
+LONG_TEXT = " ".join(f"This is sentence number {i}, spoken by a tiny random model." for i in range(8))
+
+
+def test_generate_returns_24khz_float_audio(tiny_engine):
+    result = tiny_engine.generate("Hello there.", seed=1)
+    assert result.sample_rate == ce.SAMPLE_RATE == tiny_engine.sample_rate == 24_000
+    assert result.audio.dtype == np.float32 and result.audio.ndim == 1
+    assert result.num_tokens > 0
+    assert result.audio.size == result.num_tokens * SAMPLES_PER_TOKEN
+    assert np.isfinite(result.audio).all() and np.abs(result.audio).max() <= 1.0
+    assert result.t3_seconds > 0 and result.s3gen_seconds > 0
+
+
+def test_info_describes_the_engine(tiny_engine):
+    assert tiny_engine.info == {
+        "model": "random:tiny",
+        "variant": "english",
+        "device": "cpu",
+        "dtype": "float32",
+        "watermark": False,
+    }
+
+
+def test_same_seed_same_audio_and_other_seed_other_audio(tiny_engine):
+    a = tiny_engine.generate("Same seed.", seed=11).audio
+    b = tiny_engine.generate("Same seed.", seed=11).audio
+    c = tiny_engine.generate("Same seed.", seed=12).audio
+    np.testing.assert_array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_concurrent_requests_are_independent_and_reproducible(tiny_engine):
+    expected = {seed: tiny_engine.generate("Threads.", seed=seed).audio for seed in (1, 2)}
+    results: dict[int, list[np.ndarray]] = {1: [], 2: []}
+
+    def work(seed: int) -> None:
+        for _ in range(2):
+            results[seed].append(tiny_engine.generate("Threads.", seed=seed).audio)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in (1, 2, 1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, audios in results.items():
+        assert len(audios) == 4
+        for audio in audios:
+            np.testing.assert_array_equal(audio, expected[seed])
+
+
+def test_long_text_is_split_at_sentences_and_concatenated(tiny_engine):
+    result = tiny_engine.generate(LONG_TEXT, seed=4)
+    single = tiny_engine.generate("This is sentence number 0, spoken by a tiny random model.", seed=4)
+    assert result.num_tokens > 2 * single.num_tokens
+    assert result.audio.size == result.num_tokens * SAMPLES_PER_TOKEN
+
+
+def test_watermark_is_on_by_default_and_changes_the_audio(tiny_engine):
+    marked = ce.load("random:tiny")
+    assert marked.info["watermark"] is True
+    plain = tiny_engine.generate("Watermark me.", seed=5).audio
+    stamped = marked.generate("Watermark me.", seed=5).audio
+    assert stamped.shape == plain.shape
+    assert not np.allclose(stamped, plain)
+
+
+def test_voice_embeds_saves_and_loads(tiny_engine, tmp_path):
+    audio, rate = synthetic_reference(seconds=3.0, sample_rate=16_000)
+    voice = tiny_engine.embed_voice(audio, rate)
+    assert voice.speaker_emb.shape == (1, tiny_engine.t3.cfg.speaker_embed_size)
+    assert torch.allclose(voice.speaker_emb.norm(), torch.tensor(1.0))
+    assert voice.prompt_tokens.shape[0] == 1 and 0 < voice.prompt_tokens.shape[1] <= 150
+    voice.save(tmp_path / "voice.safetensors")
+    loaded = ce.Voice.load(tmp_path / "voice.safetensors")
+    for key, tensor in voice.to_tensors().items():
+        assert torch.equal(loaded.to_tensors()[key], tensor), key
+    a = tiny_engine.generate("My voice.", voice, seed=6).audio
+    b = tiny_engine.generate("My voice.", loaded, seed=6).audio
+    np.testing.assert_array_equal(a, b)
+    # A torch tensor works as input too.
+    tensor_voice = tiny_engine.embed_voice(torch.from_numpy(audio), rate)
+    assert torch.equal(tensor_voice.prompt_tokens, voice.prompt_tokens)
+
+
+def test_a_file_that_is_not_a_voice_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ce.CheckpointError):
+        ce.Voice.load(tmp_path / "junk.safetensors")
+
+
+def _ok_audio(seconds: float = 3.0, rate: int = 16_000) -> np.ndarray:
+    return synthetic_reference(seconds=seconds, sample_rate=rate)[0]
+
+
+@pytest.mark.parametrize(
+    ("audio", "rate", "message"),
+    [
+        (_ok_audio(1.5), 16_000, "at least 2 s"),
+        (np.zeros(48_000, np.float32), 16_000, "silent"),
+        (np.full(48_000, np.nan, np.float32), 16_000, "NaN"),
+        (np.stack([_ok_audio(), _ok_audio()]), 16_000, "mono"),
+        (_ok_audio()[None, None], 16_000, "mono"),
+        (np.float32(0.1), 16_000, "mono"),
+        (_ok_audio(), 100, "sample_rate"),
+        (_ok_audio(), 10_000_000, "sample_rate"),
+        (_ok_audio(), 16_000.5, "sample_rate"),
+        ((_ok_audio() * 32767).astype(np.int16), 16_000, "float"),
+        (_ok_audio() * 1000, 16_000, r"\[-1, 1\]"),
+    ],
+)
+def test_bad_reference_audio_is_a_typed_error(tiny_engine, audio, rate, message):
+    with pytest.raises(ce.InvalidAudioError, match=message):
+        tiny_engine.embed_voice(audio, rate)
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "error"),
+    [
+        ("", {}, ce.InvalidTextError),
+        ("   \n", {}, ce.InvalidTextError),
+        ("snowman ☃", {}, ce.InvalidTextError),
+        ("ok", {"exaggeration": 5.0}, ce.InvalidParameterError),
+        ("ok", {"temperature": 0.0}, ce.InvalidParameterError),
+        ("ok", {"top_p": 2.0}, ce.InvalidParameterError),
+        ("ok", {"seed": -1}, ce.InvalidParameterError),
+        ("ok", {"seed": "abc"}, ce.InvalidParameterError),
+        ("ok", {"max_new_tokens": 0}, ce.InvalidParameterError),
+        ("ok", {"max_new_tokens": 100_000}, ce.InvalidParameterError),
+    ],
+)
+def test_bad_requests_are_typed_errors_before_any_work(tiny_engine, text, kwargs, error):
+    with pytest.raises(error) as raised:
+        tiny_engine.generate(text, **kwargs)
+    assert isinstance(raised.value, ce.EngineError) and isinstance(raised.value, ValueError)
+    with pytest.raises(error):
+        tiny_engine.generate_stream(text, **kwargs)  # raised at the call, not at the first chunk
+
+
+def test_cfg_weight_zero_runs_without_the_unconditional_row(tiny_engine):
+    # Upstream 0.1.7 crashes here; we decode the conditional row alone.
+    assert tiny_engine.generate("No guidance.", cfg_weight=0.0, seed=2).num_tokens > 0
+
+
+def test_max_new_tokens_caps_the_speech(tiny_engine):
+    result = tiny_engine.generate("Capped.", seed=3, max_new_tokens=5)
+    assert 0 < result.num_tokens <= 5
+
+
+def _join_jumps(chunks: list[np.ndarray]) -> list[float]:
+    ends = np.cumsum([len(c) for c in chunks])[:-1]
+    audio = np.concatenate(chunks)
+    return [abs(float(audio[i] - audio[i - 1])) for i in ends if 0 < i < len(audio)]
+
+
+def test_stream_matches_one_shot_length_and_joins_smoothly(tiny_engine):
+    one_shot = tiny_engine.generate(LONG_TEXT, seed=8)
+    chunks = list(tiny_engine.generate_stream(LONG_TEXT, seed=8, chunk_tokens=12))
+    assert len(chunks) > 3
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[0].audio.size <= 10 * SAMPLES_PER_TOKEN  # small first chunk
+    covered = [c.num_tokens for c in chunks]
+    assert covered == sorted(covered) and covered[-1] == one_shot.num_tokens
+    audio = np.concatenate([c.audio for c in chunks])
+    assert audio.dtype == np.float32
+    assert audio.size == one_shot.audio.size
+    # No click at chunk joins: no jump larger than the largest step inside the one-shot audio.
+    largest_step = float(np.abs(np.diff(one_shot.audio)).max())
+    assert max(_join_jumps([c.audio for c in chunks])) <= largest_step
+
+
+def test_closing_a_stream_stops_decoding(tiny_engine, monkeypatch):
+    calls = {"n": 0}
+    forward = type(tiny_engine.t3).forward
+
+    def counting_forward(self, *args, **kwargs):
+        calls["n"] += 1
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_engine.t3), "forward", counting_forward)
+    stream = tiny_engine.generate_stream(LONG_TEXT, seed=9)
+    next(stream)
+    stream.close()
+    after_close = calls["n"]
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert calls["n"] == after_close
+    full_run = tiny_engine.generate(LONG_TEXT, seed=9).num_tokens
+    assert after_close < full_run / 2
