@@ -45,11 +45,15 @@ $(INSTALL_STAMP): $(VENV)/bin/python pyproject.toml
 	@rm -f $(VENV)/.install-*
 	@touch $@
 
-# Debian packages the browser tests need (headless Chromium; never a downloaded browser build).
+# Debian packages the tests need: headless Chromium for the browser tests (never a downloaded browser
+# build) and nginx for the web UI proxy test (webui/nginx.conf).
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "Installing Debian chromium ..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian$$missing ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 webui: $(WEBUI_STAMP)

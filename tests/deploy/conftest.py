@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,5 +49,11 @@ def chart_crds(chart: helm_python.Chart) -> dict[str, Manifest]:
     return {crd["spec"]["names"]["kind"]: crd for crd in crds}
 
 
-def find(manifests: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
-    return [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
+@pytest.fixture(scope="session")
+def inference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real `chatterbox-server` process on random:tiny weights (the server tests' launcher)."""
+    from server.conftest import start_server
+
+    server = start_server(tmp_path_factory.mktemp("inference-server"))
+    yield server
+    server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,27 +133,19 @@ def test_only_kube_state_metrics_besides_the_server(dashboard: dict[str, Any], r
 
 
 @pytest.fixture(scope="module")
-def scraped_metrics(tmp_path_factory: pytest.TempPathFactory) -> str:
+def scraped_metrics(inference_server: Any) -> str:
     """/metrics of a real chatterbox-server (random:tiny) after the requests every panel is about."""
-    from server.conftest import start_server
-
-    server = start_server(Path(tmp_path_factory.mktemp("metrics-server")))
-    try:
-        with server.client() as client:
-            speech = {"model": "chatterbox", "input": "Metrics, please.", "voice": "alloy"}
-            assert (
-                client.post("/v1/audio/speech", json={**speech, "response_format": "wav"}).status_code == 200
-            )
-            streamed = {**speech, "response_format": "pcm", "stream_format": "audio"}
-            with client.stream("POST", "/v1/audio/speech", json=streamed) as response:
-                assert response.status_code == 200
-                response.read()
-            assert client.post("/v1/audio/speech", json={"input": ""}).status_code == 400
-            response = client.get("/metrics")
+    with inference_server.client() as client:
+        speech = {"model": "chatterbox", "input": "Metrics, please.", "voice": "alloy"}
+        assert client.post("/v1/audio/speech", json={**speech, "response_format": "wav"}).status_code == 200
+        streamed = {**speech, "response_format": "pcm", "stream_format": "audio"}
+        with client.stream("POST", "/v1/audio/speech", json=streamed) as response:
             assert response.status_code == 200
-            return response.text
-    finally:
-        server.stop()
+            response.read()
+        assert client.post("/v1/audio/speech", json={"input": ""}).status_code == 400
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        return response.text
 
 
 @pytest.mark.e2e
