@@ -304,6 +304,24 @@ async def test_voice_library_reclaim_policies(
     assert_calls_covered_by_rbac_table(emulator, rbac_calls_seen)
 
 
+async def test_restarted_operator_converges(emulator, client: Client, tmp_path, rbac_calls_seen: set) -> None:
+    """Work done while the operator was down (or cut short by a restart) is picked up on start."""
+    await client.create(r.TTS_DEPLOYMENTS, tts_deployment("early", gpu={"count": 0}))
+    async with running_operator(emulator, tmp_path):
+        await eventually(lambda: client.get(r.SERVICES, "early"), what="the Service")
+    # While it is down, its Service is deleted and the spec changes.
+    await client.delete(r.SERVICES, "early")
+    await client.patch(r.TTS_DEPLOYMENTS, "early", {"spec": {"replicas": 2}})
+    async with running_operator(emulator, tmp_path):
+        await eventually(lambda: client.get(r.SERVICES, "early"), what="the Service restored after restart")
+
+        async def replicas_2() -> bool:
+            return (await client.get(r.DEPLOYMENTS, "early"))["spec"]["replicas"] == 2
+
+        await eventually(replicas_2, what="the change made while down")
+    assert_calls_covered_by_rbac_table(emulator, rbac_calls_seen)
+
+
 @pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced", "cluster-wide"])
 async def test_operator_in_a_peering_group(
     emulator, client: Client, tmp_path, namespaced: bool, rbac_calls_seen: set

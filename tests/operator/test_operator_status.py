@@ -97,3 +97,22 @@ def test_library_status_follows_the_claim() -> None:
     assert status.library_conditions("v", bound)[0].status is True
     assert status.library_conditions("v", None)[0].reason == "ClaimMissing"
     assert status.library_conditions("v", {"status": {"phase": "Pending"}})[0].reason == "ClaimPending"
+
+
+def test_a_problem_is_new_only_when_it_appears_or_changes() -> None:
+    def degraded(state: str, reason: str) -> dict:
+        return {"conditions": [{"type": "Degraded", "status": state, "reason": reason}]}
+
+    assert status.new_problem(None, degraded("True", "InvalidSpec"), "Degraded", "True")
+    assert status.new_problem(
+        degraded("False", "AsExpected"), degraded("True", "InvalidSpec"), "Degraded", "True"
+    )
+    assert status.new_problem(
+        degraded("True", "InvalidSpec"), degraded("True", "ApplyFailed"), "Degraded", "True"
+    )
+    assert not status.new_problem(
+        degraded("True", "InvalidSpec"), degraded("True", "InvalidSpec"), "Degraded", "True"
+    )
+    assert not status.new_problem(
+        degraded("True", "InvalidSpec"), degraded("False", "AsExpected"), "Degraded", "True"
+    )
