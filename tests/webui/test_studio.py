@@ -43,12 +43,18 @@ def expect_played_with_metrics(page: Page) -> None:
 
 def test_typed_text_streams_audio_and_shows_metrics(page: Page) -> None:
     requests = record_speech_requests(page)
-    text = "Hello from the studio. This sentence is streamed as it is spoken."
+    text = "Hello from the studio. This sentence is streamed as it is spoken. A third one follows."
     text_box(page).fill(text)
     expect(page.get_by_test_id("char-count")).to_have_text(f"{len(text)} / 4,096 characters")
-    text_box(page).press("Control+Enter")  # the keyboard shortcut, not the mouse
+    with page.expect_response(lambda r: r.url.endswith(SPEECH_PATH)) as speech:
+        text_box(page).press("Control+Enter")  # the keyboard shortcut, not the mouse
 
     expect_played_with_metrics(page)
+    # The server sent the audio in several SSE chunks, and every one reached the player.
+    assert speech.value.headers["content-type"].startswith("text/event-stream")
+    deltas = speech.value.text().count('"speech.audio.delta"')
+    assert deltas >= 2
+    expect(page.get_by_test_id("waveform")).to_have_attribute("data-chunks", str(deltas))
     assert len(requests) == 1
     assert requests[0]["stream_format"] == "sse"
     assert requests[0]["input"] == text

@@ -40,7 +40,7 @@ export function Waveform({ chunks, progress }: WaveformProps) {
   }, [blocks]);
 
   return (
-    <svg viewBox={`0 0 ${Math.max(1, peaks.length)} 40`} preserveAspectRatio="none" className="h-16 w-full" aria-hidden="true" data-testid="waveform">
+    <svg viewBox={`0 0 ${Math.max(1, peaks.length)} 40`} preserveAspectRatio="none" className="h-16 w-full" aria-hidden="true" data-testid="waveform" data-chunks={chunks.length}>
       {peaks.map((peak, i) => {
         const height = Math.max(1.5, peak * 36);
         const played = (i + 0.5) / peaks.length <= progress;

@@ -79,7 +79,7 @@ function CloneForm() {
       </div>
       <div className="space-y-1">
         <label htmlFor={`${id}-file`} className="text-sm font-medium text-slate-800">
-          Reference audio (5–30 s, up to 10 MB)
+          Reference audio (a few seconds of clear speech, up to 10 MB)
         </label>
         <input
           ref={fileInput}
