@@ -129,3 +129,12 @@ def test_pod_monitor_selects_the_pods_the_operator_creates(render: Render) -> No
     ports = pod["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert endpoint["port"] in {port["name"] for port in ports}
     assert endpoint["path"] == "/metrics"
+
+
+def test_packaged_chart_carries_the_crd_contents(chart: helm_python.Chart, tmp_path: Path) -> None:
+    """`helm package` (and so a chart repository or OCI push) follows the links."""
+    archive = Path(chart.save(tmp_path))
+    with helm_python.Chart.load_archive(archive.read_bytes()) as packaged:
+        contents = {Path(crd["filename"]).name: crd["data"] for crd in packaged.crds}
+    for repo_crd in REPO_CRDS:
+        assert contents[repo_crd.name] == repo_crd.read_text()
