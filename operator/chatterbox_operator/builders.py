@@ -21,6 +21,8 @@ API_KEYS_DIR = "/etc/chatterbox/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 QUEUE_DEPTH_METRIC = "chatterbox_queue_depth"
 LIBRARY_LABEL = "tts.chatterbox.dev/voice-library"
+# The model family is implied by the checkpoint; the label lets dashboards and queries tell pods apart.
+VARIANT_LABEL = "tts.chatterbox.dev/variant"
 # Non-root user of the inference image.
 RUN_AS_USER = 1000
 
@@ -110,13 +112,12 @@ def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
     env = {
         "API_PORT": str(SERVER_PORT),
         "CHATTERBOX_MODEL": _model_string(model),
-        "CHATTERBOX_VARIANT": model["variant"],
         "DTYPE": model["dtype"],
         "DEVICE": "cuda" if spec["gpu"]["count"] > 0 else "cpu",
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,
         "VOICE_LIBRARY_DIR": VOICE_LIBRARY_DIR,
         "LOG_LEVEL": spec["logLevel"],
-        "JSON_LOGS": "true" if spec["jsonLogs"] else "false",
+        "LOG_JSON": "true" if spec["jsonLogs"] else "false",
         # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
         "HOME": "/tmp",
     }
@@ -265,7 +266,10 @@ def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> M
                     "maxUnavailable": spec["rollout"]["maxUnavailable"],
                 },
             },
-            "template": {"metadata": {"labels": labels(owner.name)}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": {**labels(owner.name), VARIANT_LABEL: spec["model"]["variant"]}},
+                "spec": pod_spec,
+            },
         },
     }
 

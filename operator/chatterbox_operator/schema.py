@@ -188,7 +188,11 @@ TTS_DEPLOYMENT_SPEC = obj(
                     minLength=1,
                 ),
                 "revision": string("Hugging Face revision (branch, tag or commit) appended as '@revision'."),
-                "variant": enum("Model family.", ["standard", "multilingual", "turbo"], "standard"),
+                "variant": enum(
+                    "Model family of the checkpoint (a pod label for dashboards; the server infers it).",
+                    ["standard", "multilingual", "turbo"],
+                    "standard",
+                ),
                 "dtype": enum("Weights dtype.", ["float32", "bfloat16", "float16"], "float32"),
                 "loadTimeoutSeconds": integer(
                     "How long a pod may take to download and warm up the model before it is restarted.",
@@ -335,7 +339,7 @@ TTS_DEPLOYMENT_SPEC = obj(
             default={},
         ),
         "logLevel": enum("Server LOG_LEVEL.", ["debug", "info", "warning", "error"], "info"),
-        "jsonLogs": boolean("Server JSON_LOGS.", True),
+        "jsonLogs": boolean("Server logs one JSON object per line (LOG_JSON).", True),
         "terminationGracePeriodSeconds": integer(
             "Time a pod gets to drain in-flight requests after it stops being ready.", minimum=5, default=60
         ),

@@ -110,6 +110,7 @@ def test_server_environment_follows_the_model_spec() -> None:
     env = env_of(FULL_SPEC)
     assert env["CHATTERBOX_MODEL"] == "ResembleAI/chatterbox@v2"
     assert env["DTYPE"] == "bfloat16"
+    assert env["LOG_JSON"] == "true"
     assert env["API_PORT"] == "8000"
     assert env["MODEL_CACHE_DIR"] == builders.MODEL_CACHE_DIR
     assert env["VOICE_LIBRARY_DIR"] == builders.VOICE_LIBRARY_DIR
@@ -201,6 +202,12 @@ def test_service_ingress_and_url() -> None:
         == "http://demo.speech.svc.cluster.local:8080"
     )
     assert builders.service_url("demo", "speech", spec_of({})) == "http://demo.speech.svc.cluster.local"
+
+
+def test_variant_is_a_pod_label_outside_the_selector() -> None:
+    deployment = builders.deployment(OWNER, spec_of({"model": {"variant": "turbo"}}), None)
+    assert deployment["spec"]["template"]["metadata"]["labels"][builders.VARIANT_LABEL] == "turbo"
+    assert builders.VARIANT_LABEL not in deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_selector_string_matches_pod_labels() -> None:

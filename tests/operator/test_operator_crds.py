@@ -103,3 +103,15 @@ def test_defaults_do_not_override_given_values() -> None:
 def test_voice_library_defaults() -> None:
     spec = validation.checked_spec(schema.VOICE_LIBRARY, {"spec": {"storage": {}}})
     assert spec == {"storage": {"size": "10Gi", "accessMode": "ReadWriteMany"}, "reclaimPolicy": "Retain"}
+
+
+def test_operator_readme_lists_exactly_the_api_calls() -> None:
+    from chatterbox_operator.resources import API_CALLS
+
+    readme = (REPO / "operator" / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `") and line.count("|") == 4]
+    documented = []
+    for row in rows:
+        group, resource, verbs = (cell.strip().strip("`") for cell in row.strip("|").split("|"))
+        documented.append((group.strip('"'), resource, tuple(verb.strip() for verb in verbs.split(","))))
+    assert documented == list(API_CALLS)
