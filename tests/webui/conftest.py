@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     # Generated speech must be allowed to play in a page nobody clicked before.
     "--autoplay-policy=no-user-gesture-required",
+    # A synthetic microphone (a steady beep) for the record-a-sample path, granted without a prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 
 

@@ -140,6 +140,23 @@ def test_clone_voice_then_generate_with_it_and_delete_it(
     assert voice_id not in studio_server.voice_ids()
 
 
+def test_record_a_sample_and_clone_it(page: Page, studio_server: StudioServer) -> None:
+    page.context.grant_permissions(["microphone"])
+    library = page.get_by_role("region", name="Voice library")
+    library.get_by_label("Voice name").fill("Recorded Voice")
+    library.get_by_role("button", name="● Record").click()
+    stop = library.get_by_role("button", name="■ Stop recording")
+    expect(stop).to_be_visible()
+    page.wait_for_timeout(2500)  # record a couple of seconds from the synthetic microphone
+    stop.click()
+    expect(library.get_by_text(re.compile(r"^recording\.(webm|ogg|m4a)$"))).to_be_visible()
+    library.get_by_role("button", name="Clone voice").click()
+
+    row = library.get_by_test_id("voice-row").filter(has_text="Recorded Voice")
+    expect(row).to_be_visible()
+    assert row.get_attribute("data-voice-id") in studio_server.voice_ids()
+
+
 def test_input_over_4096_characters_is_refused_with_a_message(page: Page) -> None:
     requests = record_speech_requests(page)
     text_box(page).fill("a" * 4097)
