@@ -36,7 +36,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = min(1.0, RESYNC_SECONDS)
-    memo.api = kube.KubeApi(kube.discover_credentials())
+    memo.api = kube.KubeApi()
 
 
 @kopf.on.cleanup()

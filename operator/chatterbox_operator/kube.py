@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext | b
     return context
 
 
+def _auth_headers(info: kopf.ConnectionInfo) -> dict[str, str]:
+    if info.token:
+        return {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
+    if info.username and info.password:
+        return {"Authorization": aiohttp.BasicAuth(info.username, info.password).encode()}
+    return {}
+
+
 def _pem(data: str | bytes) -> bytes:
     raw = data.encode() if isinstance(data, str) else data
     return raw if b"BEGIN" in raw else base64.b64decode(raw)
@@ -76,19 +85,18 @@ def _pem(data: str | bytes) -> bytes:
 class KubeApi:
     """Namespaced CRUD, server-side apply and status patches over one aiohttp session."""
 
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    def __init__(self, login: Callable[[], kopf.ConnectionInfo] = discover_credentials) -> None:
+        self._login = login
+        info = login()
         self._server = info.server.rstrip("/")
         self._scratch = tempfile.TemporaryDirectory(prefix="chatterbox-operator-")
-        headers = {"Accept": _JSON, "User-Agent": FIELD_MANAGER}
-        auth = None
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        elif info.username and info.password:
-            auth = aiohttp.BasicAuth(info.username, info.password)
         connector = aiohttp.TCPConnector(ssl=_ssl_context(info, Path(self._scratch.name)))
         self._session = aiohttp.ClientSession(
-            headers=headers, auth=auth, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+            headers={"Accept": _JSON, "User-Agent": FIELD_MANAGER},
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=30),
         )
+        self._auth_headers = _auth_headers(info)
 
     async def close(self) -> None:
         await self._session.close()
@@ -103,8 +111,20 @@ class KubeApi:
         content_type: str = _JSON,
         params: dict | None = None,
     ) -> dict[str, Any]:
+        try:
+            return await self._send(method, path, body, content_type, params)
+        except ApiError as error:
+            if error.status != 401:
+                raise
+        # Service-account tokens are rotated on disk: log in again once, then retry.
+        self._auth_headers = _auth_headers(self._login())
+        return await self._send(method, path, body, content_type, params)
+
+    async def _send(
+        self, method: str, path: str, body: Any, content_type: str, params: dict | None
+    ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = {**self._auth_headers, **({"Content-Type": content_type} if body is not None else {})}
         try:
             async with self._session.request(
                 method, self._server + path, data=data, headers=headers, params=params
