@@ -45,24 +45,33 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _write_status(
-    body: kopf.Body, patch: kopf.Patch, new_status: dict[str, Any], condition: str, bad: str
+    body: kopf.Body,
+    patch: kopf.Patch,
+    new_status: dict[str, Any],
+    condition: str,
+    bad: str,
+    routine: frozenset[str] = frozenset(),
 ) -> None:
-    """Stage the new status; post one Warning event when a problem appears (not on every resync)."""
+    """Stage the new status; post one Warning event when a problem appears (not on every resync),
+    unless its reason is `routine` (an expected transient state)."""
     if status.new_problem(body.get("status"), new_status, condition, bad):
         problem = status.find_condition(new_status, condition)
-        kopf.warn(body, reason=problem["reason"], message=problem["message"])
+        if problem["reason"] not in routine:
+            kopf.warn(body, reason=problem["reason"], message=problem["message"])
     patch.status.update(new_status)
 
 
+# A new claim is Pending until bound, for a while or (WaitForFirstConsumer) until a pod mounts it.
+_ROUTINE_LIBRARY_STATES = frozenset({"ClaimPending"})
+
+
+# One reconcile for every cause: created, changed, operator restarted, and each resync tick (which
+# restores deleted or hand-edited children and picks up pod problems).
 @kopf.on.resume(*_TTS)
 @kopf.on.create(*_TTS)
 @kopf.on.update(*_TTS)
-async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    _write_status(body, patch, await reconcile.tts_deployment(memo.api, body), status.DEGRADED, "True")
-
-
 @kopf.timer(*_TTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     _write_status(body, patch, await reconcile.tts_deployment(memo.api, body), status.DEGRADED, "True")
 
 
@@ -76,14 +85,12 @@ async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo,
 @kopf.on.resume(*_LIBRARY)
 @kopf.on.create(*_LIBRARY)
 @kopf.on.update(*_LIBRARY)
-async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    _write_status(body, patch, await reconcile.voice_library(memo.api, body), status.READY, "False")
-
-
 @kopf.timer(*_LIBRARY, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    if not body.metadata.get("deletionTimestamp"):
-        _write_status(body, patch, await reconcile.voice_library(memo.api, body), status.READY, "False")
+async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    if body.metadata.get("deletionTimestamp"):
+        return  # the finalizer handler below owns a library that is going away
+    new_status = await reconcile.voice_library(memo.api, body)
+    _write_status(body, patch, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
 
 
 @kopf.on.delete(*_LIBRARY)

@@ -34,25 +34,29 @@ def _status(body: dict[str, Any], conditions: list[status.Condition], **fields: 
 # -- TTSDeployment ----------------------------------------------------------------------------------
 
 
+class _Unservable(Exception):
+    """The spec is valid but cannot be served yet (e.g. its VoiceLibrary is missing)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = status.Problem(reason, message)
+
+
 async def _voice_claim(api: KubeApi, namespace: str, spec: dict[str, Any]) -> str | None:
-    """The claim to mount for spec.voiceLibraryRef; raises InvalidSpec-like problems as status.Problem."""
+    """The claim to mount for spec.voiceLibraryRef (None without one); raises _Unservable."""
     ref = spec.get("voiceLibraryRef")
     if not ref:
         return None
     library = await api.get(r.VOICE_LIBRARIES, namespace, ref["name"])
-    if library is None or library["metadata"].get("deletionTimestamp"):
+    if library is None:
         raise _Unservable("VoiceLibraryNotFound", f"VoiceLibrary {ref['name']} does not exist in {namespace}")
+    if library["metadata"].get("deletionTimestamp"):
+        raise _Unservable("VoiceLibraryDeleting", f"VoiceLibrary {ref['name']} is being deleted")
     try:
         library_spec = checked_spec(VOICE_LIBRARY, library)
     except InvalidSpec as error:
         raise _Unservable("VoiceLibraryInvalid", f"VoiceLibrary {ref['name']}: {error}") from error
     return builders.voice_claim_name(ref["name"], library_spec)
-
-
-class _Unservable(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.problem = status.Problem(reason, message)
 
 
 async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +140,13 @@ async def refresh_tts_status_from(api: KubeApi, deployment: dict[str, Any]) -> N
 
 
 # Degraded reasons that only a full reconcile can clear (not a Deployment status change).
-RECONCILE_FAILURES = {"InvalidSpec", "VoiceLibraryNotFound", "VoiceLibraryInvalid", "ApplyFailed"}
+RECONCILE_FAILURES = {
+    "InvalidSpec",
+    "VoiceLibraryNotFound",
+    "VoiceLibraryDeleting",
+    "VoiceLibraryInvalid",
+    "ApplyFailed",
+}
 
 
 # -- VoiceLibrary -----------------------------------------------------------------------------------
