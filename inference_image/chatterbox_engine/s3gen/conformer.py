@@ -97,8 +97,11 @@ class RelPositionAttention(nn.Module):
         content = torch.matmul((q + self.pos_bias_u).transpose(1, 2), k.transpose(-2, -1))  # (B, H, T, T)
         position = torch.matmul((q + self.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))  # (B, H, T, 2T-1)
         scores = (content + self._rel_shift(position)) / math.sqrt(self.d_k)
-        pad = ~key_mask.unsqueeze(1)  # (B, 1, 1, T)
-        attn = torch.softmax(scores.masked_fill(pad, -float("inf")), dim=-1).masked_fill(pad, 0.0)
+        if bool(key_mask.all()):
+            attn = torch.softmax(scores, dim=-1)
+        else:
+            pad = ~key_mask.unsqueeze(1)  # (B, 1, 1, T)
+            attn = torch.softmax(scores.masked_fill(pad, -float("inf")), dim=-1).masked_fill(pad, 0.0)
         out = torch.matmul(attn, v).transpose(1, 2).reshape(b, t, -1)
         return self.linear_out(out)
 

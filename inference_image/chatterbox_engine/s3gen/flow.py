@@ -83,6 +83,20 @@ class Flow(nn.Module):
             h, mask = h[:, :keep], mask[..., :keep]
         return self.encoder_proj(h).transpose(1, 2), mask
 
+    def draw_noise(
+        self, mu: torch.Tensor, prompt_frames: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The ODE start, drawn in upstream's order so a generator seeded like its global RNG reproduces it."""
+        options = {"generator": generator, "device": mu.device, "dtype": mu.dtype}
+        if not self.decoder.meanflow:
+            return torch.randn(mu.shape, **options)
+        # Meanflow upstream draws the new frames first, then the whole sequence, and keeps the first draw
+        # for the new frames.
+        new_frames = torch.randn(mu.size(0), mu.size(1), mu.size(2) - prompt_frames, **options)
+        noise = torch.randn(mu.shape, **options)
+        noise[..., prompt_frames:] = new_frames
+        return noise
+
     def inference(
         self,
         tokens: torch.Tensor,
@@ -105,7 +119,7 @@ class Flow(nn.Module):
         cond = torch.zeros_like(mu)
         cond[:, :, :prompt_frames] = prompt_feat.transpose(1, 2)
         if noise is None:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            noise = self.draw_noise(mu, prompt_frames, generator)
         elif noise.shape != mu.shape:
             raise ValueError(f"noise must be shaped {tuple(mu.shape)}, got {tuple(noise.shape)}")
         mask = mask.to(mu.dtype)
