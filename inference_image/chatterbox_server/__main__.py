@@ -62,9 +62,15 @@ class _DrainingServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> None:
     settings = Settings(_cli_parse_args=argv if argv is not None else sys.argv[1:], _cli_kebab_case=True)
     configure_logging(settings)
-    from .app import create_app
+    from .app import create_app, load_engine
+    from .engine_adapter import ModelLoadError
 
-    app = create_app(settings)
+    try:
+        engine = load_engine(settings)
+    except ModelLoadError as error:
+        logging.getLogger("chatterbox_server").error("%s", error)
+        sys.exit(1)
+    app = create_app(settings, engine)
     config = uvicorn.Config(
         app,
         host=settings.api_host,
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     server = _DrainingServer(config, settings)
     server.run()
     if not server.started:
-        # Startup failed (e.g. the model could not load); the reason is already logged.
+        # Startup failed (e.g. the warm-up synthesis); the reason is already logged.
         sys.exit(1)
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +21,7 @@ from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
 from .routers import speech, system, voices
 from .scheduler import Scheduler
+from .schemas import ErrorResponse
 from .services.speech import ClientGone, SpeechService
 from .services.voices import VoiceService
 from .voices import VoiceLibrary
@@ -51,21 +53,28 @@ class Runtime:
         return "ready" if self.loaded else "loading"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def load_engine(settings: Settings) -> EngineAdapter:
+    """Loads the configured model; raises `ModelLoadError` with a message meant for the operator."""
+    return EngineAdapter.load(
+        settings.chatterbox_model,
+        device=settings.device,
+        dtype=settings.dtype,
+        watermark=settings.watermark,
+        cache_dir=settings.model_cache_dir,
+    )
+
+
+def create_app(settings: Settings | None = None, engine: EngineAdapter | None = None) -> FastAPI:
+    """The ASGI app. `engine` may be loaded beforehand (the CLI does, to fail fast); else the lifespan loads it."""
     settings = settings or Settings()
     metrics = ServerMetrics()
     runtime = Runtime()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await asyncio.to_thread(
-            EngineAdapter.load,
-            settings.chatterbox_model,
-            device=settings.device,
-            dtype=settings.dtype,
-            watermark=settings.watermark,
-            cache_dir=settings.model_cache_dir,
-        )
+        nonlocal engine
+        if engine is None:
+            engine = await asyncio.to_thread(load_engine, settings)
         library = VoiceLibrary(
             settings.voice_library_dir, load_tensors=engine.load_voice, save_tensors=engine.save_voice
         )
@@ -116,10 +125,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (system.router, system.models_router, speech.router, voices.router):
         app.include_router(router)
     _serve_webui(app, settings.webui_dir or _REPO_WEBUI_DIST)
+    app.openapi = lambda: _openapi_with_openai_errors(app)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_voice_upload_bytes + _BODY_OVERHEAD_BYTES)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _openapi_with_openai_errors(app: FastAPI) -> dict:
+    """FastAPI documents validation errors as 422; this server answers 400 with OpenAI's error body."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        schemas.update(schemas["ErrorResponse"].pop("$defs", {}))
+        error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {"description": "Invalid request", "content": error_content}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _serve_webui(app: FastAPI, dist: Path) -> None:

@@ -66,7 +66,9 @@ class EngineAdapter:
                 if source.startswith("random:")
                 else " For an offline demo set CHATTERBOX_MODEL=random:tiny."
             )
-            raise ModelLoadError(f"could not load model {source!r}: {error}.{hint}") from error
+            raise ModelLoadError(
+                f"could not load model {source!r}: {str(error).rstrip('.')}.{hint}"
+            ) from error
         return cls(engine)
 
     @property

@@ -86,6 +86,19 @@ class VoiceDeleted(BaseModel):
     deleted: Literal[True] = True
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body, used for every 4xx and 5xx."""
+
+    error: ErrorDetail
+
+
 class HealthStatus(BaseModel):
     status: str
     model: str | None = None

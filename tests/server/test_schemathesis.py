@@ -11,13 +11,16 @@ from .conftest import CLIENT_TIMEOUT_S, RunningServer
 # Bounded so the whole run takes a minute or two on a shared CPU.
 MAX_EXAMPLES = 60
 # Valid speech input up to 4096 characters would make each example a long synthesis; the schema copy the
-# generator reads caps it, while the server still enforces its real limit.
+# generator reads caps it (the server still enforces its real limit), and names served models so that
+# valid requests reach synthesis instead of stopping at "model not served".
 GENERATED_INPUT_CHARS = 24
 
 
 def generation_schema(server: RunningServer):
     raw = httpx.get(f"{server.url}/openapi.json").json()
-    raw["components"]["schemas"]["SpeechRequest"]["properties"]["input"]["maxLength"] = GENERATED_INPUT_CHARS
+    speech_fields = raw["components"]["schemas"]["SpeechRequest"]["properties"]
+    speech_fields["input"]["maxLength"] = GENERATED_INPUT_CHARS
+    speech_fields["model"]["enum"] = ["chatterbox", "tts-1", "gpt-4o-mini-tts"]
     return schemathesis.openapi.from_dict(raw)
 
 

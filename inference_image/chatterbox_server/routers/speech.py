@@ -19,6 +19,7 @@ _AUDIO_CONTENT = {
     "/audio/speech",
     summary="Generate speech (OpenAI-compatible)",
     response_class=AudioStreamResponse,
+    status_code=200,
     responses={200: {"content": {**_AUDIO_CONTENT, "text/event-stream": {"schema": {"type": "string"}}}}},
 )
 async def create_speech(

@@ -1,0 +1,85 @@
+"""Process lifecycle: a clear startup failure, API keys, the web UI at /, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server
+
+API_KEY = "sk-test-key"
+
+
+def test_unreachable_model_fails_fast_with_an_offline_hint(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "API_PORT": "0",
+           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "VOICE_LIBRARY_DIR": str(tmp_path / "voices")}  # fmt: skip
+    env.pop("CHATTERBOX_MODEL", None)  # the default: the real model from the hub
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "chatterbox-server")], env=env, capture_output=True, text=True,
+        timeout=CLIENT_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not load model 'ResembleAI/chatterbox'" in result.stderr
+    assert "CHATTERBOX_MODEL=random:tiny" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    workdir = tmp_path_factory.mktemp("keyed")
+    webui = workdir / "webui"
+    webui.mkdir()
+    (webui / "index.html").write_text("<!doctype html><title>Chatterbox studio</title>")
+    keys_file = workdir / "keys"
+    keys_file.write_text(f"{API_KEY}\n")
+    running = start_server(workdir, api_keys_file=keys_file, webui_dir=webui, drain_seconds=3)
+    yield running
+    running.stop()
+
+
+def test_api_keys_guard_the_api_but_not_probes(keyed_server: RunningServer) -> None:
+    with keyed_server.client() as http:
+        missing = http.get("/v1/models")
+        wrong = http.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"})
+        right = http.get("/v1/models", headers={"Authorization": f"Bearer {API_KEY}"})
+        speech = http.post("/v1/audio/speech", json={"input": "Hi.", "model": "tts-1"})
+        probes = [http.get(path).status_code for path in ("/healthz", "/readyz", "/metrics")]
+    for refused in (missing, wrong, speech):
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "authentication_error"
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert "missing" in missing.json()["error"]["message"] and "invalid" in wrong.json()["error"]["message"]
+    assert right.status_code == 200
+    assert probes == [200, 200, 200]
+
+
+def test_web_ui_is_served_at_the_root(keyed_server: RunningServer) -> None:
+    page = httpx.get(f"{keyed_server.url}/")
+    assert page.status_code == 200 and "Chatterbox studio" in page.text
+
+
+def test_sigterm_drains_then_finishes_in_flight_streams(keyed_server: RunningServer) -> None:
+    # Runs last in this module: it stops the server.
+    body = {"model": "tts-1", "input": "One stream survives shutdown. It ends cleanly.", "response_format": "pcm",
+            "seed": 11}  # fmt: skip
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with keyed_server.client(headers=headers) as http:
+        expected = http.post("/v1/audio/speech", json=body).content
+        with http.stream("POST", "/v1/audio/speech", json=body) as response:
+            chunks = response.iter_raw()
+            received = [next(chunks)]
+            keyed_server.process.send_signal(signal.SIGTERM)
+            readiness = httpx.get(f"{keyed_server.url}/readyz")
+            assert readiness.status_code == 503 and readiness.json()["status"] == "draining"
+            received.extend(chunks)
+    assert b"".join(received) == expected
+    # uvicorn re-raises the signal once shutdown is complete, so the exit status reports SIGTERM.
+    assert keyed_server.process.wait(timeout=CLIENT_TIMEOUT_S) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in keyed_server.log_tail()
