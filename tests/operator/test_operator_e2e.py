@@ -9,7 +9,7 @@ from typing import Any
 import kmock
 import pytest
 from chatterbox_operator import resources as r
-from conftest import (
+from operator_harness import (
     NAMESPACE,
     Client,
     eventually,

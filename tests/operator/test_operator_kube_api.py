@@ -4,7 +4,7 @@ import kopf
 import pytest
 from chatterbox_operator import resources as r
 from chatterbox_operator.kube import ApiError, KubeApi
-from conftest import NAMESPACE
+from operator_harness import NAMESPACE
 
 
 def config_map(data: dict) -> dict:
