@@ -437,7 +437,7 @@ TTS_DEPLOYMENT = Kind(
         _column("Replicas", ".spec.replicas", "integer"),
         _column("Ready", ".status.readyReplicas", "integer"),
         _column("Status", _READY_STATUS),
-        _column("URL", ".status.url", priority=1),
+        _column("URL", ".status.url"),
         _AGE,
     ],
     scale=True,
