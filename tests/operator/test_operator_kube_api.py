@@ -60,3 +60,18 @@ async def test_unauthorized_logs_in_again_once(emulator) -> None:
     finally:
         await api.close()
     assert [q.headers["Authorization"] for q in list(emulator)] == ["Bearer expired", "Bearer fresh"]
+
+
+def test_credentials_come_from_kubeconfig_outside_a_cluster(tmp_path, monkeypatch) -> None:
+    from chatterbox_operator.kube import discover_credentials
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://k8s.example:6443', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: speech}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    info = discover_credentials()
+    assert (info.server, info.token, info.insecure) == ("https://k8s.example:6443", "abc", True)
