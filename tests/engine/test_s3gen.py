@@ -191,3 +191,19 @@ def test_saved_state_reloads_to_the_same_audio(tiny: S3Gen, ref: S3GenReference)
     a = tiny.inference(tokens(8), ref, torch.Generator().manual_seed(0))
     b = model.inference(tokens(8), ref, torch.Generator().manual_seed(0))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_casts_synthesis_only(tiny: S3Gen, reference_audio, ref, dtype) -> None:
+    model = S3Gen(S3GenConfig.tiny())
+    model.load_state_dict(tiny.state_dict(), strict=True)
+    model = model.to(dtype)
+    assert model.dtype == dtype and model.tokenizer.encoder.conv1.weight.dtype == torch.float32
+    half_ref = model.embed_ref(reference_audio)  # the reference front end is unaffected by the cast
+    assert torch.equal(half_ref.prompt_token, ref.prompt_token) and torch.equal(
+        half_ref.embedding, ref.embedding
+    )
+    expected = tiny.inference(tokens(10), ref, torch.Generator().manual_seed(0))
+    wav = model.inference(tokens(10), ref, torch.Generator().manual_seed(0))
+    assert wav.dtype == torch.float32 and torch.isfinite(wav).all()
+    assert (wav - expected).abs().max() < 0.05 * expected.abs().max()

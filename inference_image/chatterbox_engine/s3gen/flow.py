@@ -38,13 +38,17 @@ class CausalConditionalCFM(nn.Module):
         cond: torch.Tensor,
         n_timesteps: int,
     ) -> torch.Tensor:
-        """noise, mu, cond (1, 80, T); mask (1, 1, T); spks (1, 80) -> mel (1, 80, T)."""
-        x = noise
-        t_span = self.time_grid(n_timesteps, mu)
+        """noise, mu, cond (1, 80, T); mask (1, 1, T); spks (1, 80) -> mel (1, 80, T) float32.
+
+        The ODE state and time grid stay float32 whatever the estimator's dtype (Euler sums lose little there).
+        """
+        dtype = mu.dtype
+        x = noise.float()
+        t_span = self.time_grid(n_timesteps, x)
         if self.meanflow:
             for t, r in zip(t_span[:-1], t_span[1:], strict=True):
-                v = self.estimator(x, mask, mu, t[None], spks, cond, r=r[None])
-                x = x + (r - t) * v
+                v = self.estimator(x.to(dtype), mask, mu, t[None].to(dtype), spks, cond, r=r[None].to(dtype))
+                x = x + (r - t) * v.float()
             return x
         # Classifier-free guidance as one batch of two: row 1 sees zeros for mu, speaker and cond.
         rate = self.cfm.inference_cfg_rate
@@ -53,8 +57,9 @@ class CausalConditionalCFM(nn.Module):
         spks2 = torch.cat([spks, torch.zeros_like(spks)])
         cond2 = torch.cat([cond, torch.zeros_like(cond)])
         for t, r in zip(t_span[:-1], t_span[1:], strict=True):
-            v_cond, v_uncond = self.estimator(torch.cat([x, x]), mask2, mu2, t.expand(2), spks2, cond2).chunk(
-                2
+            x2 = torch.cat([x, x]).to(dtype)
+            v_cond, v_uncond = (
+                self.estimator(x2, mask2, mu2, t.expand(2).to(dtype), spks2, cond2).float().chunk(2)
             )
             x = x + (r - t) * ((1.0 + rate) * v_cond - rate * v_uncond)
         return x
@@ -87,7 +92,8 @@ class Flow(nn.Module):
         self, mu: torch.Tensor, prompt_frames: int, generator: torch.Generator | None
     ) -> torch.Tensor:
         """The ODE start, drawn in upstream's order so a generator seeded like its global RNG reproduces it."""
-        options = {"generator": generator, "device": mu.device, "dtype": mu.dtype}
+        # float32 whatever the model dtype, so a seed gives the same start in every precision
+        options = {"generator": generator, "device": mu.device, "dtype": torch.float32}
         if not self.decoder.meanflow:
             return torch.randn(mu.shape, **options)
         # Meanflow upstream draws the new frames first, then the whole sequence, and keeps the first draw

@@ -100,7 +100,8 @@ class SourceModule(nn.Module):
 
     def forward(self, sines: torch.Tensor) -> torch.Tensor:
         """(B, T, H) -> excitation (B, 1, T)."""
-        return torch.tanh(self.l_linear(sines)).transpose(1, 2)
+        weight, bias = self.l_linear.weight.float(), self.l_linear.bias.float()
+        return torch.tanh(F.linear(sines.float(), weight, bias)).transpose(1, 2)
 
 
 class HiFTGenerator(nn.Module):
@@ -134,29 +135,31 @@ class HiFTGenerator(nn.Module):
         for conv in (*self.ups, self.conv_post):
             nn.init.normal_(conv.weight, 0.0, 0.01)
         self.f0_predictor = F0Predictor(in_channels, cfg.f0_channels)
-        # float64 then cast, like upstream's scipy window, so the iSTFT matches to the last bit
-        window = torch.hann_window(cfg.istft_n_fft, periodic=True, dtype=torch.float64).float()
-        self.register_buffer("stft_window", window, persistent=False)
 
     def source(self, mel: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """mel (B, 80, F) -> excitation (B, 1, 480 F)."""
-        f0 = self.f0_predictor(mel)  # (B, F)
+        """mel (B, 80, F) -> excitation (B, 1, 480 F), float32 (phase accumulation needs the precision)."""
+        f0 = self.f0_predictor(mel.to(self.conv_pre.weight.dtype)).float()  # (B, F)
         f0 = f0.repeat_interleave(HOP_24K, dim=-1)  # nearest upsampling to one value per sample
         return self.m_source(self.m_source.sine_waves(f0, generator))
 
-    def decode(self, mel: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """mel (B, 80, F), source (B, 1, 480 F) -> waveform (B, 480 F) in [-0.99, 0.99]."""
-        cfg = self.cfg
-        spec = torch.stft(
-            source.squeeze(1),
-            cfg.istft_n_fft,
-            cfg.istft_hop,
-            cfg.istft_n_fft,
-            window=self.stft_window,
-            return_complex=True,
+    def _window(self, device: torch.device) -> torch.Tensor:
+        # float64 then cast, like upstream's scipy window, so the (i)STFT matches to the last bit
+        return torch.hann_window(self.cfg.istft_n_fft, periodic=True, dtype=torch.float64).to(
+            device, torch.float32
         )
-        s_stft = torch.cat([spec.real, spec.imag], dim=1)  # (B, 18, 120 F + 1)
-        x = self.conv_pre(mel)
+
+    def decode(self, mel: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """mel (B, 80, F), source (B, 1, 480 F) -> float32 waveform (B, 480 F) in [-0.99, 0.99].
+
+        The convolutions run in the module's dtype; the STFT, its inverse and the exp/sin head in float32.
+        """
+        cfg = self.cfg
+        dtype = self.conv_pre.weight.dtype
+        window = self._window(mel.device)
+        n_fft, hop = cfg.istft_n_fft, cfg.istft_hop
+        spec = torch.stft(source.squeeze(1).float(), n_fft, hop, n_fft, window=window, return_complex=True)
+        s_stft = torch.cat([spec.real, spec.imag], dim=1).to(dtype)  # (B, 18, 120 F + 1)
+        x = self.conv_pre(mel.to(dtype))
         n_kernels = len(cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, cfg.lrelu_slope))
@@ -165,10 +168,10 @@ class HiFTGenerator(nn.Module):
             x = x + self.source_resblocks[i](self.source_downs[i](s_stft))
             blocks = self.resblocks[i * n_kernels : (i + 1) * n_kernels]
             x = sum(block(x) for block in blocks) / n_kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
-        half = cfg.istft_n_fft // 2 + 1
+        x = self.conv_post(F.leaky_relu(x)).float()  # default slope 0.01 here, as upstream
+        half = n_fft // 2 + 1
         magnitude = torch.exp(x[:, :half]).clamp(max=1e2)
         phase = torch.sin(x[:, half:])
         spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-        wav = torch.istft(spec, cfg.istft_n_fft, cfg.istft_hop, cfg.istft_n_fft, window=self.stft_window)
+        wav = torch.istft(spec, n_fft, hop, n_fft, window=window)
         return wav.clamp(-cfg.audio_limit, cfg.audio_limit)

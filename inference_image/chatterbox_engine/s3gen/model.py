@@ -103,6 +103,18 @@ class S3Gen(nn.Module):
         self.register_buffer("trim_fade", trim_fade_window(), persistent=False)
         self.eval()
 
+    def _apply(self, fn, recurse: bool = True):
+        # `.to(dtype)` / `.half()` cast the synthesis path only. The reference front end stays float32 (moved,
+        # never cast): S3 codes and x-vectors must not depend on the serving precision, and it runs once per voice.
+        probe = fn(torch.zeros(1))
+        if not recurse or probe.dtype == torch.float32:
+            return super()._apply(fn, recurse)
+        front_end = (self.tokenizer, self.speaker_encoder)
+        for child in self.children():
+            child._apply((lambda t: t.to(probe.device)) if any(child is m for m in front_end) else fn)
+        self.trim_fade = self.trim_fade.to(probe.device)
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.flow.encoder_proj.weight.device
@@ -121,8 +133,7 @@ class S3Gen(nn.Module):
     @torch.inference_mode()
     def speaker_embedding(self, wav16k: torch.Tensor) -> torch.Tensor:
         """16 kHz audio (1, T) -> CAMPPlus x-vector (1, 192)."""
-        fbank = campplus_fbank(wav16k.to(self.device, torch.float32))
-        return self.speaker_encoder(fbank.to(self.dtype))
+        return self.speaker_encoder(campplus_fbank(wav16k.to(self.device, torch.float32)))
 
     @torch.inference_mode()
     def embed_ref(self, wav24k: torch.Tensor) -> S3GenReference:
@@ -132,7 +143,7 @@ class S3Gen(nn.Module):
                 f"embed_ref expects one 24 kHz reference shaped (1, T), got {tuple(wav24k.shape)}"
             )
         wav24k = wav24k.to(self.device, torch.float32)
-        prompt_feat = prompt_mel(wav24k).transpose(1, 2).to(self.dtype)  # (1, F, 80)
+        prompt_feat = prompt_mel(wav24k).transpose(1, 2)  # (1, F, 80) float32, like the whole reference
         wav16k = resample(wav24k, S3GEN_SR, S3_SR)
         embedding = self.speaker_embedding(wav16k)
         tokens, token_lens = self.tokenize(wav16k)
@@ -193,7 +204,7 @@ class S3Gen(nn.Module):
         `source` (1, 1, S) overrides the first S excitation samples: pass the tail of the previous chunk's
         source when re-vocoding overlapping mel so the chunks' excitation phases line up.
         """
-        mel = mel.to(self.device, self.dtype)
+        mel = mel.to(self.device)
         excitation = self.mel2wav.source(mel, generator)
         if source is not None and source.size(-1) > 0:
             n = min(source.size(-1), excitation.size(-1))
