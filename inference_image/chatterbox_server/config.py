@@ -68,9 +68,6 @@ class Settings(BaseSettings):
         ge=0,
         description="After SIGTERM, keep serving (not ready) this long before closing the listener.",
     )
-    max_chunk_chars: int = Field(
-        300, ge=50, description="Long input is synthesised in sentence chunks of this size."
-    )
     webui_dir: Path | None = Field(
         None, description="Built web UI to serve at /; default: the repo's webui/dist."
     )

@@ -106,18 +106,6 @@ def test_sse_in_a_compressed_format_carries_that_format(server: RunningServer) -
     assert codec.startswith("mp3") and rate == 24_000 and samples.size > 0
 
 
-def test_long_input_is_spoken_piece_by_piece_with_derived_seeds(client: OpenAI, reference_pcm: bytes) -> None:
-    # The test server cuts text into pieces of at most 50 characters at sentence ends; piece i uses seed + i,
-    # so the first piece of this input is exactly the reference clip.
-    follow_on = "This second sentence is long enough now."
-    long = client.audio.speech.create(
-        model="tts-1", voice="alloy", input=f"{TEXT} {follow_on} {follow_on}", response_format="pcm",
-        extra_body={"seed": 7},
-    )  # fmt: skip
-    assert long.content.startswith(reference_pcm)
-    assert len(long.content) > len(reference_pcm)
-
-
 def test_models_lists_chatterbox_and_openai_aliases(client: OpenAI) -> None:
     ids = {model.id for model in client.models.list()}
     assert {"chatterbox", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"} <= ids

@@ -1,4 +1,7 @@
-"""Speech synthesis: text pieces -> engine (in a worker) -> tempo -> encoder -> streamed bytes or SSE."""
+"""Speech synthesis: engine (in a worker) -> tempo -> encoder -> streamed bytes or SSE.
+
+Long input needs no splitting here: the engine speaks it sentence piece by sentence piece.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +21,11 @@ from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
 from ..scheduler import Scheduler
 from ..schemas import MODEL_ALIASES, SERVED_MODEL_ID, SpeechRequest
-from ..text import split_for_synthesis
 from .voices import VoiceService
 
 logger = logging.getLogger(__name__)
 
 _DISCONNECT_POLL_S = 0.25
-_SEED_SPACE = 2**63
 
 
 class ClientGone(Exception):
@@ -34,11 +35,10 @@ class ClientGone(Exception):
 class _Render:
     """The blocking half of one request, run in a worker thread; keeps the counts for metrics."""
 
-    def __init__(self, engine: EngineAdapter, voice, request: SpeechRequest, pieces: list[str]) -> None:
+    def __init__(self, engine: EngineAdapter, voice, request: SpeechRequest) -> None:
         self._engine = engine
         self._voice = voice
         self._request = request
-        self._pieces = pieces
         self._params = SamplingParams(
             exaggeration=request.exaggeration,
             cfg_weight=request.cfg_weight,
@@ -57,16 +57,14 @@ class _Render:
         tempo = TempoChanger(self._request.speed, sample_rate) if self._request.speed != 1.0 else None
         started = time.perf_counter()
         try:
-            for index, text in enumerate(self._pieces):
-                # Each piece gets its own seed, derived from the request's, so the whole clip is reproducible.
-                seed = None if self._request.seed is None else (self._request.seed + index) % _SEED_SPACE
-                tokens_before = self.tokens
-                for piece in self._engine.stream(text, self._voice, self._params, seed=seed):
-                    self.tokens = tokens_before + piece.num_tokens
-                    data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
-                    self.synthesis_s = time.perf_counter() - started
-                    if data:
-                        yield data
+            for piece in self._engine.stream(
+                self._request.input, self._voice, self._params, seed=self._request.seed
+            ):
+                self.tokens = piece.num_tokens
+                data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
+                self.synthesis_s = time.perf_counter() - started
+                if data:
+                    yield data
             tail = tempo.flush() if tempo else np.zeros(0, np.float32)
             data = self._encode(encoder, tail) + encoder.finish()
             if data:
@@ -145,7 +143,7 @@ class SpeechService:
         """Validates, admits and starts a request; returns once the first audio bytes exist.
 
         Everything that can be refused (bad model, voice, text, full queue) is refused here, before a
-        200 status goes out.
+        200 status goes out: the engine checks its arguments before it makes the first audio.
         """
         accepted_at = time.perf_counter()
         if request.model != SERVED_MODEL_ID and request.model not in MODEL_ALIASES:
@@ -154,11 +152,8 @@ class SpeechService:
                 f"(or one of the aliases {', '.join(MODEL_ALIASES)})",
                 param="model",
             )
-        pieces = split_for_synthesis(request.input, self._settings.max_chunk_chars)
-        if not pieces:
-            raise InvalidRequest("input is empty: give some text to speak", param="input")
         voice = await self._voices.resolve(request.voice)
-        render = _Render(self._engine, voice, request, pieces)
+        render = _Render(self._engine, voice, request)
         admission = self._scheduler.admit()
         rest = admission.run(render)
         first = await _first_item_unless_disconnected(rest, is_disconnected)
