@@ -144,6 +144,10 @@ def test_bad_tokens_are_rejected(tiny: S3Gen, ref: S3GenReference, bad: torch.Te
 def test_bad_reference_shapes_are_rejected(tiny: S3Gen) -> None:
     with pytest.raises(ValueError, match=r"\(1, T\)"):
         tiny.embed_ref(torch.zeros(2, 24_000))
+    with pytest.raises(ValueError, match="too short"):
+        tiny.embed_ref(torch.zeros(1, 500))
+    with pytest.raises(ValueError, match="NaN"):
+        tiny.embed_ref(torch.full((1, 24_000), float("nan")))
     with pytest.raises(ValueError, match=r"\(B, T\)"):
         tiny.tokenize(torch.zeros(16_000))
     with pytest.raises(ValueError, match="30 s"):
@@ -207,3 +211,15 @@ def test_half_precision_casts_synthesis_only(tiny: S3Gen, reference_audio, ref, 
     wav = model.inference(tokens(10), ref, torch.Generator().manual_seed(0))
     assert wav.dtype == torch.float32 and torch.isfinite(wav).all()
     assert (wav - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+def test_meta_construction_loads_with_assign(tiny: S3Gen, reference_audio, ref) -> None:
+    """Built on the meta device (no random init) and loaded with assign=True, nothing is left unmaterialised."""
+    with torch.device("meta"):
+        model = S3Gen(S3GenConfig.tiny())
+    model.load_state_dict(tiny.state_dict(), strict=True, assign=True)
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert torch.equal(model.embed_ref(reference_audio).prompt_token, ref.prompt_token)
+    a = tiny.inference(tokens(6), ref, torch.Generator().manual_seed(0))
+    b = model.inference(tokens(6), ref, torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-5)

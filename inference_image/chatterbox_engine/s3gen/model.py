@@ -28,12 +28,14 @@ from .tokenizer import S3Tokenizer
 
 # The first 20 ms of output are silenced and the next 20 ms faded in: this hides bleed from the prompt mel.
 TRIM_SAMPLES = S3GEN_SR // 50
+# Two 40 ms token periods: below this there is no prompt to condition on (the engine asks for far more).
+MIN_REFERENCE_SAMPLES = 2 * 2 * HOP_24K
 
 
 def trim_fade_window(device=None, dtype=torch.float32) -> torch.Tensor:
-    fade = torch.zeros(2 * TRIM_SAMPLES)
-    fade[TRIM_SAMPLES:] = (torch.cos(torch.linspace(torch.pi, 0, TRIM_SAMPLES)) + 1) / 2
-    return fade.to(device=device, dtype=dtype)
+    fade = torch.zeros(2 * TRIM_SAMPLES, device=device)
+    fade[TRIM_SAMPLES:] = (torch.cos(torch.linspace(torch.pi, 0, TRIM_SAMPLES, device=device)) + 1) / 2
+    return fade.to(dtype=dtype)
 
 
 @dataclass
@@ -100,7 +102,9 @@ class S3Gen(nn.Module):
         self.speaker_encoder = CAMPPlus(self.cfg.speaker_encoder)
         self.flow = Flow(self.cfg)
         self.mel2wav = HiFTGenerator(self.cfg.hift)
-        self.register_buffer("trim_fade", trim_fade_window(), persistent=False)
+        # Built on the CPU explicitly: under `torch.device("meta")` construction a non-persistent buffer would
+        # stay meta, as `load_state_dict(assign=True)` never fills it.
+        self.register_buffer("trim_fade", trim_fade_window(device="cpu"), persistent=False)
         self.eval()
 
     def _apply(self, fn, recurse: bool = True):
@@ -142,6 +146,12 @@ class S3Gen(nn.Module):
             raise ValueError(
                 f"embed_ref expects one 24 kHz reference shaped (1, T), got {tuple(wav24k.shape)}"
             )
+        if wav24k.size(1) < MIN_REFERENCE_SAMPLES:
+            raise ValueError(
+                f"reference audio is too short: at least {MIN_REFERENCE_SAMPLES / S3GEN_SR} s needed"
+            )
+        if not torch.isfinite(wav24k).all():
+            raise ValueError("reference audio contains NaN or infinite samples")
         wav24k = wav24k.to(self.device, torch.float32)
         prompt_feat = prompt_mel(wav24k).transpose(1, 2)  # (1, F, 80) float32, like the whole reference
         wav16k = resample(wav24k, S3GEN_SR, S3_SR)

@@ -8,7 +8,7 @@ releases, hence the pin). The log-mel front end and the FSQ code path are ours.
 from __future__ import annotations
 
 import torch
-from s3tokenizer.model_v2 import AudioEncoderV2
+from s3tokenizer.model_v2 import AudioEncoderV2, precompute_freqs_cis
 from torch import nn
 
 from .config import TokenizerConfig
@@ -16,6 +16,8 @@ from .frontends import S3_N_FFT, s3_log_mel, slaney_mel_filters
 
 MEL_FRAMES_PER_TOKEN = 4  # 100 Hz mel -> 25 Hz tokens
 MAX_MEL_FRAMES = 3000  # 30 s: the encoder's rotary table and training length
+ROTARY_DIM = 64  # s3tokenizer's rotary table: head dim 64, 2048 positions
+ROTARY_POSITIONS = 2048
 FSQ_DIGITS = 8
 FSQ_LEVELS = 3
 # float32(0.999), as upstream spells it; keeps tanh outputs strictly inside (-1, 1) before rounding
@@ -50,6 +52,11 @@ class S3Tokenizer(nn.Module):
         self.encoder = AudioEncoderV2(
             cfg.n_mels, cfg.n_state, cfg.n_head, cfg.n_layer, stride=2, use_sdpa=False
         )
+        if self.encoder.freqs_cis.is_meta:
+            # The rotary table is a plain attribute, not a buffer: loading never fills it, so a model built on
+            # the meta device (to load with assign=True) needs it rebuilt for real.
+            with torch.device("cpu"):
+                self.encoder.freqs_cis = precompute_freqs_cis(ROTARY_DIM, ROTARY_POSITIONS)
         self.quantizer = FSQQuantizer(cfg.n_state)
         self._register_load_state_dict_pre_hook(self._fill_missing_front_end)
 
