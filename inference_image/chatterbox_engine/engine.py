@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import librosa
 import numpy as np
 import torch
 
@@ -91,10 +92,11 @@ def _check_reference(audio, sample_rate) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
-def _resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    from .s3gen.frontends import resample
-
-    return resample(audio, orig_sr, new_sr)
+def _resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """librosa's default (soxr_hq) resampler, as upstream's `prepare_conditionals` uses."""
+    if orig_sr == new_sr:
+        return audio
+    return librosa.resample(audio, orig_sr=orig_sr, target_sr=new_sr).astype(np.float32)
 
 
 class Engine:
@@ -130,13 +132,15 @@ class Engine:
     @torch.inference_mode()
     def embed_voice(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Voice:
         """Compute a reusable Voice from a mono float reference recording (>= 2 s)."""
-        samples = torch.from_numpy(_check_reference(audio, sample_rate))[None]  # (1, T)
-        ref24 = _resample(samples, int(sample_rate), S3GEN_SR)
+        # As upstream: the reference at 24 kHz for S3Gen (first 10 s), and that resampled to 16 kHz for
+        # the T3 speech prompt (first 6 s) and the VoiceEncoder (all of it).
+        ref24 = _resample(_check_reference(audio, sample_rate), int(sample_rate), S3GEN_SR)
         ref16 = _resample(ref24, S3GEN_SR, S3_SR)
-        s3gen_ref = self.s3gen.embed_ref(ref24[:, : S3GEN_PROMPT_SECONDS * S3GEN_SR])
+        s3gen_ref = self.s3gen.embed_ref(torch.from_numpy(ref24[: S3GEN_PROMPT_SECONDS * S3GEN_SR])[None])
         prompt_len = self.t3.cfg.speech_cond_prompt_len
-        prompt_tokens, _ = self.s3gen.tokenize(ref16[:, : T3_PROMPT_SECONDS * S3_SR], max_len=prompt_len)
-        speaker_emb = self.voice_encoder.embed(ref16[0].numpy())
+        prompt_wav = torch.from_numpy(ref16[: T3_PROMPT_SECONDS * S3_SR])[None]
+        prompt_tokens, _ = self.s3gen.tokenize(prompt_wav, max_len=prompt_len)
+        speaker_emb = self.voice_encoder.embed(ref16)
         return Voice(
             speaker_emb=speaker_emb.float().cpu(),
             prompt_tokens=prompt_tokens.long().cpu(),

@@ -102,8 +102,9 @@ class KVCache:
 
     def __init__(self, cfg: T3Config, batch: int, max_len: int, device, dtype) -> None:
         shape = (cfg.num_layers, batch, cfg.num_heads, max_len, cfg.head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        # Uninitialised: attention only ever reads positions already written.
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
 
     def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:

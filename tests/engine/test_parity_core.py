@@ -157,3 +157,14 @@ def test_one_sampling_step_matches_upstream(params):
         assert (
             sample_next(logits, history, params, torch.Generator().manual_seed(seed)).item() == token.item()
         )
+
+
+def test_written_builtin_voice_loads_in_upstream(full_checkpoint, full_engine):
+    from chatterbox.tts import Conditionals
+
+    conds = Conditionals.load(full_checkpoint / "conds.pt")  # weights_only=True upstream
+    voice = full_engine.default_voice
+    assert torch.equal(conds.t3.speaker_emb, voice.speaker_emb)
+    assert torch.equal(conds.t3.cond_prompt_speech_tokens, voice.prompt_tokens)
+    assert torch.equal(conds.gen["prompt_feat"], voice.s3gen_ref.prompt_feat)
+    assert torch.equal(conds.gen["embedding"], voice.s3gen_ref.embedding)
