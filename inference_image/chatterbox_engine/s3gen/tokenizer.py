@@ -58,7 +58,7 @@ class S3Tokenizer(nn.Module):
             with torch.device("cpu"):
                 self.encoder.freqs_cis = precompute_freqs_cis(ROTARY_DIM, ROTARY_POSITIONS)
         self.quantizer = FSQQuantizer(cfg.n_state)
-        self._register_load_state_dict_pre_hook(self._fill_missing_front_end)
+        self.register_load_state_dict_pre_hook(S3Tokenizer._fill_missing_front_end)
 
     def _default_mel_filters(self) -> torch.Tensor:
         return slaney_mel_filters(16_000, S3_N_FFT, self.cfg.n_mels).clone()

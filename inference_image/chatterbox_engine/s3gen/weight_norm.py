@@ -35,8 +35,8 @@ class _WeightNormStateDict:
     """Mixin for conv modules whose checkpoint weight is weight-normed (see module docstring)."""
 
     def _install_weight_norm_hooks(self) -> None:
-        self._register_state_dict_hook(_emit_weight_norm)
-        self._register_load_state_dict_pre_hook(_accept_weight_norm)
+        self.register_state_dict_post_hook(_emit_weight_norm)
+        self.register_load_state_dict_pre_hook(_accept_weight_norm)
 
 
 def _emit_weight_norm(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
@@ -45,7 +45,7 @@ def _emit_weight_norm(module: nn.Module, state_dict: dict, prefix: str, local_me
     state_dict[prefix + _V] = weight
 
 
-def _accept_weight_norm(state_dict: dict, prefix: str, *args) -> None:
+def _accept_weight_norm(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
     for g_key, v_key in ((_G, _V), (_LEGACY_G, _LEGACY_V)):
         if prefix + g_key in state_dict and prefix + v_key in state_dict:
             g = state_dict.pop(prefix + g_key)
