@@ -111,7 +111,8 @@ class Engine:
         self.device = torch.device(device)
         self.t3 = models.t3.to(self.device, dtype)
         self.voice_encoder = models.voice_encoder.to(self.device)
-        self.s3gen = models.s3gen.to(self.device)
+        # S3Gen casts only its synthesis path; its reference front end stays fp32 whatever the dtype.
+        self.s3gen = models.s3gen.to(self.device, dtype)
         self.tokenizer = models.tokenizer
         self.watermarker = Watermarker(SAMPLE_RATE) if watermark else None
         self.info = {

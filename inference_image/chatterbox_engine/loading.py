@@ -103,10 +103,9 @@ def _load_s3gen(s3gen: S3Gen, path: Path) -> None:
     # recomputable tokenizer buffers; anything else mismatching is an error naming the keys.
     state = _read_safetensors(path)
     try:
-        result = s3gen.load_state_dict(state, strict=True)
+        s3gen.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path.name} does not match the model: {error}") from error
-    del result
 
 
 def read_configs(folder: Path) -> ModelConfigs:
@@ -126,12 +125,13 @@ def load_folder(folder: str | Path) -> Models:
     if absent:
         raise CheckpointError(f"{folder} is not a Chatterbox checkpoint: missing {', '.join(absent)}")
     configs = read_configs(folder)
+    # Built on the meta device: no time spent on random initialisation that loading overwrites.
     with torch.device("meta"):
         t3 = T3(configs.t3)
         voice_encoder = VoiceEncoder(configs.voice_encoder)
+        s3gen = S3Gen(configs.s3gen)
     _load_strict(t3, folder / T3_FILE)
     _load_strict(voice_encoder, folder / VE_FILE)
-    s3gen = S3Gen(configs.s3gen)
     _load_s3gen(s3gen, folder / S3GEN_FILE)
     try:
         tokenizer = EnTokenizer.from_file(folder / TOKENIZER_FILE)

@@ -52,6 +52,32 @@ def test_wrong_shapes_are_named(tiny_checkpoint, tmp_path):
         ce.load(str(folder), watermark=False)
 
 
+def test_s3gen_file_in_either_weight_norm_spelling_and_without_tokenizer_buffers_loads(
+    tiny_engine, tiny_checkpoint, tmp_path
+):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "s3gen.safetensors")
+    del state["tokenizer._mel_filters"], state["tokenizer.window"]
+    legacy = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        for k, v in state.items()
+    }  # fmt: skip
+    assert legacy.keys() != state.keys()
+    save_file(legacy, folder / "s3gen.safetensors")
+    loaded = ce.load(str(folder), watermark=False)
+    a = tiny_engine.generate("Spellings.", seed=2).audio
+    np.testing.assert_allclose(loaded.generate("Spellings.", seed=2).audio, a, atol=1e-5)
+
+
+def test_s3gen_key_errors_are_checkpoint_errors(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "s3gen.safetensors")
+    del state["flow.input_embedding.weight"]
+    save_file(state, folder / "s3gen.safetensors")
+    with pytest.raises(ce.CheckpointError, match="flow.input_embedding.weight"):
+        ce.load(str(folder), watermark=False)
+
+
 def test_incomplete_folder_lists_missing_files(tiny_checkpoint, tmp_path):
     folder = _copy(tiny_checkpoint, tmp_path)
     (folder / "tokenizer.json").unlink()
