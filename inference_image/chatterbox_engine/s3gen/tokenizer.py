@@ -8,6 +8,7 @@ releases, hence the pin). The log-mel front end and the FSQ code path are ours.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from s3tokenizer.model_v2 import AudioEncoderV2, precompute_freqs_cis
 from torch import nn
 
@@ -16,6 +17,8 @@ from .frontends import S3_N_FFT, s3_log_mel, slaney_mel_filters
 
 MEL_FRAMES_PER_TOKEN = 4  # 100 Hz mel -> 25 Hz tokens
 MAX_MEL_FRAMES = 3000  # 30 s: the encoder's rotary table and training length
+WINDOW_STRIDE_FRAMES = 2600  # long audio: 30 s windows with 4 s overlap
+OVERLAP_HALF_TOKENS = 50  # 2 s at 25 Hz, dropped from each side of a joint
 ROTARY_DIM = 64  # s3tokenizer's rotary table: head dim 64, 2048 positions
 ROTARY_POSITIONS = 2048
 FSQ_DIGITS = 8
@@ -79,8 +82,32 @@ class S3Tokenizer(nn.Module):
         if max_len is not None:
             mels = mels[..., : max_len * MEL_FRAMES_PER_TOKEN]
         if mels.size(-1) > MAX_MEL_FRAMES:
-            raise ValueError("the S3 tokenizer accepts at most 30 s of audio per call")
-        mel_lens = torch.full((mels.size(0),), mels.size(-1), dtype=torch.long, device=mels.device)
+            return self._encode_long(mels)
+        return self._encode(mels, torch.full((mels.size(0),), mels.size(-1), device=mels.device))
+
+    def _encode(self, mels: torch.Tensor, mel_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, code_lens = self.encoder(mels, mel_lens)  # (B, N, D)
-        codes = self.quantizer._codebook.encode(hidden)
-        return codes, code_lens.long()
+        return self.quantizer._codebook.encode(hidden), code_lens.long()
+
+    def _encode_long(self, mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio over 30 s, as s3tokenizer does it: 30 s windows every 26 s, each zero-padded to 30 s and
+        encoded with its true length; at each joint half of the 4 s overlap is taken from either side."""
+        n_frames = mels.size(-1)
+        starts = range(0, n_frames, WINDOW_STRIDE_FRAMES)
+        merged = []
+        for mel in mels:
+            windows = [
+                F.pad(mel[:, s : s + MAX_MEL_FRAMES], (0, max(0, s + MAX_MEL_FRAMES - n_frames)))
+                for s in starts
+            ]
+            lens = torch.tensor([min(MAX_MEL_FRAMES, n_frames - s) for s in starts], device=mels.device)
+            codes, code_lens = self._encode(torch.stack(windows), lens)
+            pieces = []
+            for i, (window_codes, n) in enumerate(zip(codes, code_lens.tolist(), strict=True)):
+                window_codes = window_codes[:n]
+                left = 0 if i == 0 else OVERLAP_HALF_TOKENS
+                right = n if i == len(windows) - 1 else n - OVERLAP_HALF_TOKENS
+                pieces.append(window_codes[left:right])
+            merged.append(torch.cat(pieces))
+        lens = torch.tensor([len(m) for m in merged], device=mels.device)
+        return torch.nn.utils.rnn.pad_sequence(merged, batch_first=True), lens
