@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             library=library, engine=engine, scheduler=scheduler, settings=settings
         )
         app.state.speech = SpeechService(
-            engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics, settings=settings
+            engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics
         )
         info = engine.info
         metrics.model_info.labels(

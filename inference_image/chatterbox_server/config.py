@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     max_voice_seconds: float = Field(60.0, gt=0, description="Longest accepted voice sample, in seconds.")
     voice_aliases: dict[str, str] = Field(
         default_factory=lambda: dict.fromkeys(OPENAI_VOICE_NAMES, "default"),
-        description="Maps OpenAI voice names to library voice names or ids (JSON object in the env var).",
+        description="Maps OpenAI voice names to library voice names or ids (JSON object in the env var); "
+        "names not given keep mapping to the built-in voice.",
     )
 
     api_keys: str = Field("", description="Comma-separated Bearer keys; empty means no authentication.")
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     webui_dir: Path | None = Field(
         None, description="Built web UI to serve at /; default: the repo's webui/dist."
     )
+
+    @field_validator("voice_aliases", mode="after")
+    @classmethod
+    def _keep_default_aliases(cls, aliases: dict[str, str]) -> dict[str, str]:
+        return {**dict.fromkeys(OPENAI_VOICE_NAMES, "default"), **aliases}
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -20,7 +20,11 @@ def shared_voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, shared_voice_dir: Path) -> Iterator[tuple[RunningServer, RunningServer]]:
     """Two server processes on one voice directory, like two pods on one PVC."""
-    first = start_server(tmp_path_factory.mktemp("replica-a"), voice_dir=shared_voice_dir)
+    first = start_server(
+        tmp_path_factory.mktemp("replica-a"),
+        voice_dir=shared_voice_dir,
+        voice_aliases='{"nova": "Narrator One"}',
+    )
     try:
         second = start_server(tmp_path_factory.mktemp("replica-b"), voice_dir=shared_voice_dir)
     except BaseException:
@@ -50,6 +54,8 @@ def listed_ids(server: RunningServer) -> set[str]:
 
 def test_clone_use_list_delete_then_gone(replicas) -> None:
     first, second = replicas
+    unmapped = speak(first, "nova")
+    assert unmapped.status_code == 400 and "VOICE_ALIASES" in unmapped.json()["error"]["message"]
     created = clone(first, "Narrator One", speech_sample())
     assert created.status_code == 200, created.text
     voice = created.json()
@@ -61,6 +67,7 @@ def test_clone_use_list_delete_then_gone(replicas) -> None:
     built_in = speak(first, None)
     assert by_id.status_code == 200 and by_id.content == by_name.content
     assert by_id.content != built_in.content, "the cloned voice must change the audio"
+    assert speak(first, "nova").content == by_id.content, "an OpenAI voice name maps to a library voice"
 
     # The other replica sees the new voice without a restart, and makes the same audio with it.
     assert voice["id"] in listed_ids(second)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import numpy as np
 
 from ..audio import StreamEncoder, TempoChanger
-from ..config import Settings
 from ..engine_adapter import EngineAdapter, SamplingParams
 from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
@@ -130,12 +129,11 @@ class SpeechStream:
 
 class SpeechService:
     def __init__(self, *, engine: EngineAdapter, voices: VoiceService, scheduler: Scheduler,
-                 metrics: ServerMetrics, settings: Settings) -> None:  # fmt: skip
+                 metrics: ServerMetrics) -> None:  # fmt: skip
         self._engine = engine
         self._voices = voices
         self._scheduler = scheduler
         self._metrics = metrics
-        self._settings = settings
 
     async def start(
         self, request: SpeechRequest, is_disconnected: Callable[[], Awaitable[bool]]
