@@ -243,3 +243,24 @@ def test_audio_over_30_s_is_tokenized_in_overlapping_windows_like_s3tokenizer(ti
     codes, lens = tiny.tokenize(wav)
     assert torch.equal(codes, expected) and torch.equal(lens, expected_lens)
     assert codes.size(1) == 57 * 25
+
+
+def test_batched_tokenize_matches_one_by_one(tiny: S3Gen, reference_audio) -> None:
+    wavs = torch.cat([reference_audio[:, :32_000], 0.1 * reference_audio[:, 8_000:40_000]])
+    codes, lens = tiny.tokenize(wavs)
+    for row, wav in enumerate(wavs):
+        single, single_len = tiny.tokenize(wav[None])
+        assert torch.equal(codes[row : row + 1], single) and lens[row] == single_len[0]
+
+
+def test_concurrent_calls_from_threads_are_independent(tiny: S3Gen, ref: S3GenReference) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def synthesise(seed: int) -> torch.Tensor:
+        return tiny.inference(tokens(8, seed), ref, torch.Generator().manual_seed(seed))
+
+    expected = [synthesise(seed) for seed in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(synthesise, range(4)))
+    for got, want in zip(results, expected, strict=True):
+        assert torch.equal(got, want)
