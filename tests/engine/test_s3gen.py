@@ -83,6 +83,10 @@ def test_reference_round_trips_through_tensors(ref: S3GenReference) -> None:
         S3GenReference.from_tensors({**ref.to_tensors(), "prompt_feat": ref.prompt_feat[:, :10]})
     with pytest.raises(ValueError, match="missing"):
         S3GenReference.from_tensors({"prompt_token": ref.prompt_token})
+    with pytest.raises(ValueError, match="prompt_token values"):
+        S3GenReference.from_tensors({**ref.to_tensors(), "prompt_token": ref.prompt_token + 6561})
+    with pytest.raises(ValueError, match="finite"):
+        S3GenReference.from_tensors({**ref.to_tensors(), "embedding": ref.embedding * float("nan")})
 
 
 def test_inference_makes_960_samples_per_token_with_trim_fade(tiny: S3Gen, ref: S3GenReference) -> None:

@@ -65,6 +65,11 @@ class S3GenReference:
             )
         if tuple(self.embedding.shape) != (1, XVECTOR_DIM):
             raise ValueError(f"embedding must be (1, {XVECTOR_DIM}), got {tuple(self.embedding.shape)}")
+        # Voices come back from disk: reject what would otherwise fail deep inside the model.
+        if n_prompt and (self.prompt_token.min() < 0 or self.prompt_token.max() >= SPEECH_VOCAB_SIZE):
+            raise ValueError(f"prompt_token values must lie in [0, {SPEECH_VOCAB_SIZE})")
+        if not (torch.isfinite(self.prompt_feat).all() and torch.isfinite(self.embedding).all()):
+            raise ValueError("prompt_feat and embedding must be finite")
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {
