@@ -13,8 +13,16 @@ Public surface (contract with the engine core):
     s3.hift_inference(mel, generator, source=None) -> (wav (1, 480 F), source (1, 1, 480 F))
     s3.inference(tokens, ref, generator, n_timesteps=10) -> wav (1, 960 N), trim/fade applied
 
-Randomness (CFM start noise, NSF phases and noise) comes only from the passed `torch.Generator`; `noise` and
-`source` can be injected. Weight norm is folded into plain conv weights at load time.
+Randomness (CFM start noise, NSF phases and noise) comes only from the passed `torch.Generator`, drawn in
+upstream's order (a generator seeded like upstream's global RNG reproduces its audio); `noise` and `source` can
+be injected. Weight norm is folded into plain conv weights at load time. The model may be built on the meta
+device and loaded with `assign=True`. `.to(torch.bfloat16 / float16)` casts the synthesis path only: the
+tokenizer and CAMPPlus stay float32, and the ODE state, STFTs and NSF source are float32; outputs are float32.
+The tokenizer handles audio over 30 s in s3tokenizer's overlapping 30 s windows.
+
+Deliberate difference from upstream: `embed_ref` keeps exactly 2 prompt frames per prompt token (upstream keeps
+an odd extra frame for references that are not a whole number of 40 ms, so its output drifts by one frame).
+References carrying that extra frame (e.g. from `conds.pt`) are still accepted and rendered as upstream does.
 
 Streaming helpers (the chunk scheduling itself lives in the engine's `streaming.py`):
 - `flow_inference(..., finalize=False)` drops the last 2 x 3 mel frames, which still depend on the encoder's
