@@ -47,16 +47,20 @@ class _DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
         super().__init__(config)
         self._settings = settings
-        self._draining_since: float | None = None
+        self._drain_started = False
 
     def handle_exit(self, sig, frame) -> None:
         self.config.app.state.runtime.draining = True
-        if self._draining_since is not None or self._settings.drain_seconds == 0:
+        if self._drain_started or self._settings.drain_seconds == 0:
             super().handle_exit(sig, frame)
             return
-        self._draining_since = time.monotonic()
+        self._drain_started = True
         logging.getLogger(__name__).info("draining for %.1f s before shutdown", self._settings.drain_seconds)
-        asyncio.get_event_loop().call_later(self._settings.drain_seconds, super().handle_exit, sig, frame)
+        # From a signal handler only call_soon_threadsafe is safe; it schedules the delayed exit.
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(
+            loop.call_later, self._settings.drain_seconds, super().handle_exit, sig, frame
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -116,8 +116,12 @@ class VoiceLibrary:
                 self._tensor_cache.popitem(last=False)
         return voice
 
-    def reference_path(self, record: VoiceRecord) -> Path:
-        return self._voices_dir / record.id / "reference.wav"
+    def reference_wav(self, voice_id: str) -> bytes:
+        record = self.get(voice_id)
+        try:
+            return (self._voices_dir / record.id / "reference.wav").read_bytes()
+        except FileNotFoundError:  # deleted by another replica since the index was read
+            raise NotFound(f"voice {voice_id!r} not found", param="voice_id") from None
 
     def ensure_name_free(self, name: str) -> None:
         if any(record.name == name for record in self._read_index().values()):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from ..dependencies import get_voice_service, require_api_key
 from ..schemas import VoiceDeleted, VoiceList, VoiceResource
@@ -40,14 +40,13 @@ async def get_voice(voice_id: VoiceId, voices: VoiceService = Depends(get_voice_
 @router.get(
     "/{voice_id}/sample",
     summary="Download a voice's reference clip",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}},
 )
-async def get_voice_sample(
-    voice_id: VoiceId, voices: VoiceService = Depends(get_voice_service)
-) -> FileResponse:
-    return FileResponse(
-        await voices.sample_path(voice_id), media_type="audio/wav", filename=f"{voice_id}.wav"
+async def get_voice_sample(voice_id: VoiceId, voices: VoiceService = Depends(get_voice_service)) -> Response:
+    disposition = f'attachment; filename="{voice_id}.wav"'  # ids are validated: no quotes or slashes
+    return Response(
+        await voices.sample(voice_id), media_type="audio/wav", headers={"Content-Disposition": disposition}
     )
 
 

@@ -154,7 +154,10 @@ class SpeechService:
         render = _Render(self._engine, voice, request)
         admission = self._scheduler.admit()
         rest = admission.run(render)
-        first = await _first_item_unless_disconnected(rest, is_disconnected)
+        try:
+            first = await _first_item_unless_disconnected(rest, is_disconnected)
+        finally:
+            admission.withdraw()  # a no-op once it ran; frees the queue place if it was cancelled first
         stream_label = "true" if request.stream_format == "sse" else "false"
         self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
             time.perf_counter() - accepted_at

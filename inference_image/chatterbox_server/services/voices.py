@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from ..audio import decode_upload, wav_bytes
@@ -70,11 +69,11 @@ class VoiceService:
             return self._builtin()
         return _resource(await asyncio.to_thread(self._library.get, voice_id))
 
-    async def sample_path(self, voice_id: str) -> Path:
+    async def sample(self, voice_id: str) -> bytes:
+        """The reference clip as WAV bytes (clips are capped in length, so they fit in memory)."""
         if voice_id == DEFAULT_VOICE_ID:
             raise NotFound("the built-in voice has no reference sample", param="voice_id")
-        record = await asyncio.to_thread(self._library.get, voice_id)
-        return self._library.reference_path(record)
+        return await asyncio.to_thread(self._library.reference_wav, voice_id)
 
     async def delete(self, voice_id: str) -> None:
         if voice_id == DEFAULT_VOICE_ID:
