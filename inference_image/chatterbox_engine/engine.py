@@ -177,8 +177,8 @@ class Engine:
             seed = secrets.randbits(63)
         elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise InvalidParameterError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
-        if voice is not None and not isinstance(voice, Voice):
-            raise InvalidParameterError(f"voice must be a Voice, got {type(voice).__name__}")
+        if voice is not None:
+            self._check_voice(voice)
         pieces = [self.tokenizer.text_tokens(punc_norm(piece)) for piece in split_sentences(text)]
         if not pieces:
             raise InvalidTextError("text has nothing to speak")
@@ -188,6 +188,25 @@ class Engine:
         return _Request(
             pieces, voice or self.default_voice, float(exaggeration), params, seed, max_new_tokens
         )
+
+    def _check_voice(self, voice: object) -> None:
+        if not isinstance(voice, Voice):
+            raise InvalidParameterError(f"voice must be a Voice, got {type(voice).__name__}")
+        cfg = self.t3.cfg
+        tokens = voice.prompt_tokens
+        fits = (
+            tuple(voice.speaker_emb.shape) == (1, cfg.speaker_embed_size)
+            and tokens.dim() == 2
+            and tokens.shape[0] == 1
+            and 0 < tokens.shape[1] <= cfg.max_speech_tokens
+            and int(tokens.min()) >= 0
+            and int(tokens.max()) < self.s3gen_vocab_size
+        )
+        if not fits:
+            raise InvalidParameterError(
+                f"this voice was not made for this model (speaker embedding {tuple(voice.speaker_emb.shape)}, "
+                f"prompt tokens {tuple(tokens.shape)}); embed the reference audio again with this engine"
+            )
 
     @torch.inference_mode()
     def _token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:

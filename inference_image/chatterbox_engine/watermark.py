@@ -6,8 +6,10 @@ import logging
 import threading
 
 import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
+_BLOCK = 960  # samples; Perth's output is cut to whole multiples of this
 
 
 class Watermarker:
@@ -29,8 +31,13 @@ class Watermarker:
         return self._impl
 
     def apply(self, audio: np.ndarray) -> np.ndarray:
+        """Watermark audio; the result has exactly the input's length."""
         if audio.size == 0:
             return audio
-        with self._lock:
-            marked = self._watermarker().apply_watermark(audio, sample_rate=self.sample_rate)
-        return np.asarray(marked, dtype=np.float32)
+        # Perth drops a trailing partial block and fails on very short input: pad to whole blocks.
+        padded_size = max(_BLOCK, -(-audio.size // _BLOCK) * _BLOCK)
+        padded = np.pad(audio, (0, padded_size - audio.size))
+        # Always in inference mode: Perth's network, once built inside it, only runs inside it.
+        with self._lock, torch.inference_mode():
+            marked = self._watermarker().apply_watermark(padded, sample_rate=self.sample_rate)
+        return np.asarray(marked, dtype=np.float32)[: audio.size]

@@ -73,6 +73,8 @@ def test_watermark_is_on_by_default_and_changes_the_audio(tiny_engine):
     stamped = marked.generate("Watermark me.", seed=5).audio
     assert stamped.shape == plain.shape
     assert not np.allclose(stamped, plain)
+    for size in (1, 100, 1000, 2049):  # odd lengths survive unchanged in size
+        assert marked.watermarker.apply(np.full(size, 0.1, np.float32)).shape == (size,)
 
 
 def test_voice_embeds_saves_and_loads(tiny_engine, tmp_path):
@@ -145,6 +147,15 @@ def test_bad_requests_are_typed_errors_before_any_work(tiny_engine, text, kwargs
     assert isinstance(raised.value, ce.EngineError) and isinstance(raised.value, ValueError)
     with pytest.raises(error):
         tiny_engine.generate_stream(text, **kwargs)  # raised at the call, not at the first chunk
+
+
+def test_a_voice_from_another_model_is_rejected(tiny_engine):
+    voice = tiny_engine.default_voice
+    foreign = ce.Voice(torch.ones(1, 256) / 16, voice.prompt_tokens, voice.s3gen_ref)
+    with pytest.raises(ce.InvalidParameterError, match="not made for this model"):
+        tiny_engine.generate("Wrong voice.", foreign)
+    with pytest.raises(ce.InvalidParameterError, match="Voice"):
+        tiny_engine.generate("Not a voice.", "alice")
 
 
 def test_cfg_weight_zero_runs_without_the_unconditional_row(tiny_engine):
