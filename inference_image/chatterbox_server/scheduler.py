@@ -117,11 +117,11 @@ class Admission:
             try:
                 items = make_items()
                 for item in items:
-                    deliver(_ITEM, item)
-                    if stop.is_set():
-                        break
                     if time.monotonic() > deadline:
                         deliver(_ERROR, TimedOut("the request took longer than the server's timeout"))
+                        break
+                    deliver(_ITEM, item)
+                    if stop.is_set():
                         break
             except BaseException as error:  # handed to the request, which raises it on the loop
                 deliver(_ERROR, error)

@@ -144,3 +144,21 @@ def speech_sample(seconds: float = 3.0, audio_format: str = "mp3", sample_rate: 
 
 def pcm_seconds(data: bytes, sample_rate: int = 24_000) -> float:
     return len(data) / 2 / sample_rate
+
+
+def gauge(server: RunningServer, name: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def wait_until_idle(server: RunningServer, attempts: int = 1200) -> None:
+    for _ in range(attempts):
+        if (
+            gauge(server, "chatterbox_inflight_requests") == 0
+            and gauge(server, "chatterbox_queue_depth") == 0
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the server never went idle: a slot leaked")

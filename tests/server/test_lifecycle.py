@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server, wait_until_idle
 
 API_KEY = "sk-test-key"
 
@@ -29,6 +29,19 @@ def test_unreachable_model_fails_fast_with_an_offline_hint(tmp_path: Path) -> No
     assert "could not load model 'ResembleAI/chatterbox'" in result.stderr
     assert "CHATTERBOX_MODEL=random:tiny" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_requests_over_the_time_limit_get_a_timeout_error(tmp_path: Path) -> None:
+    server = start_server(tmp_path, request_timeout_s=0.001, warmup=False)
+    try:
+        with server.client() as http:
+            response = http.post("/v1/audio/speech", json={"input": "This takes longer than a millisecond."})
+            assert response.status_code == 504
+            assert response.json()["error"]["type"] == "timeout_error"
+        # The worker stopped at its deadline and was given back.
+        wait_until_idle(server)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, gauge, start_server, wait_until_idle
 
 LONG_TEXT = " ".join(f"Sentence number {index} keeps the worker busy for a while." for index in range(40))
 
@@ -37,13 +36,6 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     running.stop()
 
 
-def gauge(server: RunningServer, name: str) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
-
-
 async def test_overload_gives_only_429_with_retry_after(small_server: RunningServer) -> None:
     async def status_of_one(http: httpx.AsyncClient, seed: int) -> httpx.Response:
         # Only the status matters: leaving early frees the worker for the queued request.
@@ -62,17 +54,6 @@ async def test_overload_gives_only_429_with_retry_after(small_server: RunningSer
             assert int(response.headers["Retry-After"]) >= 1
             assert response.json()["error"]["type"] == "rate_limit_error"
     assert gauge(small_server, "chatterbox_queue_rejections_total") >= statuses.count(429)
-
-
-def wait_until_idle(server: RunningServer, attempts: int = 1200) -> None:
-    for _ in range(attempts):
-        if (
-            gauge(server, "chatterbox_inflight_requests") == 0
-            and gauge(server, "chatterbox_queue_depth") == 0
-        ):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the server never went idle: a slot leaked")
 
 
 def test_disconnect_mid_stream_frees_the_slot(small_server: RunningServer) -> None:
