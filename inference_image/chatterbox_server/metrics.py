@@ -100,8 +100,15 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "unmatched"
+            route = _route_template(scope)
             audio_format = scope.get("state", {}).get("response_format", "")
-            self.metrics.requests.labels(route=route_path, status=str(status), format=audio_format).inc()
-            self.metrics.request_duration.labels(route=route_path).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route=route, status=str(status), format=audio_format).inc()
+            self.metrics.request_duration.labels(route=route).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The templated path (bounded label values): an API route, the web UI mount, or "unmatched"."""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", ""):
+        return route.path
+    return "/{path}" if "endpoint" in scope else "unmatched"

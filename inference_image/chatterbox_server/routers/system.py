@@ -11,7 +11,12 @@ router = APIRouter(tags=["system"])
 models_router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 
 
-@router.get("/healthz", summary="Liveness: the process is up", response_model=HealthStatus)
+@router.get(
+    "/healthz",
+    summary="Liveness: the process is up",
+    response_model=HealthStatus,
+    response_model_exclude_none=True,
+)
 async def healthz() -> HealthStatus:
     return HealthStatus(status="ok")
 
