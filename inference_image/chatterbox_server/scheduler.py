@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -20,6 +21,7 @@ from .errors import Overloaded, TimedOut
 from .metrics import ServerMetrics
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _ITEM, _ERROR, _END = range(3)
 
@@ -126,12 +128,17 @@ class Admission:
             except BaseException as error:  # handed to the request, which raises it on the loop
                 deliver(_ERROR, error)
             finally:
-                close = getattr(items, "close", None)  # a generator: stop its work now
-                if close is not None:
-                    close()
-                deliver(_END, None)
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(scheduler._job_finished, time.monotonic() - started)
+                try:
+                    close = getattr(items, "close", None)  # a generator: stop its work now
+                    if close is not None:
+                        close()
+                except Exception:
+                    logger.exception("stopping a synthesis failed")
+                finally:
+                    # Always: the request must end and the slot must come back, whatever happened above.
+                    deliver(_END, None)
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(scheduler._job_finished, time.monotonic() - started)
 
         loop.run_in_executor(scheduler._executor, work)
         try:
