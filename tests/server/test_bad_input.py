@@ -9,6 +9,9 @@ import pytest
 
 from .conftest import RunningServer, speech_sample
 
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
+
 
 def speech(server: RunningServer, **overrides):
     body = {"model": "tts-1", "input": "Hi there.", "voice": "alloy", **overrides}

@@ -14,6 +14,9 @@ import pytest
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server, wait_until_idle
 
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
+
 API_KEY = "sk-test-key"
 
 

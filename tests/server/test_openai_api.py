@@ -12,6 +12,9 @@ from openai import OpenAI
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, decode_audio, pcm_seconds
 
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
+
 TEXT = "Hello from Chatterbox."
 
 

@@ -10,6 +10,9 @@ import pytest
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, gauge, start_server, wait_until_idle
 
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
+
 LONG_TEXT = " ".join(f"Sentence number {index} keeps the worker busy for a while." for index in range(40))
 
 

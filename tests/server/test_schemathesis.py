@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer
+
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
 
 # Bounded so the whole run takes a minute or two on a shared CPU.
 MAX_EXAMPLES = 60

@@ -11,6 +11,9 @@ import pytest
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, decode_audio, speech_sample, start_server
 
+# Every test here talks to a real chatterbox-server process.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def shared_voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
