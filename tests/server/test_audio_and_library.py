@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +98,41 @@ def test_a_writer_failing_mid_write_leaves_the_library_as_it_was(tmp_path: Path)
     assert [record.name for record in reader.list()] == ["Earlier"]
     assert reader.tensors(earlier)["embedding"].size == 4
     assert not any((tmp_path / "staging").iterdir())
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from chatterbox_server.voices import VoiceLibrary
+
+library = VoiceLibrary(Path(sys.argv[1]), load_tensors=lambda p: load_file(str(p)),
+                       save_tensors=lambda t, p: save_file(t, str(p)))
+reference = bytes(4 * 1024 * 1024)  # large, so most of the time is spent inside a write
+for index in range(1000):
+    record = library.add(f"Voice {index}", {"embedding": np.full(256, index, np.float32)}, reference,
+                         duration_s=1.0, sample_rate=24000)
+    print(record.id, flush=True)
+"""
+
+
+def test_a_writer_sigkilled_mid_write_leaves_every_committed_voice_readable(tmp_path: Path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    committed = [writer.stdout.readline().strip() for _ in range(5)]
+    time.sleep(random.uniform(0.0, 0.05))  # land somewhere inside the next write
+    writer.kill()
+    writer.wait()
+    committed += [line.strip() for line in writer.stdout if line.strip()]
+
+    library = library_at(tmp_path)
+    listed = {record.id: record for record in library.list()}
+    assert set(committed) <= set(listed)
+    for record in listed.values():
+        assert library.tensors(record)["embedding"].shape == (256,)
+        assert len(library.reference_wav(record.id)) == 4 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
