@@ -168,3 +168,37 @@ def test_written_builtin_voice_loads_in_upstream(full_checkpoint, full_engine):
     assert torch.equal(conds.t3.cond_prompt_speech_tokens, voice.prompt_tokens)
     assert torch.equal(conds.gen["prompt_feat"], voice.s3gen_ref.prompt_feat)
     assert torch.equal(conds.gen["embedding"], voice.s3gen_ref.embedding)
+
+
+def test_voice_conditioning_matches_upstream_prepare_conditionals(
+    full_checkpoint, full_engine, upstream_t3, tmp_path
+):
+    import soundfile
+    from chatterbox.models.s3gen import S3Gen as UpstreamS3Gen
+    from chatterbox.models.tokenizers import EnTokenizer as UpstreamTokenizer
+    from chatterbox.models.voice_encoder import VoiceEncoder as UpstreamVoiceEncoder
+    from chatterbox.tts import ChatterboxTTS
+    from safetensors.torch import load_file
+
+    s3gen = UpstreamS3Gen()
+    s3gen.load_state_dict(load_file(full_checkpoint / "s3gen.safetensors"), strict=False)  # as upstream
+    voice_encoder = UpstreamVoiceEncoder()
+    voice_encoder.load_state_dict(load_file(full_checkpoint / "ve.safetensors"))
+    tokenizer = UpstreamTokenizer(str(full_checkpoint / "tokenizer.json"))
+    tts = ChatterboxTTS(upstream_t3, s3gen.eval(), voice_encoder.eval(), tokenizer, "cpu")
+
+    # 7.2 s at 24 kHz: a whole number of 40 ms, so upstream keeps no odd prompt frame.
+    audio, rate = synthetic_reference(seconds=7.2, sample_rate=24_000)
+    path = tmp_path / "reference.wav"
+    soundfile.write(path, audio, rate, subtype="FLOAT")
+    tts.prepare_conditionals(str(path), exaggeration=0.5)
+    theirs = tts.conds
+    ours = full_engine.embed_voice(audio, rate)
+
+    speaker_diff = (ours.speaker_emb - theirs.t3.speaker_emb).abs().max().item()
+    feat_diff = (ours.s3gen_ref.prompt_feat - theirs.gen["prompt_feat"]).abs().max().item()
+    xvector_diff = (ours.s3gen_ref.embedding - theirs.gen["embedding"]).abs().max().item()
+    print(f"voice: speaker {speaker_diff:.2e}, prompt mel {feat_diff:.2e}, x-vector {xvector_diff:.2e}")
+    assert torch.equal(ours.prompt_tokens, theirs.t3.cond_prompt_speech_tokens.cpu())
+    assert torch.equal(ours.s3gen_ref.prompt_token, theirs.gen["prompt_token"].cpu())
+    assert max(speaker_diff, feat_diff, xvector_diff) <= TOLERANCE
