@@ -15,10 +15,6 @@ from .services.voices import VoiceService
 _bearer = HTTPBearer(auto_error=False, description="One of the server's API keys (when API_KEYS is set).")
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 def get_speech_service(request: Request) -> SpeechService:
     return request.app.state.speech
 
