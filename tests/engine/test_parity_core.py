@@ -7,6 +7,7 @@ fp32 with a 1e-4 max-abs-diff budget; token ids must match exactly.
 import numpy as np
 import pytest
 import torch
+from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.sampling import SamplingParams, process_logits, sample_next
 from chatterbox_engine.text import punc_norm
@@ -202,3 +203,28 @@ def test_voice_conditioning_matches_upstream_prepare_conditionals(
     assert torch.equal(ours.prompt_tokens, theirs.t3.cond_prompt_speech_tokens.cpu())
     assert torch.equal(ours.s3gen_ref.prompt_token, theirs.gen["prompt_token"].cpu())
     assert max(speaker_diff, feat_diff, xvector_diff) <= TOLERANCE
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_t3_decode_samples_the_same_tokens_as_upstream_inference(full_engine, upstream_t3, seed):
+    """Whole decode loops: upstream draws from the global RNG, ours from a generator seeded alike, so
+    identical logits and processing give identical token sequences."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    g = torch.Generator().manual_seed(10 + seed)
+    speaker = torch.nn.functional.normalize(torch.randn(1, 256, generator=g), dim=-1)
+    prompt = torch.randint(0, 6561, (1, 150), generator=g)
+    text = full_engine.tokenizer.text_tokens(punc_norm(TEXTS[1]))
+    steps = 12
+
+    torch.manual_seed(seed)
+    cond = T3Cond(
+        speaker_emb=speaker, cond_prompt_speech_tokens=prompt, emotion_adv=0.5 * torch.ones(1, 1, 1)
+    )
+    theirs = upstream_t3.inference(t3_cond=cond, text_tokens=torch.cat([text, text]), max_new_tokens=steps,
+                                   temperature=0.8, cfg_weight=0.5, repetition_penalty=1.2, min_p=0.05, top_p=1.0)  # fmt: skip
+    with torch.inference_mode():
+        our_cond = full_engine.t3.embed_conditioning(speaker, prompt, torch.tensor([0.5]))
+        ours = list(decode_speech_tokens(full_engine.t3, our_cond, text, SamplingParams(),
+                                         torch.Generator().manual_seed(seed), steps))  # fmt: skip
+    assert ours == [t for t in theirs[0].tolist() if t != 6562]
