@@ -35,7 +35,8 @@ class ChunkRenderer:
     ) -> None:
         self.s3gen, self.ref, self.generator, self.plan = s3gen, ref, generator, plan
         self.tokens: list[int] = []
-        self.emitted_until = 0  # utterance samples already returned
+        # Positions are samples on the utterance timeline, where token k ends at (k + 1) * 960.
+        self.emitted_until: int | None = None  # timeline position up to which audio was returned
         self.tail = np.zeros(0, dtype=np.float32)  # held-back samples starting at emitted_until
         self.excitation: torch.Tensor | None = None  # vocoder source of the previous window
         self.excitation_start = 0
@@ -54,7 +55,9 @@ class ChunkRenderer:
         start = max(0, min(self.rendered_tokens, end - 1) - self.plan.context_tokens)
         window = torch.tensor([self.tokens[start:end]], dtype=torch.long)
         mel = self.s3gen.flow_inference(window, self.ref, self.generator)
-        window_start = start * SAMPLES_PER_TOKEN
+        # Align the window by its end: a reference with an odd extra prompt frame makes S3Gen drop the
+        # first output frame, so the window may start 480 samples after its first token.
+        window_start = end * SAMPLES_PER_TOKEN - mel.shape[-1] * (SAMPLES_PER_TOKEN // 2)
         source = None
         if self.excitation is not None:
             source = self.excitation[..., window_start - self.excitation_start :]
@@ -62,6 +65,8 @@ class ChunkRenderer:
         self.excitation_start = window_start
         if start == 0:
             wav = apply_trim_fade(wav, self.s3gen.trim_fade)
+        if self.emitted_until is None:
+            self.emitted_until = window_start
         audio = wav[0].float().cpu().numpy()[self.emitted_until - window_start :]
         audio = crossfade(self.tail, audio)
         self.rendered_tokens = end

@@ -197,6 +197,25 @@ def test_stream_matches_one_shot_length_and_joins_smoothly(tiny_engine):
     assert max(_join_jumps([c.audio for c in chunks])) <= largest_step
 
 
+def test_stream_with_an_odd_frame_reference_matches_one_shot(tiny_engine):
+    # Upstream-made voices (e.g. conds.pt) may carry one prompt frame more than 2 per token; S3Gen then
+    # drops the first output frame, and stream windows must stay aligned regardless.
+    voice = tiny_engine.default_voice
+    ref = voice.s3gen_ref
+    odd_ref = type(ref)(
+        ref.prompt_token,
+        ref.prompt_token_len,
+        torch.cat([ref.prompt_feat, ref.prompt_feat[:, -1:]], 1),
+        ref.embedding,
+    )
+    odd_voice = ce.Voice(voice.speaker_emb, voice.prompt_tokens, odd_ref)
+    one_shot = tiny_engine.generate(LONG_TEXT, odd_voice, seed=8)
+    chunks = list(tiny_engine.generate_stream(LONG_TEXT, odd_voice, seed=8, chunk_tokens=12))
+    audio = np.concatenate([c.audio for c in chunks])
+    assert audio.size == one_shot.audio.size
+    assert max(_join_jumps([c.audio for c in chunks])) <= float(np.abs(np.diff(one_shot.audio)).max())
+
+
 def test_closing_a_stream_stops_decoding(tiny_engine, monkeypatch):
     calls = {"n": 0}
     forward = type(tiny_engine.t3).forward
