@@ -146,3 +146,12 @@ def test_random_full_is_written_with_the_official_keys_and_loads_strictly(
     assert len(s3gen_keys) == 2490
     assert not (full_checkpoint / "engine_config.json").exists()  # official shapes need no config
     assert full_engine.t3.cfg == T3Config.full()
+
+
+@pytest.mark.parity
+def test_full_size_engine_synthesises_and_streams(full_engine):
+    result = full_engine.generate("Full size.", seed=1, max_new_tokens=8)
+    assert 0 < result.num_tokens <= 8
+    assert result.audio.size == result.num_tokens * 960 and np.isfinite(result.audio).all()
+    chunks = list(full_engine.generate_stream("Full size.", seed=1, max_new_tokens=8))
+    assert sum(c.audio.size for c in chunks) == result.audio.size and chunks[-1].is_last
