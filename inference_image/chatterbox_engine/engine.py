@@ -234,13 +234,33 @@ class Engine:
         return self.watermarker.apply(audio) if self.watermarker else audio
 
     @torch.inference_mode()
-    def generate(self, text: str, voice: Voice | None = None, *, exaggeration: float = 0.5,
-                 cfg_weight: float = 0.5, temperature: float = 0.8, top_p: float = 1.0, min_p: float = 0.05,
-                 repetition_penalty: float = 1.2, seed: int | None = None,
-                 max_new_tokens: int = 1000) -> Synthesis:  # fmt: skip
+    def generate(
+        self,
+        text: str,
+        voice: Voice | None = None,
+        *,
+        exaggeration: float = 0.5,
+        cfg_weight: float = 0.5,
+        temperature: float = 0.8,
+        top_p: float = 1.0,
+        min_p: float = 0.05,
+        repetition_penalty: float = 1.2,
+        seed: int | None = None,
+        max_new_tokens: int = 1000,
+    ) -> Synthesis:
         """Synthesise text in one go; long text is split at sentence boundaries and concatenated."""
-        request = self._request(text, voice, exaggeration, cfg_weight, temperature, top_p, min_p,
-                                repetition_penalty, seed, max_new_tokens)  # fmt: skip
+        request = self._request(
+            text,
+            voice,
+            exaggeration,
+            cfg_weight,
+            temperature,
+            top_p,
+            min_p,
+            repetition_penalty,
+            seed,
+            max_new_tokens,
+        )
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device)
         parts, num_tokens, t3_seconds, s3gen_seconds = [], 0, 0.0, 0.0
@@ -259,16 +279,37 @@ class Engine:
         return Synthesis(self._finish(audio), SAMPLE_RATE, num_tokens, t3_seconds, s3gen_seconds)
 
     @torch.inference_mode()
-    def generate_stream(self, text: str, voice: Voice | None = None, *, exaggeration: float = 0.5,
-                        cfg_weight: float = 0.5, temperature: float = 0.8, top_p: float = 1.0,
-                        min_p: float = 0.05, repetition_penalty: float = 1.2, seed: int | None = None,
-                        max_new_tokens: int = 1000, chunk_tokens: int | None = None) -> Iterator[AudioChunk]:  # fmt: skip
+    def generate_stream(
+        self,
+        text: str,
+        voice: Voice | None = None,
+        *,
+        exaggeration: float = 0.5,
+        cfg_weight: float = 0.5,
+        temperature: float = 0.8,
+        top_p: float = 1.0,
+        min_p: float = 0.05,
+        repetition_penalty: float = 1.2,
+        seed: int | None = None,
+        max_new_tokens: int = 1000,
+        chunk_tokens: int | None = None,
+    ) -> Iterator[AudioChunk]:
         """Yield audio chunks as speech tokens arrive: a small first chunk, then ~chunk_tokens each.
 
         Input is validated before the first chunk; closing the iterator stops work at the next chunk.
         """
-        request = self._request(text, voice, exaggeration, cfg_weight, temperature, top_p, min_p,
-                                repetition_penalty, seed, max_new_tokens)  # fmt: skip
+        request = self._request(
+            text,
+            voice,
+            exaggeration,
+            cfg_weight,
+            temperature,
+            top_p,
+            min_p,
+            repetition_penalty,
+            seed,
+            max_new_tokens,
+        )
         plan = ChunkPlan()
         if chunk_tokens is not None:
             if (
