@@ -20,7 +20,7 @@ from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
 from .s3gen.config import S3_SR, S3GEN_SR
 from .sampling import SamplingParams
-from .streaming import ChunkPlan, ChunkRenderer
+from .streaming import ChunkPlan, ChunkRenderer, fade_out
 from .text import check_text, punc_norm, split_sentences
 from .voice import Voice
 from .watermark import Watermarker
@@ -273,7 +273,7 @@ class Engine:
                 continue
             started = time.perf_counter()
             wav = self.s3gen.inference(torch.tensor([tokens]), ref, s3gen_generator)
-            parts.append(wav[0].float().cpu().numpy())
+            parts.append(fade_out(wav[0].float().cpu().numpy()))
             s3gen_seconds += time.perf_counter() - started
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         return Synthesis(self._finish(audio), SAMPLE_RATE, num_tokens, t3_seconds, s3gen_seconds)

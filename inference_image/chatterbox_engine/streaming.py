@@ -17,6 +17,7 @@ from .s3gen import S3Gen, S3GenReference
 from .s3gen.model import apply_trim_fade
 
 SAMPLES_PER_TOKEN = 960  # 25 Hz tokens at 24 kHz
+FADE_OUT_SAMPLES = 480  # 20 ms at the end of each sentence-aligned piece
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,23 @@ class ChunkRenderer:
         if final:
             self.tail = np.zeros(0, dtype=np.float32)
             self.emitted_until += len(audio)
-            return audio
+            return fade_out(audio)
         keep = min(len(audio), self.plan.overlap_tokens * SAMPLES_PER_TOKEN)
         self.tail = audio[len(audio) - keep :]
         out = audio[: len(audio) - keep]
         self.emitted_until += len(out)
         return out
+
+
+def fade_out(audio: np.ndarray, samples: int = FADE_OUT_SAMPLES) -> np.ndarray:
+    """Raised-cosine fade over the last samples, so the next sentence (which starts from silence after
+    S3Gen's trim/fade) joins without a step."""
+    n = min(samples, audio.size)
+    if n == 0:
+        return audio
+    out = audio.copy()
+    out[-n:] *= np.cos(np.linspace(0.0, np.pi / 2, n, dtype=np.float32)) ** 2
+    return out
 
 
 def crossfade(tail: np.ndarray, audio: np.ndarray) -> np.ndarray:

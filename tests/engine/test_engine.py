@@ -64,6 +64,7 @@ def test_long_text_is_split_at_sentences_and_concatenated(tiny_engine):
     single = tiny_engine.generate("This is sentence number 0, spoken by a tiny random model.", seed=4)
     assert result.num_tokens > 2 * single.num_tokens
     assert result.audio.size == result.num_tokens * SAMPLES_PER_TOKEN
+    assert abs(result.audio[-1]) < 1e-6  # each sentence fades out before the next one starts
 
 
 def test_watermark_is_on_by_default_and_changes_the_audio(tiny_engine):
