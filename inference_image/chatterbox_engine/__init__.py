@@ -9,6 +9,8 @@ Loads the official checkpoint files unchanged and reproduces upstream chatterbox
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 SAMPLE_RATE = 24_000
@@ -45,7 +47,7 @@ def _parse_device(device: str) -> str:
 
 
 def load(
-    source: str,
+    source: str | os.PathLike,
     device: str = "cpu",
     dtype: str | torch.dtype = "float32",
     watermark: bool = True,
@@ -55,6 +57,10 @@ def load(
     official layout, or `random:tiny` / `random:full` (seeded random weights)."""
     from .loading import resolve_models
 
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not source.strip():
+        raise CheckpointError(f"model source must be a non-empty string, got {source!r}")
     torch_dtype = _parse_dtype(dtype)
     device = _parse_device(device)
     models = resolve_models(source, cache_dir=cache_dir)

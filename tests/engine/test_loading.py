@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 
 def test_tiny_checkpoint_round_trips_with_identical_output(tiny_engine, tiny_checkpoint):
-    loaded = ce.load(str(tiny_checkpoint), watermark=False)
+    loaded = ce.load(tiny_checkpoint, watermark=False)  # a Path works as well as a str
     for key, value in tiny_engine.t3.state_dict().items():
         assert torch.equal(loaded.t3.state_dict()[key], value), key
     voice = loaded.default_voice
@@ -85,7 +85,7 @@ def test_incomplete_folder_lists_missing_files(tiny_checkpoint, tmp_path):
         ce.load(str(folder))
 
 
-@pytest.mark.parametrize("source", ["random:huge", "not a repo", "a/b/c", "/no/such/folder"])
+@pytest.mark.parametrize("source", ["random:huge", "not a repo", "a/b/c", "/no/such/folder", "", None])
 def test_unknown_sources_are_checkpoint_errors(source):
     with pytest.raises(ce.CheckpointError):
         ce.load(source)
