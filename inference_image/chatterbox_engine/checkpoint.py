@@ -36,6 +36,9 @@ OFFICIAL_FILES = (VE_FILE, T3_FILE, S3GEN_FILE, TOKENIZER_FILE, CONDS_FILE)
 _MERGES = [("t", "h"), ("i", "n"), ("th", "e"), ("a", "n"), ("e", "r"), ("o", "u"), ("r", "e"), ("o", "n")]
 
 
+_EXTRA_SYMBOLS = "‐‑‒–—―‘’‚‛“”„‟…" + "".join(chr(c) for c in range(0xA1, 0x100) if chr(c).isprintable())
+
+
 @dataclass(frozen=True)
 class ModelConfigs:
     """The shapes of the three networks; `official()` needs no config file on disk."""
@@ -70,7 +73,8 @@ class ModelConfigs:
 
 def make_tokenizer_json(vocab_size: int = 704) -> str:
     """A `tokenizer.json` laid out like the official English one: [STOP]=0, [UNK]=1, [SPACE]=2,
-    printable ASCII characters and a few merges, [START]=255, placeholders up to vocab_size."""
+    printable ASCII characters and a few merges, [START]=255, Latin-1 and typographic punctuation,
+    placeholders up to vocab_size."""
     vocab = {STOP_TOKEN: 0, UNK_TOKEN: 1, SPACE_TOKEN: 2}
     for symbol in string.ascii_letters + string.digits + string.punctuation:
         vocab[symbol] = len(vocab)
@@ -80,6 +84,9 @@ def make_tokenizer_json(vocab_size: int = 704) -> str:
     while len(vocab) < start_id:
         vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
     vocab[START_TOKEN] = start_id
+    # Like the official vocabulary, Latin-1 letters and typographic punctuation follow [START].
+    for symbol in _EXTRA_SYMBOLS:
+        vocab[symbol] = len(vocab)
     while len(vocab) < vocab_size:
         vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
     tokenizer = Tokenizer(BPE(vocab=vocab, merges=_MERGES, unk_token=UNK_TOKEN))

@@ -50,5 +50,6 @@ def test_tokenizer_frames_text_and_names_unsupported_characters():
     ids = tokenizer.text_tokens("The cat.")
     assert ids[0, 0].item() == 255 and ids[0, -1].item() == 0
     assert 2 in ids[0].tolist()  # [SPACE]
+    assert 1 not in tokenizer.encode("Café déjà vu, naïve façade… ¿qué?")
     with pytest.raises(ce.InvalidTextError, match="☃"):
         tokenizer.encode("snow ☃ man")
