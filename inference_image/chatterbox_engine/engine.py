@@ -338,6 +338,8 @@ class Engine:
                     renderer.tokens.append(token)
                     if renderer.next_chunk_due():
                         audio = renderer.render(final=False)
+                        if audio.size == 0:  # all of it held back for the cross-fade (tiny chunks)
+                            continue
                         yield AudioChunk(
                             self._finish(audio), covered + renderer.rendered_tokens, is_last=False
                         )

@@ -198,6 +198,13 @@ def test_stream_matches_one_shot_length_and_joins_smoothly(tiny_engine):
     assert max(_join_jumps([c.audio for c in chunks])) <= largest_step
 
 
+def test_one_token_chunks_still_cover_the_whole_utterance(tiny_engine):
+    one_shot = tiny_engine.generate("Tiny chunks.", seed=3)
+    chunks = list(tiny_engine.generate_stream("Tiny chunks.", seed=3, chunk_tokens=1))
+    assert all(c.audio.size > 0 for c in chunks)
+    assert sum(c.audio.size for c in chunks) == one_shot.audio.size
+
+
 def test_stream_with_an_odd_frame_reference_matches_one_shot(tiny_engine):
     # Upstream-made voices (e.g. conds.pt) may carry one prompt frame more than 2 per token; S3Gen then
     # drops the first output frame, and stream windows must stay aligned regardless.
