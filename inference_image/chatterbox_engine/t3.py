@@ -92,20 +92,65 @@ def llama3_inv_freq(cfg: T3Config) -> Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+_INV_FREQ_ON_DEVICE: dict[tuple[T3Config, str], Tensor] = {}
+
+
+def rope_tables(cfg: T3Config, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos and sin (N, D) of the rotary angles at float positions (N,)."""
+    key = (cfg, str(positions.device))
+    # Kept per device: a host-to-device copy is not allowed while a CUDA graph is being captured.
+    inv_freq = _INV_FREQ_ON_DEVICE.get(key)
+    if inv_freq is None:
+        inv_freq = _INV_FREQ_ON_DEVICE.setdefault(key, llama3_inv_freq(cfg).to(positions.device))
+    freqs = positions[:, None] * inv_freq[None, :]  # (N, D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)  # (N, D)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+@dataclass(frozen=True)
+class StepRope:
+    """Per-row position data of one batched decode step, shared by every layer."""
+
+    positions: Tensor  # (B,) long: where each row's token is written
+    cos: Tensor  # (B, 1, 1, D)
+    sin: Tensor
+    mask: Tensor  # (B, 1, 1, kv_len) bool: keys each row may attend to
+    kv_len: int
+
+
 def rotate_half(x: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class KVCache:
-    """Static per-request key/value cache: allocated once, written in place at the current position."""
+    """Static key/value cache: allocated once, written in place at the current position.
 
-    def __init__(self, cfg: T3Config, batch: int, max_len: int, device, dtype) -> None:
+    One request owns a whole cache; the continuous batcher shares one cache between requests, each owning
+    a block of rows (`rows` gives a request's view for its prefill, `write_step` writes one token per row
+    at each row's own position).
+    """
+
+    def __init__(
+        self, cfg: T3Config, batch: int, max_len: int, device, dtype, *, zeroed: bool = False
+    ) -> None:
         shape = (cfg.num_layers, batch, cfg.num_heads, max_len, cfg.head_dim)
-        # Uninitialised: attention only ever reads positions already written.
-        self.keys = torch.empty(shape, device=device, dtype=dtype)
-        self.values = torch.empty(shape, device=device, dtype=dtype)
+        # Uninitialised unless zeroed: a lone request only ever reads positions already written, but
+        # masked rows of a shared cache must hold finite values (0 * NaN would leak through attention).
+        allocate = torch.zeros if zeroed else torch.empty
+        self.keys = allocate(shape, device=device, dtype=dtype)
+        self.values = allocate(shape, device=device, dtype=dtype)
         self.max_len = max_len
+
+    @classmethod
+    def _wrap(cls, keys: Tensor, values: Tensor) -> KVCache:
+        cache = cls.__new__(cls)
+        cache.keys, cache.values, cache.max_len = keys, values, keys.shape[3]
+        return cache
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """A cache sharing this one's storage, limited to rows start..stop."""
+        return KVCache._wrap(self.keys[:, start:stop], self.values[:, start:stop])
 
     def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (B, H, T, D) at positions start..start+T and return the cache up to there."""
@@ -113,6 +158,31 @@ class KVCache:
         self.keys[layer, :, :, start:end] = k
         self.values[layer, :, :, start:end] = v
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def write_step(
+        self, layer: int, positions: Tensor, k: Tensor, v: Tensor, kv_len: int
+    ) -> tuple[Tensor, Tensor]:
+        """Store one token per row, k, v (B, H, 1, D), at each row's own position (B,) and return rows
+        0..B of the cache up to kv_len (static under CUDA graphs: the whole capacity)."""
+        rows = torch.arange(k.shape[0], device=k.device)
+        self.keys[layer][rows, :, positions] = k[:, :, 0]
+        self.values[layer][rows, :, positions] = v[:, :, 0]
+        batch = k.shape[0]
+        return self.keys[layer, :batch, :, :kv_len], self.values[layer, :batch, :, :kv_len]
+
+    def move_rows(self, source: int, stop: int, target: int) -> None:
+        """Copy rows source..stop down to target.. (compaction after a request leaves the batch)."""
+        length = stop - source
+        for tensor in (self.keys, self.values):
+            tensor[:, target : target + length] = tensor[:, source:stop].clone()
+
+    def grown(self, max_len: int) -> KVCache:
+        """A longer cache holding this one's contents."""
+        keys = self.keys.new_zeros((*self.keys.shape[:3], max_len, self.keys.shape[4]))
+        values = torch.zeros_like(keys)
+        keys[:, :, :, : self.max_len] = self.keys
+        values[:, :, :, : self.max_len] = self.values
+        return KVCache._wrap(keys, values)
 
 
 class RMSNorm(nn.Module):
@@ -137,13 +207,21 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
         self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
-        B, T, C = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+    def _project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, C) -> rotated q, k and v, each (B, H, T, D)."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
+
+    def _output(self, out: Tensor) -> Tensor:
+        B, _, T, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
+        T = x.shape[1]
+        q, k, v = self._project(x, cos, sin)
         k, v = cache.update(layer, start, k, v)  # (B, H, start+T, D)
         if T == 1:
             out = F.scaled_dot_product_attention(q, k, v)
@@ -153,7 +231,13 @@ class SelfAttention(nn.Module):
             query_pos = torch.arange(start, start + T, device=x.device)[:, None]
             mask = torch.arange(start + T, device=x.device)[None, :] <= query_pos  # (T, start+T)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, C))
+        return self._output(out)
+
+    def step(self, x: Tensor, rope: StepRope, cache: KVCache, layer: int) -> Tensor:
+        """One token per row, x (B, 1, C), each row at its own position (continuous batching)."""
+        q, k, v = self._project(x, rope.cos, rope.sin)
+        k, v = cache.write_step(layer, rope.positions, k, v, rope.kv_len)
+        return self._output(F.scaled_dot_product_attention(q, k, v, attn_mask=rope.mask))
 
 
 class GatedMLP(nn.Module):
@@ -179,6 +263,10 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
+    def step(self, x: Tensor, rope: StepRope, cache: KVCache, layer: int) -> Tensor:
+        x = x + self.self_attn.step(self.input_layernorm(x), rope, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
 
 class LlamaBackbone(nn.Module):
     """The `tfmr.*` subtree: decoder layers and the final norm, driven by input embeddings."""
@@ -193,14 +281,27 @@ class LlamaBackbone(nn.Module):
     def forward(self, embeds: Tensor, cache: KVCache, start: int) -> Tensor:
         """embeds (B, T, C) at positions start..start+T -> final-normed hidden states (B, T, C)."""
         positions = torch.arange(start, start + embeds.shape[1], device=embeds.device, dtype=torch.float32)
-        # Not a buffer: recomputed tables need no checkpoint key and survive meta-device loading.
-        inv_freq = llama3_inv_freq(self.cfg).to(embeds.device)
-        freqs = positions[:, None] * inv_freq[None, :]  # (T, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)  # (T, D)
-        cos, sin = angles.cos().to(embeds.dtype), angles.sin().to(embeds.dtype)
+        cos, sin = rope_tables(self.cfg, positions, embeds.dtype)  # (T, D)
         x = embeds
         for index, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, index, start)
+        return self.norm(x)
+
+    def step(self, embeds: Tensor, cache: KVCache, positions: Tensor, kv_len: int) -> Tensor:
+        """embeds (B, 1, C), row b at cache position positions[b] (long, B) -> hidden states (B, 1, C).
+        Attention reads cache positions below kv_len, masked per row to the row's own past."""
+        cos, sin = rope_tables(self.cfg, positions.float(), embeds.dtype)  # (B, D)
+        keys = torch.arange(kv_len, device=embeds.device)
+        rope = StepRope(
+            positions=positions,
+            cos=cos[:, None, None],
+            sin=sin[:, None, None],
+            mask=(keys[None, :] <= positions[:, None])[:, None, None],  # (B, 1, 1, kv_len)
+            kv_len=kv_len,
+        )
+        x = embeds
+        for index, layer in enumerate(self.layers):
+            x = layer.step(x, rope, cache, index)
         return self.norm(x)
 
 
@@ -303,6 +404,10 @@ class T3(nn.Module):
         """tokens (B, T) long at speech positions start..start+T -> (B, T, C)."""
         return self.speech_emb(tokens) + self.speech_pos_emb(start, tokens.shape[1])
 
+    def embed_speech_rows(self, tokens: Tensor, speech_positions: Tensor) -> Tensor:
+        """One token per row, tokens (B, 1) long, each at its own speech position (B,) -> (B, 1, C)."""
+        return self.speech_emb(tokens) + self.speech_pos_emb.emb(speech_positions)[:, None]
+
     def prefill_embeds(self, cond: Tensor, text_tokens: Tensor, cfg_rows: bool) -> Tensor:
         """[cond][text][BOS][BOS]: upstream appends the speech BOS twice, both at speech position 0."""
         text = self.embed_text(text_tokens, unconditional_row=cfg_rows)  # (B, L, C)
@@ -317,6 +422,11 @@ class T3(nn.Module):
         hidden = self.tfmr(embeds, cache, start)
         return self.speech_head(hidden[:, -1:] if last_only else hidden)
 
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
+    def step(self, embeds: Tensor, cache: KVCache, positions: Tensor, kv_len: int) -> Tensor:
+        """One batched decode step: embeds (B, 1, C), each row at its own cache position (B,) ->
+        speech logits (B, V). The same function runs eagerly on CPU and under CUDA graphs on GPU."""
+        return self.speech_head(self.tfmr.step(embeds, cache, positions, kv_len))[:, -1]
+
+    def new_cache(self, batch: int, max_len: int, *, zeroed: bool = False) -> KVCache:
         weight = self.speech_head.weight
-        return KVCache(self.cfg, batch, max_len, weight.device, weight.dtype)
+        return KVCache(self.cfg, batch, max_len, weight.device, weight.dtype, zeroed=zeroed)

@@ -1,0 +1,227 @@
+"""Continuous batching: one T3 decode loop over every active request.
+
+Each request keeps its own rows of a shared KV cache (a CFG pair, or one row without CFG), its own
+sampling parameters, history and `torch.Generator`. Between steps the loop admits waiting requests
+(prefilling their rows) and retires finished or cancelled ones (compacting the cache so active rows stay
+contiguous). Per request the work is exactly the lone decode loop's (`decoding.decode_speech_tokens`):
+the same prefill, the same sampling code in the same order with the same generator, so a seed gives the
+same tokens batched or alone; only the backbone's matrix products see more rows at once.
+
+One step reads the weights once for all rows, which is where batching wins on a memory-bound CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .cuda_graphs import StepRunner, make_step_runner
+from .sampling import SamplingParams, sample_next
+from .t3 import T3
+
+log = logging.getLogger(__name__)
+
+_LENGTH_QUANTUM = 256  # the shared cache grows in these steps (fewer regrowths, fewer CUDA-graph captures)
+_FINISHED = object()
+
+
+@dataclass
+class _Member:
+    """One request while it is in the batch."""
+
+    cond: Tensor
+    text_tokens: Tensor
+    params: SamplingParams
+    generator: torch.Generator
+    max_new_tokens: int
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: bool = False
+    rows: int = 0  # 2 with CFG, else 1
+    first_row: int = 0
+    position: int = 0  # cache position of the next token fed in
+    sampled: int = 0  # tokens sampled so far
+    history: Tensor | None = None  # repetition-penalty history: BOS then every sampled token
+    logits: Tensor | None = None  # (rows, V), to sample the next token from
+
+    @property
+    def needed_len(self) -> int:
+        return self.cond.shape[1] + self.text_tokens.shape[1] + 2 + self.max_new_tokens
+
+
+class TokenStream:
+    """The speech tokens of one batched request, as they are sampled. `close()` (or dropping out of a
+    for loop over a generator wrapping it) takes the request out of the batch at the next step."""
+
+    def __init__(self, member: _Member) -> None:
+        self._member = member
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __next__(self) -> int:
+        if self._member.cancelled:
+            raise StopIteration
+        item = self._member.out.get()
+        if item is _FINISHED:
+            self._member.cancelled = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._member.cancelled = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._member.cancelled = True
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one decode step did, for metrics."""
+
+    requests: int
+    rows: int
+    seconds: float
+
+
+class DecodeBatcher:
+    """Runs the shared decode loop in a daemon thread. `submit` from any thread; tokens come back
+    through the returned `TokenStream`."""
+
+    def __init__(
+        self,
+        t3: T3,
+        *,
+        max_requests: int = 8,
+        on_step: Callable[[StepStats], None] | None = None,
+        use_cuda_graphs: bool = True,
+    ) -> None:
+        if max_requests < 1:
+            raise ValueError("max_requests must be at least 1")
+        self.t3 = t3
+        self.max_requests = max_requests
+        self.on_step = on_step
+        weight = t3.speech_head.weight
+        self._runner: StepRunner = make_step_runner(t3, weight.device, use_cuda_graphs=use_cuda_graphs)
+        self._cache = t3.new_cache(2 * max_requests, _LENGTH_QUANTUM, zeroed=True)
+        self._waiting: list[_Member] = []
+        self._active: list[_Member] = []
+        self._wake = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="t3-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def active_requests(self) -> int:
+        return len(self._active)
+
+    def submit(
+        self,
+        cond: Tensor,
+        text_tokens: Tensor,
+        params: SamplingParams,
+        generator: torch.Generator,
+        max_new_tokens: int,
+    ) -> TokenStream:
+        """Queue one request (arguments as `decode_speech_tokens`); it joins at the next step."""
+        member = _Member(cond, text_tokens, params, generator, max_new_tokens)
+        with self._wake:
+            self._waiting.append(member)
+            self._wake.notify()
+        return TokenStream(member)
+
+    # -- the loop (batcher thread only) ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._wake:
+                    while not self._waiting and not self._active:
+                        self._wake.wait()
+                    free = self.max_requests - len(self._active)
+                    admitted, self._waiting = self._waiting[:free], self._waiting[free:]
+                try:
+                    for member in admitted:
+                        self._admit(member)
+                    self._sample_and_retire()
+                    if self._active:
+                        self._step()
+                except Exception as error:  # a failed step fails its requests, never the server
+                    log.exception("batched decode step failed")
+                    for member in self._active + admitted:
+                        member.out.put(error)
+                    self._active = []
+
+    def _admit(self, member: _Member) -> None:
+        if member.cancelled:
+            return
+        cfg = self.t3.cfg
+        member.rows = 2 if member.params.cfg_weight > 0 else 1
+        member.first_row = sum(m.rows for m in self._active)
+        if member.needed_len > self._cache.max_len:
+            length = -(-member.needed_len // _LENGTH_QUANTUM) * _LENGTH_QUANTUM
+            self._cache = self._cache.grown(length)
+        # The lone loop's prefill, into this request's rows of the shared cache.
+        embeds = self.t3.prefill_embeds(member.cond, member.text_tokens, cfg_rows=member.rows == 2)
+        rows = self._cache.rows(member.first_row, member.first_row + member.rows)
+        member.logits = self.t3(embeds, rows, 0, last_only=True)[:, -1]
+        member.position = embeds.shape[1]
+        member.history = torch.full(
+            (1, member.max_new_tokens + 1), cfg.start_speech_token, dtype=torch.long, device=embeds.device
+        )
+        self._active.append(member)
+
+    def _sample_and_retire(self) -> None:
+        stop = self.t3.cfg.stop_speech_token
+        staying = []
+        for member in self._active:
+            if not member.cancelled:
+                token = sample_next(
+                    member.logits, member.history[:, : member.sampled + 1], member.params, member.generator
+                )
+                member.sampled += 1
+                member.history[:, member.sampled] = token[0]
+                token_id = int(token)
+                done = token_id == stop or member.sampled == member.max_new_tokens
+                if token_id != stop:
+                    member.out.put(token_id)
+                if not done:
+                    staying.append(member)
+                    continue
+                member.out.put(_FINISHED)
+            member.logits = None
+        self._compact(staying)
+
+    def _compact(self, staying: list[_Member]) -> None:
+        """Move the staying requests' rows down so rows 0..N stay the active ones, in order."""
+        row = 0
+        for member in staying:
+            if member.first_row != row:
+                self._cache.move_rows(member.first_row, member.first_row + member.rows, row)
+                member.first_row = row
+            row += member.rows
+        self._active = staying
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        device = self.t3.speech_head.weight.device
+        tokens, speech_positions, positions = [], [], []
+        for member in self._active:
+            last = member.history[0, member.sampled]
+            # The k-th sampled token sits at learned speech position k (the BOS took position 0).
+            tokens += [last] * member.rows
+            speech_positions += [member.sampled] * member.rows
+            positions += [member.position] * member.rows
+        token_rows = torch.stack(tokens)[:, None]  # (B, 1)
+        embeds = self.t3.embed_speech_rows(token_rows, torch.tensor(speech_positions, device=device))
+        logits = self._runner(embeds, self._cache, torch.tensor(positions, device=device), max(positions))
+        for member in self._active:
+            member.logits = logits[member.first_row : member.first_row + member.rows]
+            member.position += 1
+        if self.on_step is not None:
+            self.on_step(StepStats(len(self._active), embeds.shape[0], time.perf_counter() - started))

@@ -1,0 +1,111 @@
+"""Continuous batching: every request gets exactly the tokens it gets when decoded alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from chatterbox_engine.batching import DecodeBatcher
+from chatterbox_engine.cuda_graphs import EagerStep, bucket_for
+from chatterbox_engine.decoding import decode_speech_tokens
+from chatterbox_engine.sampling import SamplingParams
+
+# (text tokens, sampling params, seed, token budget): different lengths, CFG on and off, different knobs.
+REQUESTS = [
+    ([255, *range(20, 32), 0], SamplingParams(), 1, 40),
+    ([255, *range(40, 47), 0], SamplingParams(cfg_weight=0.0, temperature=1.1), 2, 25),
+    ([255, *range(50, 75), 0], SamplingParams(top_p=0.9, min_p=0.1, repetition_penalty=1.5), 3, 60),
+    ([255, 60, 61, 0], SamplingParams(cfg_weight=1.0, temperature=0.5), 4, 12),
+    ([255, *range(100, 118), 0], SamplingParams(repetition_penalty=1.0, top_p=0.8), 5, 33),
+]
+
+
+@pytest.fixture(scope="module")
+def t3(tiny_engine):
+    return tiny_engine.t3
+
+
+@pytest.fixture(scope="module")
+def cond(tiny_engine):
+    voice = tiny_engine.default_voice
+    with torch.inference_mode():
+        return tiny_engine.t3.embed_conditioning(voice.speaker_emb, voice.prompt_tokens, torch.tensor([0.5]))
+
+
+def alone(t3, cond, text, params, seed, budget) -> list[int]:
+    generator = torch.Generator().manual_seed(seed)
+    return list(decode_speech_tokens(t3, cond, torch.tensor([text]), params, generator, budget))
+
+
+def submit(batcher, cond, text, params, seed, budget):
+    generator = torch.Generator().manual_seed(seed)
+    return batcher.submit(cond, torch.tensor([text]), params, generator, budget)
+
+
+def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
+    expected = [alone(t3, cond, *request) for request in REQUESTS]
+    steps = []
+    batcher = DecodeBatcher(t3, max_requests=3, on_step=steps.append)
+    results: dict[int, list[int]] = {}
+
+    def consume(index: int, delay: float) -> None:
+        time.sleep(delay)  # later requests join a batch that is already decoding
+        results[index] = list(submit(batcher, cond, *REQUESTS[index]))
+
+    threads = [threading.Thread(target=consume, args=(i, 0.02 * i)) for i in range(len(REQUESTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [results[i] for i in range(len(REQUESTS))] == expected
+    assert max(stats.requests for stats in steps) > 1  # they really shared steps
+    assert max(stats.requests for stats in steps) <= 3  # and the batch limit held
+
+
+def test_closed_stream_leaves_the_batch_and_others_continue(t3, cond):
+    batcher = DecodeBatcher(t3, max_requests=2)
+    keeper = submit(batcher, cond, *REQUESTS[0])
+    # A stop-free budget so only closing can end it early.
+    quitter = submit(batcher, cond, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
+    next(quitter)
+    quitter.close()
+    assert list(quitter) == []
+    assert list(keeper) == alone(t3, cond, *REQUESTS[0])
+    deadline = time.monotonic() + 10
+    while batcher.active_requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.active_requests == 0
+
+
+def test_requests_longer_than_the_cache_grow_it(t3, cond):
+    batcher = DecodeBatcher(t3, max_requests=2)
+    long_text = [255, *range(20, 300), 0]  # prefill plus budget beyond the initial 256 positions
+    request = (long_text, SamplingParams(), 7, 40)
+    assert list(submit(batcher, cond, *request)) == alone(t3, cond, *request)
+
+
+def test_batched_step_equals_lone_forward_per_row(t3, cond):
+    """The shared step function (eager here, replayed from CUDA graphs on GPU) computes each row as the
+    lone decoder's forward does, whatever the other rows' positions."""
+    texts = [[255, *range(20, 30), 0], [255, *range(40, 44), 0]]
+    cache = t3.new_cache(4, 128, zeroed=True)
+    lone_logits, positions, embeds = [], [], []
+    with torch.inference_mode():
+        for row, text in enumerate(texts):
+            prefill = t3.prefill_embeds(cond, torch.tensor([text]), cfg_rows=True)
+            t3(prefill, cache.rows(2 * row, 2 * row + 2), 0)
+            own = t3.new_cache(2, 128)
+            t3(prefill, own, 0)
+            step_embeds = t3.embed_speech(torch.tensor([[100 + row]]), 1).expand(2, -1, -1)
+            lone_logits.append(t3(step_embeds, own, prefill.shape[1])[:, -1])
+            positions += [prefill.shape[1]] * 2
+            embeds.append(step_embeds)
+        batched = EagerStep(t3)(torch.cat(embeds), cache, torch.tensor(positions), max(positions))
+    torch.testing.assert_close(batched, torch.cat(lone_logits), rtol=1e-5, atol=1e-5)
+
+
+def test_bucket_sizes():
+    assert [bucket_for(rows, 16) for rows in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+    assert bucket_for(7, 6) == 6
