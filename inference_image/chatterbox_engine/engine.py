@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import librosa
 import numpy as np
 import torch
 
+from .batching import DecodeBatcher, StepStats
 from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
@@ -123,6 +124,19 @@ class Engine:
             "watermark": watermark,
         }
         self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference())
+        self._batcher: DecodeBatcher | None = None
+
+    def enable_batching(
+        self, max_requests: int = 8, on_step: Callable[[StepStats], None] | None = None
+    ) -> bool:
+        """Decode the T3 tokens of concurrent calls in one continuous batch (`batching.py`), at most
+        max_requests at once; on_step(StepStats) is called after every batched step (metrics).
+        Results are unchanged: a seed gives the same tokens batched or alone. False if this model's
+        backbone has no batched step."""
+        if not hasattr(self.t3, "step"):
+            return False
+        self._batcher = DecodeBatcher(self.t3, max_requests=max_requests, on_step=on_step)
+        return True
 
     def save_checkpoint(self, folder) -> None:
         """Write this engine's weights, tokenizer and default voice in the official layout."""
@@ -218,9 +232,11 @@ class Engine:
             torch.tensor([request.exaggeration], device=self.device, dtype=self.t3.speech_head.weight.dtype),
         )
         for text_tokens in request.pieces:
-            yield decode_speech_tokens(
-                self.t3, cond, text_tokens.to(self.device), request.params, generator, request.max_new_tokens
-            )
+            args = (cond, text_tokens.to(self.device), request.params, generator, request.max_new_tokens)
+            if self._batcher is not None:
+                yield self._batcher.submit(*args)
+            else:
+                yield decode_speech_tokens(self.t3, *args)
 
     def _generators(self, seed: int) -> tuple[torch.Generator, torch.Generator]:
         """Separate streams for token sampling and S3Gen noise, so a streamed request samples the

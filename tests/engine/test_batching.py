@@ -109,3 +109,40 @@ def test_batched_step_equals_lone_forward_per_row(t3, cond):
 def test_bucket_sizes():
     assert [bucket_for(rows, 16) for rows in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
     assert bucket_for(7, 6) == 6
+
+
+def test_engine_with_batching_gives_the_same_audio_under_concurrency(tiny_engine):
+    import chatterbox_engine as ce
+    import numpy as np
+
+    batched = ce.load("random:tiny", watermark=False)
+    steps = []
+    assert batched.enable_batching(max_requests=4, on_step=steps.append)
+    calls = [
+        ("Hello there. How are you?", {"seed": 1}),
+        ("A second, longer sentence to speak.", {"seed": 2, "cfg_weight": 0.0}),
+        ("Third.", {"seed": 3, "temperature": 0.6, "top_p": 0.9}),
+        ("Fourth one streams.", {"seed": 4, "exaggeration": 1.0}),
+    ]
+    results: dict[int, np.ndarray] = {}
+
+    def run(index: int) -> None:
+        text, kwargs = calls[index]
+        if index == 3:
+            chunks = list(batched.generate_stream(text, **kwargs))
+            results[index] = np.concatenate([chunk.audio for chunk in chunks])
+        else:
+            results[index] = batched.generate(text, **kwargs).audio
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for index, (text, kwargs) in enumerate(calls):
+        if index == 3:
+            expected = np.concatenate([c.audio for c in tiny_engine.generate_stream(text, **kwargs)])
+        else:
+            expected = tiny_engine.generate(text, **kwargs).audio
+        np.testing.assert_allclose(results[index], expected, atol=1e-5)
+    assert max(stats.requests for stats in steps) > 1
