@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,18 @@ class EngineAdapter:
                 f"could not load model {source!r}: {str(error).rstrip('.')}.{hint}"
             ) from error
         return cls(engine)
+
+    def enable_batching(self, max_requests: int, on_step: Callable[[int, float], None]) -> bool:
+        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same audio as
+        alone); on_step(requests, seconds) after each batched step. False when it would not help (one
+        worker) or the model cannot batch."""
+        if max_requests < 2:
+            return False
+        return bool(
+            self._engine.enable_batching(
+                max_requests, on_step=lambda stats: on_step(stats.requests, stats.seconds)
+            )
+        )
 
     @property
     def sample_rate(self) -> int:

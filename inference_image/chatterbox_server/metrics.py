@@ -11,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 _TOKENS_PER_S_BUCKETS = (5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 1000)
+_BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+_AGGREGATE_TOKENS_PER_S_BUCKETS = (5, 10, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
 
 class ServerMetrics:
@@ -59,6 +61,16 @@ class ServerMetrics:
         self.voices = Gauge("chatterbox_voices", "Number of cloned voices in the library", registry=r)
         self.gpu_memory = Gauge("chatterbox_gpu_memory_bytes", "Accelerator memory", ["kind"], registry=r)
         self.ready = Gauge("chatterbox_ready", "1 when /readyz is OK", registry=r)
+        # Continuous batching: one observation per batched T3 decode step.
+        self.batch_size = Histogram(
+            "chatterbox_batch_size", "Requests sharing one batched T3 decode step",
+            buckets=_BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_tokens_per_second = Histogram(
+            "chatterbox_t3_batch_tokens_per_second",
+            "Aggregate T3 decode speed of one batched step (tokens of all requests / step time)",
+            buckets=_AGGREGATE_TOKENS_PER_S_BUCKETS, registry=r,
+        )  # fmt: skip
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set(0)
 
@@ -67,6 +79,12 @@ class ServerMetrics:
         self.voices.set_function(voice_count)
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set_function(lambda kind=kind: gpu_memory()[kind])
+
+    def record_batch_step(self, *, requests: int, seconds: float) -> None:
+        """Called from the engine's batcher thread (prometheus-client is thread-safe)."""
+        self.batch_size.observe(requests)
+        if seconds > 0:
+            self.batch_tokens_per_second.observe(requests / seconds)
 
     def record_synthesis(self, *, wall_s: float, audio_s: float, tokens: int) -> None:
         self.t3_tokens.inc(tokens)
