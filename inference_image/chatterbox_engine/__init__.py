@@ -3,7 +3,7 @@
 Loads the official checkpoint files unchanged and reproduces upstream chatterbox-tts 0.1.7.
 
     import chatterbox_engine as ce
-    engine = ce.load("ResembleAI/chatterbox")          # or a folder, "random:tiny", "random:full"
+    engine = ce.load("ResembleAI/chatterbox")          # or a folder, "random:tiny", "random:full-turbo", ...
     audio = engine.generate("Hello there.", seed=1).audio   # float32 at ce.SAMPLE_RATE
 """
 
@@ -52,9 +52,13 @@ def load(
     dtype: str | torch.dtype = "float32",
     watermark: bool = True,
     cache_dir: str | None = None,
+    variant: str | None = None,
 ) -> Engine:
     """Build an Engine from a Hugging Face repo id (`owner/name[@revision]`), a local folder in the
-    official layout, or `random:tiny` / `random:full` (seeded random weights)."""
+    official layout, or `random:tiny` / `random:full` (seeded random weights; `random:tiny-turbo`,
+    `random:full-multilingual`, ... for the other variants). `variant` ("english", "multilingual",
+    "turbo") picks the model where a source holds several, and is checked against the files
+    otherwise; None detects it."""
     from .loading import resolve_models
 
     if isinstance(source, os.PathLike):
@@ -63,7 +67,7 @@ def load(
         raise CheckpointError(f"model source must be a non-empty string, got {source!r}")
     torch_dtype = _parse_dtype(dtype)
     device = _parse_device(device)
-    models = resolve_models(source, cache_dir=cache_dir)
+    models = resolve_models(source, cache_dir=cache_dir, variant=variant)
     return Engine(models, source=source, device=device, dtype=torch_dtype, watermark=bool(watermark))
 
 

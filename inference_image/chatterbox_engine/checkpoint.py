@@ -21,7 +21,9 @@ from tokenizers.pre_tokenizers import Whitespace
 
 from .s3gen import S3GenConfig
 from .t3 import T3Config
+from .t3_gpt2 import GPT2T3Config
 from .text import SPACE_TOKEN, START_TOKEN, STOP_TOKEN, UNK_TOKEN
+from .variants import ENGLISH, SPECS, TURBO, s3gen_config, t3_config
 from .voice_encoder import VoiceEncoderConfig
 
 VE_FILE = "ve.safetensors"
@@ -41,22 +43,34 @@ _EXTRA_SYMBOLS = "‐‑‒–—―‘’‚‛“”„‟…" + "".join(chr(c
 
 @dataclass(frozen=True)
 class ModelConfigs:
-    """The shapes of the three networks; `official()` needs no config file on disk."""
+    """The shapes of the three networks and the model variant; `official()` needs no config file."""
 
-    t3: T3Config
+    t3: T3Config | GPT2T3Config
     voice_encoder: VoiceEncoderConfig
     s3gen: S3GenConfig
+    variant: str = ENGLISH
 
     @classmethod
-    def official(cls) -> ModelConfigs:
-        return cls(T3Config.full(), VoiceEncoderConfig.full(), S3GenConfig.full())
+    def official(cls, variant: str = ENGLISH) -> ModelConfigs:
+        return cls(
+            t3_config(variant, tiny=False),
+            VoiceEncoderConfig.full(),
+            s3gen_config(variant, tiny=False),
+            variant,
+        )
 
     @classmethod
-    def tiny(cls) -> ModelConfigs:
-        return cls(T3Config.tiny(), VoiceEncoderConfig.tiny(), S3GenConfig.tiny())
+    def tiny(cls, variant: str = ENGLISH) -> ModelConfigs:
+        return cls(
+            t3_config(variant, tiny=True),
+            VoiceEncoderConfig.tiny(),
+            s3gen_config(variant, tiny=True),
+            variant,
+        )
 
     def to_dict(self) -> dict:
         return {
+            "variant": self.variant,
             "t3": self.t3.to_dict(),
             "voice_encoder": self.voice_encoder.to_dict(),
             "s3gen": self.s3gen.to_dict(),
@@ -64,10 +78,13 @@ class ModelConfigs:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfigs:
+        variant = data.get("variant", ENGLISH)
+        t3_cls = GPT2T3Config if variant == TURBO else T3Config
         return cls(
-            T3Config.from_dict(data["t3"]),
+            t3_cls.from_dict(data["t3"]),
             VoiceEncoderConfig.from_dict(data["voice_encoder"]),
             S3GenConfig.from_dict(data["s3gen"]),
+            variant,
         )
 
 
@@ -99,6 +116,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: tensor.detach().cpu().contiguous() for key, tensor in state.items()}
 
 
+def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    # Multilingual ships `ve.pt` / `s3gen.pt`: plain tensor dicts, loadable with weights_only=True.
+    if path.suffix == ".pt":
+        torch.save(_contiguous(state), path)
+    else:
+        save_file(_contiguous(state), str(path))
+
+
 def write_checkpoint(
     folder: str | Path,
     *,
@@ -106,20 +131,24 @@ def write_checkpoint(
     ve_state: dict[str, torch.Tensor],
     t3_state: dict[str, torch.Tensor],
     s3gen_state: dict[str, torch.Tensor],
-    tokenizer_json: str,
+    tokenizer_files: dict[str, str],
     conds: dict | None,
 ) -> Path:
-    """Write one checkpoint folder in the official layout and return its path."""
+    """Write one checkpoint folder in the variant's official layout and return its path.
+
+    tokenizer_files maps each tokenizer file name of the variant to its text."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous(ve_state), str(folder / VE_FILE))
-    save_file(_contiguous(t3_state), str(folder / T3_FILE))
-    save_file(_contiguous(s3gen_state), str(folder / S3GEN_FILE))
-    (folder / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
+    spec = SPECS[configs.variant]
+    _save_weights(ve_state, folder / spec.ve_file)
+    _save_weights(t3_state, folder / spec.t3_file)
+    _save_weights(s3gen_state, folder / spec.s3gen_file)
+    for name, text in tokenizer_files.items():
+        (folder / name).write_text(text, encoding="utf-8")
     if conds is not None:
         torch.save(conds, folder / CONDS_FILE)
     config_path = folder / CONFIG_FILE
-    if configs == ModelConfigs.official():
+    if configs == ModelConfigs.official(configs.variant):
         config_path.unlink(missing_ok=True)
     else:
         config_path.write_text(json.dumps(configs.to_dict(), indent=2), encoding="utf-8")

@@ -22,13 +22,17 @@ from .loading import Models, write_models
 from .s3gen.config import S3_SR, S3GEN_SR
 from .sampling import SamplingParams
 from .streaming import ChunkPlan, ChunkRenderer, fade_out
+from .t3_gpt2 import decode_turbo_tokens
 from .text import check_text, punc_norm, split_sentences
+from .text_mtl import LANGUAGES
+from .variants import MULTILINGUAL, S3GEN_SILENCE_TOKEN, SPECS, TURBO
 from .voice import Voice
 from .watermark import Watermarker
 
 SAMPLE_RATE = S3GEN_SR
 MIN_REFERENCE_SECONDS = 2.0
-T3_PROMPT_SECONDS = 6  # upstream ENC_COND_LEN
+T3_PROMPT_SECONDS = 6  # upstream ENC_COND_LEN (English and multilingual; Turbo 15, see variants.py)
+TURBO_REFERENCE_LUFS = -27.0
 S3GEN_PROMPT_SECONDS = 10  # upstream DEC_COND_LEN
 _SILENCE_PEAK = 1e-3
 _SAMPLE_RATE_RANGE = (8_000, 192_000)
@@ -60,7 +64,7 @@ class _Request:
     max_new_tokens: int
 
 
-def _check_reference(audio, sample_rate) -> np.ndarray:
+def _check_reference(audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECONDS) -> np.ndarray:
     """Validate a mono reference recording and return it as float32 numpy."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
         raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
@@ -81,9 +85,9 @@ def _check_reference(audio, sample_rate) -> np.ndarray:
     if not np.isfinite(audio).all():
         raise InvalidAudioError("audio contains NaN or infinite samples")
     seconds = audio.size / sample_rate
-    if seconds < MIN_REFERENCE_SECONDS:
+    if seconds < min_seconds:
         raise InvalidAudioError(
-            f"reference audio is {seconds:.2f} s long; at least {MIN_REFERENCE_SECONDS:.0f} s are needed"
+            f"reference audio is {seconds:.2f} s long; at least {min_seconds:.0f} s are needed"
         )
     peak = float(np.abs(audio).max())
     if peak < _SILENCE_PEAK:
@@ -91,6 +95,19 @@ def _check_reference(audio, sample_rate) -> np.ndarray:
     if peak > 10.0:
         raise InvalidAudioError(f"audio samples must lie in [-1, 1]; the peak is {peak:.1f}")
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def normalise_loudness(
+    audio: np.ndarray, sample_rate: int, target_lufs: float = TURBO_REFERENCE_LUFS
+) -> np.ndarray:
+    """Turbo levels references to -27 LUFS (BS.1770, pyloudnorm) first; unmeasurable audio stays as is."""
+    import pyloudnorm
+
+    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio.astype(np.float64))
+    gain = 10.0 ** ((target_lufs - loudness) / 20.0)
+    if not np.isfinite(gain) or gain <= 0.0:
+        return audio
+    return (audio * gain).astype(np.float32)
 
 
 def _resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
@@ -104,6 +121,7 @@ class Engine:
     """Chatterbox text-to-speech on one device. Build it with `chatterbox_engine.load`."""
 
     sample_rate = SAMPLE_RATE
+    _batcher: DecodeBatcher | None = None  # set by enable_batching
 
     def __init__(
         self, models: Models, *, source: str, device: str, dtype: torch.dtype, watermark: bool
@@ -115,16 +133,30 @@ class Engine:
         # S3Gen casts only its synthesis path; its reference front end stays fp32 whatever the dtype.
         self.s3gen = models.s3gen.to(self.device, dtype)
         self.tokenizer = models.tokenizer
+        self.variant = models.variant
+        self.spec = SPECS[self.variant]
         self.watermarker = Watermarker(SAMPLE_RATE) if watermark else None
         self.info = {
             "model": source,
-            "variant": "english",
+            "variant": self.variant,
             "device": str(self.device),
             "dtype": str(dtype).removeprefix("torch."),
             "watermark": watermark,
         }
-        self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference())
-        self._batcher: DecodeBatcher | None = None
+        reference_seconds = max(4.0, self.spec.min_reference_seconds + 1.0)
+        self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference(reference_seconds))
+
+    @property
+    def supported_languages(self) -> dict[str, str]:
+        """Language code -> name this engine can speak (multilingual: those its front end supports here)."""
+        if self.variant == MULTILINGUAL:
+            return dict(self.tokenizer.languages)
+        return {"en": LANGUAGES["en"]}
+
+    @property
+    def ignored_parameters(self) -> tuple[str, ...]:
+        """generate() arguments this variant accepts but has no use for (e.g. Turbo: cfg_weight)."""
+        return self.spec.ignored_parameters
 
     def enable_batching(
         self, max_requests: int = 8, on_step: Callable[[StepStats], None] | None = None
@@ -149,11 +181,16 @@ class Engine:
         """Compute a reusable Voice from a mono float reference recording (>= 2 s)."""
         # As upstream: the reference at 24 kHz for S3Gen (first 10 s), and that resampled to 16 kHz for
         # the T3 speech prompt (first 6 s) and the VoiceEncoder (all of it).
-        ref24 = _resample(_check_reference(audio, sample_rate), int(sample_rate), S3GEN_SR)
+        spec = self.spec
+        ref24 = _resample(
+            _check_reference(audio, sample_rate, spec.min_reference_seconds), int(sample_rate), S3GEN_SR
+        )
+        if spec.loudness_normalise:
+            ref24 = normalise_loudness(ref24, S3GEN_SR)
         ref16 = _resample(ref24, S3GEN_SR, S3_SR)
         s3gen_ref = self.s3gen.embed_ref(torch.from_numpy(ref24[: S3GEN_PROMPT_SECONDS * S3GEN_SR])[None])
         prompt_len = self.t3.cfg.speech_cond_prompt_len
-        prompt_wav = torch.from_numpy(ref16[: T3_PROMPT_SECONDS * S3_SR])[None]
+        prompt_wav = torch.from_numpy(ref16[: spec.t3_prompt_seconds * S3_SR])[None]
         prompt_tokens, _ = self.s3gen.tokenize(prompt_wav, max_len=prompt_len)
         speaker_emb = self.voice_encoder.embed(ref16)
         return Voice(
@@ -171,14 +208,18 @@ class Engine:
         exaggeration: float,
         cfg_weight: float,
         temperature: float,
-        top_p: float,
+        top_p: float | None,
         min_p: float,
         repetition_penalty: float,
         seed: int | None,
         max_new_tokens: int,
+        language: str | None,
     ) -> _Request:
         """Validate everything up front, so bad input fails before any work starts."""
         check_text(text)
+        language = self._check_language(language)
+        if top_p is None:
+            top_p = self.spec.default_top_p
         params = SamplingParams(cfg_weight, temperature, top_p, min_p, repetition_penalty)
         if not isinstance(exaggeration, int | float) or not 0.0 <= exaggeration <= 2.0:
             raise InvalidParameterError(f"exaggeration must be between 0 and 2, got {exaggeration!r}")
@@ -193,7 +234,8 @@ class Engine:
             raise InvalidParameterError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
         if voice is not None:
             self._check_voice(voice)
-        pieces = [self.tokenizer.text_tokens(punc_norm(piece)) for piece in split_sentences(text)]
+        rules = self.spec.punctuation_rules()
+        pieces = [self._text_tokens(punc_norm(piece, **rules), language) for piece in split_sentences(text)]
         if not pieces:
             raise InvalidTextError("text has nothing to speak")
         for tokens in pieces:
@@ -202,6 +244,23 @@ class Engine:
         return _Request(
             pieces, voice or self.default_voice, float(exaggeration), params, seed, max_new_tokens
         )
+
+    def _check_language(self, language: object) -> str:
+        if language is None:
+            return "en"
+        if self.variant == MULTILINGUAL:
+            return self.tokenizer.check_language(language)
+        if isinstance(language, str) and language.lower() == "en":
+            return "en"
+        raise InvalidParameterError(
+            f"unsupported language {language!r}: the {self.variant} model speaks only English ('en'); "
+            "load the multilingual variant for other languages"
+        )
+
+    def _text_tokens(self, text: str, language: str) -> torch.Tensor:
+        if self.variant == MULTILINGUAL:
+            return self.tokenizer.text_tokens(text, language)
+        return self.tokenizer.text_tokens(text)
 
     def _check_voice(self, voice: object) -> None:
         if not isinstance(voice, Voice):
@@ -226,6 +285,9 @@ class Engine:
     def _token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
         """One speech-token iterator per text piece, all conditioned on the same voice."""
         voice = request.voice
+        if self.variant == TURBO:
+            yield from self._turbo_token_streams(request, generator)
+            return
         cond = self.t3.embed_conditioning(
             voice.speaker_emb.to(self.device, self.t3.speech_head.weight.dtype),
             voice.prompt_tokens.to(self.device),
@@ -237,6 +299,29 @@ class Engine:
                 yield self._batcher.submit(*args)
             else:
                 yield decode_speech_tokens(self.t3, *args)
+
+    def _turbo_token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
+        """Turbo: one row, no CFG, its own processor order; its speech tokens end in silence tokens."""
+        voice, params = request.voice, request.params
+        dtype = self.t3.speech_head.weight.dtype
+        cond = self.t3.embed_conditioning(
+            voice.speaker_emb.to(self.device, dtype), voice.prompt_tokens.to(self.device), None
+        )
+        for text_tokens in request.pieces:
+            yield decode_turbo_tokens(
+                self.t3,
+                cond,
+                text_tokens.to(self.device),
+                params.temperature,
+                params.top_p,
+                params.repetition_penalty,
+                generator,
+                request.max_new_tokens,
+            )
+
+    def _tail_tokens(self) -> list[int]:
+        """Tokens appended after each piece before vocoding (Turbo: three S3GEN_SIL)."""
+        return [S3GEN_SILENCE_TOKEN] * self.spec.trailing_silence_tokens
 
     def _generators(self, seed: int) -> tuple[torch.Generator, torch.Generator]:
         """Separate streams for token sampling and S3Gen noise, so a streamed request samples the
@@ -258,13 +343,18 @@ class Engine:
         exaggeration: float = 0.5,
         cfg_weight: float = 0.5,
         temperature: float = 0.8,
-        top_p: float = 1.0,
+        top_p: float | None = None,
         min_p: float = 0.05,
         repetition_penalty: float = 1.2,
         seed: int | None = None,
         max_new_tokens: int = 1000,
+        language: str | None = None,
     ) -> Synthesis:
-        """Synthesise text in one go; long text is split at sentence boundaries and concatenated."""
+        """Synthesise text in one go; long text is split at sentence boundaries and concatenated.
+
+        `language` (multilingual: one of `supported_languages`; others: "en" or None) and `top_p`
+        (None: the variant's default, 0.95 for Turbo, else 1.0) extend the original interface; the
+        arguments in `ignored_parameters` are accepted and have no effect."""
         request = self._request(
             text,
             voice,
@@ -276,6 +366,7 @@ class Engine:
             repetition_penalty,
             seed,
             max_new_tokens,
+            language,
         )
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device)
@@ -287,6 +378,7 @@ class Engine:
             num_tokens += len(tokens)
             if not tokens:
                 continue
+            tokens += self._tail_tokens()
             started = time.perf_counter()
             wav = self.s3gen.inference(torch.tensor([tokens]), ref, s3gen_generator)
             parts.append(fade_out(wav[0].float().cpu().numpy()))
@@ -303,11 +395,12 @@ class Engine:
         exaggeration: float = 0.5,
         cfg_weight: float = 0.5,
         temperature: float = 0.8,
-        top_p: float = 1.0,
+        top_p: float | None = None,
         min_p: float = 0.05,
         repetition_penalty: float = 1.2,
         seed: int | None = None,
         max_new_tokens: int = 1000,
+        language: str | None = None,
         chunk_tokens: int | None = None,
     ) -> Iterator[AudioChunk]:
         """Yield audio chunks as speech tokens arrive: a small first chunk, then ~chunk_tokens each.
@@ -325,6 +418,7 @@ class Engine:
             repetition_penalty,
             seed,
             max_new_tokens,
+            language,
         )
         plan = ChunkPlan()
         if chunk_tokens is not None:
@@ -362,8 +456,11 @@ class Engine:
             finally:
                 # Stops decoding (and frees the KV cache) when the consumer closes the stream early.
                 token_stream.close()
+            spoken = len(renderer.tokens)
+            if spoken:
+                renderer.tokens.extend(self._tail_tokens())
             tail = renderer.render(final=True)
-            covered += len(renderer.tokens)
+            covered += spoken
             if tail.size or index == last_piece:
                 yield AudioChunk(self._finish(tail), covered, is_last=index == last_piece)
 

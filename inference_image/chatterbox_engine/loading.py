@@ -1,5 +1,5 @@
 """Where weights come from: the Hugging Face hub, a local folder in the official layout, or seeded
-random weights (`random:tiny`, `random:full`).
+random weights (`random:tiny`, `random:full`, and `-multilingual` / `-turbo` forms of both).
 
 Official files load with strict key matching: a missing, unexpected or mis-shaped tensor is a
 `CheckpointError` that names the keys, never a silent partial load.
@@ -16,16 +16,13 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from tokenizers import Tokenizer
 from torch import nn
 
 from .checkpoint import (
     CONDS_FILE,
     CONFIG_FILE,
-    OFFICIAL_FILES,
-    S3GEN_FILE,
-    T3_FILE,
     TOKENIZER_FILE,
-    VE_FILE,
     ModelConfigs,
     make_tokenizer_json,
     write_checkpoint,
@@ -33,7 +30,11 @@ from .checkpoint import (
 from .errors import CheckpointError
 from .s3gen import S3Gen
 from .t3 import T3
+from .t3_gpt2 import GPT2T3, UNUSED_KEYS
 from .text import EnTokenizer
+from .text_mtl import MTL_TOKENIZER_FILE, MultilingualTokenizer, make_mtl_tokenizer_json
+from .text_turbo import TurboTokenizer, turbo_tokenizer_files
+from .variants import ENGLISH, MULTILINGUAL, SPECS, TURBO, check_variant, detect_variant, variant_for_repo
 from .voice import Voice
 from .voice_encoder import VoiceEncoder
 
@@ -41,7 +42,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPO = "ResembleAI/chatterbox"
 RANDOM_SEED = 1234
-RANDOM_SOURCES = ("random:tiny", "random:full")
+RANDOM_SOURCES = tuple(
+    f"random:{size}{'' if variant == ENGLISH else '-' + variant}"
+    for variant in SPECS
+    for size in ("tiny", "full")
+)
 _SHOWN_KEYS = 8
 _STOP_RAMP = 0.06  # stop logit gain per speech token of random models
 
@@ -51,11 +56,15 @@ class Models:
     """The networks and tokenizer of one Chatterbox checkpoint, on CPU in fp32."""
 
     configs: ModelConfigs
-    t3: T3
+    t3: T3 | GPT2T3
     voice_encoder: VoiceEncoder
     s3gen: S3Gen
-    tokenizer: EnTokenizer
+    tokenizer: EnTokenizer | MultilingualTokenizer | TurboTokenizer
     default_voice: Voice | None
+
+    @property
+    def variant(self) -> str:
+        return self.configs.variant
 
 
 def _key_list(keys) -> str:
@@ -85,15 +94,27 @@ def check_state_dict(module: nn.Module, state: dict[str, torch.Tensor], file_nam
         raise CheckpointError(f"{file_name} does not match the model: " + "; ".join(problems))
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors, or (multilingual `ve.pt` / `s3gen.pt`) a torch.save tensor dict read with
+    weights_only=True, never full unpickling."""
     try:
+        if path.suffix == ".pt":
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise CheckpointError(f"{path.name} is not a dict of tensors")
+            return state
         return load_file(str(path))
-    except (OSError, SafetensorError) as error:
+    except (OSError, SafetensorError, RuntimeError, EOFError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
         raise CheckpointError(f"cannot read {path}: {error}") from error
 
 
 def _load_strict(module: nn.Module, path: Path) -> None:
-    state = {k: v.float() if v.is_floating_point() else v for k, v in _read_safetensors(path).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in _read_weights(path).items()}
+    if isinstance(module, GPT2T3):
+        for key in UNUSED_KEYS:  # Turbo's file keeps GPT-2's token table, which T3 never reads
+            state.pop(key, None)
     check_state_dict(module, state, path.name)
     module.load_state_dict(state, strict=True, assign=True)
 
@@ -101,86 +122,145 @@ def _load_strict(module: nn.Module, path: Path) -> None:
 def _load_s3gen(s3gen: S3Gen, path: Path) -> None:
     # S3Gen's own load hooks accept both weight-norm spellings and files without the two
     # recomputable tokenizer buffers; anything else mismatching is an error naming the keys.
-    state = _read_safetensors(path)
+    state = _read_weights(path)
     try:
         s3gen.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path.name} does not match the model: {error}") from error
 
 
-def read_configs(folder: Path) -> ModelConfigs:
+def read_configs(folder: Path, variant: str) -> ModelConfigs:
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
-        return ModelConfigs.official()
+        return ModelConfigs.official(variant)
     try:
-        return ModelConfigs.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        configs = ModelConfigs.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"invalid {CONFIG_FILE} in {folder}: {error}") from error
+    if configs.variant != variant:
+        raise CheckpointError(f"{CONFIG_FILE} in {folder} describes a {configs.variant} model, not {variant}")
+    return configs
 
 
-def load_folder(folder: str | Path) -> Models:
-    """Load a checkpoint folder in the official layout (strict)."""
+def _read_tokenizer(folder: Path, variant: str):
+    try:
+        if variant == MULTILINGUAL:
+            return MultilingualTokenizer.from_folder(folder)
+        if variant == TURBO:
+            return TurboTokenizer.from_folder(folder)
+        return EnTokenizer.from_file(folder / TOKENIZER_FILE)
+    except Exception as error:
+        files = ", ".join(SPECS[variant].tokenizer_files)
+        raise CheckpointError(f"cannot read the tokenizer ({files}) in {folder}: {error}") from error
+
+
+def _build_t3(configs: ModelConfigs) -> T3 | GPT2T3:
+    return GPT2T3(configs.t3) if configs.variant == TURBO else T3(configs.t3)
+
+
+def load_folder(folder: str | Path, variant: str | None = None) -> Models:
+    """Load a checkpoint folder in a variant's official layout (strict); the variant is detected from
+    the T3 file unless given."""
     folder = Path(folder)
-    absent = [name for name in OFFICIAL_FILES if name != CONDS_FILE and not (folder / name).exists()]
+    variant = detect_variant(folder, check_variant(variant))
+    spec = SPECS[variant]
+    absent = [name for name in spec.required_files if not (folder / name).exists()]
     if absent:
-        raise CheckpointError(f"{folder} is not a Chatterbox checkpoint: missing {', '.join(absent)}")
-    configs = read_configs(folder)
+        raise CheckpointError(
+            f"{folder} is not a Chatterbox {variant} checkpoint: missing {', '.join(absent)}"
+        )
+    configs = read_configs(folder, variant)
     # Built on the meta device: no time spent on random initialisation that loading overwrites.
     with torch.device("meta"):
-        t3 = T3(configs.t3)
+        t3 = _build_t3(configs)
         voice_encoder = VoiceEncoder(configs.voice_encoder)
         s3gen = S3Gen(configs.s3gen)
-    _load_strict(t3, folder / T3_FILE)
-    _load_strict(voice_encoder, folder / VE_FILE)
-    _load_s3gen(s3gen, folder / S3GEN_FILE)
-    try:
-        tokenizer = EnTokenizer.from_file(folder / TOKENIZER_FILE)
-    except Exception as error:
-        raise CheckpointError(f"cannot read {folder / TOKENIZER_FILE}: {error}") from error
+    _load_strict(t3, folder / spec.t3_file)
+    _load_strict(voice_encoder, folder / spec.ve_file)
+    _load_s3gen(s3gen, folder / spec.s3gen_file)
+    tokenizer = _read_tokenizer(folder, variant)
     conds = folder / CONDS_FILE
     default_voice = Voice.from_conds(conds) if conds.exists() else None
     return Models(configs, t3.eval(), voice_encoder.eval(), s3gen.eval(), tokenizer, default_voice)
 
 
-def download(repo: str, revision: str | None, cache_dir: str | None) -> Path:
-    """Fetch the official files with huggingface_hub (honours HF_HUB_OFFLINE and its cache)."""
+def download(repo: str, revision: str | None, cache_dir: str | None, variant: str) -> Path:
+    """Fetch the variant's files with huggingface_hub (honours HF_HUB_OFFLINE and its cache)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     cache_dir = cache_dir or os.environ.get("MODEL_CACHE_DIR") or None
-    paths = []
-    for name in OFFICIAL_FILES:
+    spec = SPECS[variant]
+    folder = None
+    for name in (*spec.required_files, *spec.optional_files):
         log.info("fetching %s from %s%s", name, repo, f"@{revision}" if revision else "")
         try:
-            paths.append(Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache_dir)))
+            folder = Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache_dir)).parent
+        except EntryNotFoundError:
+            if name in spec.required_files:
+                raise CheckpointError(f"{repo} has no {name}: is it a {variant} model?") from None
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
-            raise CheckpointError(f"cannot download {name} from {repo}: {error}") from error
-    return paths[0].parent
+            if name in spec.required_files:
+                raise CheckpointError(f"cannot download {name} from {repo}: {error}") from error
+    return folder
 
 
-def randomize_t3_(t3: T3, generator: torch.Generator) -> None:
+def randomize_t3_(t3: T3 | GPT2T3, generator: torch.Generator) -> None:
     """Seeded small random weights, plus a stop-token logit that rises with the speech position so
     random models end each sentence after ~2 s instead of running to max_new_tokens."""
     cfg = t3.cfg
     for name, param in t3.named_parameters():
-        mean = 1.0 if name.endswith("norm.weight") else 0.0
+        is_norm_gain = name.endswith("norm.weight") or (".ln_" in name and name.endswith(".weight"))
+        mean = 1.0 if is_norm_gain else 0.0
         param.copy_(mean + 0.02 * torch.randn(param.shape, generator=generator))
     # Token identity dominates the residual stream, except channel 0, which carries the position
     # ramp that only the stop-token row of the head reads.
     t3.speech_emb.weight.mul_(50.0)
     t3.speech_emb.weight[:, 0] = 0.0
-    positions = torch.arange(t3.speech_pos_emb.emb.weight.shape[0], dtype=torch.float32)
-    t3.speech_pos_emb.emb.weight[:, 0] = _STOP_RAMP * positions
+    if isinstance(t3, GPT2T3):
+        # GPT-2 positions count from the start of the prefill: ramp from about where speech begins.
+        table = t3.tfmr.wpe.weight
+        speech_start = 1 + cfg.speech_cond_prompt_len + 32
+        positions = (torch.arange(table.shape[0], dtype=torch.float32) - speech_start).clamp(min=0)
+    else:
+        table = t3.speech_pos_emb.emb.weight
+        positions = torch.arange(table.shape[0], dtype=torch.float32)
+    table[:, 0] = _STOP_RAMP * positions
     t3.speech_head.weight[cfg.stop_speech_token] = 0.0
     t3.speech_head.weight[cfg.stop_speech_token, 0] = 1.0
 
 
+def _random_tokenizer(variant: str, configs: ModelConfigs):
+    if variant == MULTILINGUAL:
+        return MultilingualTokenizer(Tokenizer.from_str(make_mtl_tokenizer_json(configs.t3.text_vocab_size)))
+    if variant == TURBO:
+        return TurboTokenizer.from_files(turbo_tokenizer_files())
+    return EnTokenizer.from_str(make_tokenizer_json(configs.t3.text_vocab_size))
+
+
+def _tokenizer_files(models: Models) -> dict[str, str]:
+    if models.variant == MULTILINGUAL:
+        return {MTL_TOKENIZER_FILE: models.tokenizer.tokenizer.to_str()}
+    if models.variant == TURBO:
+        return models.tokenizer.files
+    return {TOKENIZER_FILE: models.tokenizer.tokenizer.to_str()}
+
+
+def parse_random_source(source: str) -> tuple[str, str]:
+    """`random:<tiny|full>[-<variant>]` -> (size, variant)."""
+    if source not in RANDOM_SOURCES:
+        raise CheckpointError(f"unknown random source {source!r}: use one of {', '.join(RANDOM_SOURCES)}")
+    size, _, variant = source.removeprefix("random:").partition("-")
+    return size, variant or ENGLISH
+
+
 def random_models(kind: str, seed: int = RANDOM_SEED) -> Models:
-    """`random:tiny` or `random:full`: seeded random networks without a built-in voice (the engine
-    embeds a synthetic reference as its default voice)."""
-    configs = ModelConfigs.tiny() if kind == "random:tiny" else ModelConfigs.official()
+    """`random:tiny`, `random:full` or their `-multilingual` / `-turbo` forms: seeded random networks
+    without a built-in voice (the engine embeds a synthetic reference as its default voice)."""
+    size, variant = parse_random_source(kind)
+    configs = ModelConfigs.tiny(variant) if size == "tiny" else ModelConfigs.official(variant)
     generator = torch.Generator().manual_seed(seed)
-    t3 = T3(configs.t3)
+    t3 = _build_t3(configs)
     with torch.no_grad():
         randomize_t3_(t3, generator)
     # The other networks keep PyTorch's default initialisation, drawn from a forked, seeded RNG so
@@ -189,37 +269,47 @@ def random_models(kind: str, seed: int = RANDOM_SEED) -> Models:
         torch.manual_seed(seed)
         voice_encoder = VoiceEncoder(configs.voice_encoder)
         s3gen = S3Gen(configs.s3gen)
-    tokenizer = EnTokenizer.from_str(make_tokenizer_json(configs.t3.text_vocab_size))
+    tokenizer = _random_tokenizer(variant, configs)
     return Models(configs, t3.eval(), voice_encoder.eval(), s3gen.eval(), tokenizer, None)
 
 
-def resolve_models(source: str, cache_dir: str | None = None) -> Models:
-    """Load Models from any supported source string."""
-    if source in RANDOM_SOURCES:
-        return random_models(source)
+def resolve_models(source: str, cache_dir: str | None = None, variant: str | None = None) -> Models:
+    """Load Models from any supported source string; `variant` picks or checks the model variant."""
+    variant = check_variant(variant)
     if source.startswith("random:"):
-        raise CheckpointError(f"unknown random source {source!r}: use one of {', '.join(RANDOM_SOURCES)}")
+        models = random_models(source)
+        if variant is not None and variant != models.variant:
+            raise CheckpointError(
+                f"{source} is a {models.variant} model, but variant {variant!r} was asked for"
+            )
+        return models
     path = Path(source).expanduser()
     if path.is_dir():
-        return load_folder(path)
+        return load_folder(path, variant)
     repo, _, revision = source.partition("@")
     if repo.count("/") != 1 or path.exists():
         raise CheckpointError(
             f"model source {source!r} is neither a checkpoint folder, a Hugging Face repo id "
             f"(owner/name[@revision]) nor one of {', '.join(RANDOM_SOURCES)}"
         )
-    return load_folder(download(repo, revision or None, cache_dir))
+    variant = variant_for_repo(repo, variant)
+    return load_folder(download(repo, revision or None, cache_dir, variant), variant)
 
 
 def write_models(models: Models, folder: str | Path, default_voice: Voice | None = None) -> Path:
-    """Write models (and the built-in voice as `conds.pt`) in the official layout."""
+    """Write models (and the built-in voice as `conds.pt`) in the variant's official layout."""
     voice = default_voice or models.default_voice
+    t3_state = {k: v.float() for k, v in models.t3.state_dict().items()}
+    if models.variant == TURBO:
+        # The official Turbo file keeps GPT-2's (unused) token table; upstream loads it strictly.
+        cfg = models.t3.cfg
+        t3_state[UNUSED_KEYS[0]] = torch.zeros(cfg.text_vocab_size, cfg.hidden_size)
     return write_checkpoint(
         folder,
         configs=models.configs,
         ve_state=models.voice_encoder.state_dict(),
-        t3_state={k: v.float() for k, v in models.t3.state_dict().items()},
+        t3_state=t3_state,
         s3gen_state=models.s3gen.state_dict(),
-        tokenizer_json=models.tokenizer.tokenizer.to_str(),
+        tokenizer_files=_tokenizer_files(models),
         conds=voice.to_conds() if voice is not None else None,
     )

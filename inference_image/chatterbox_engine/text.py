@@ -37,15 +37,20 @@ _PUNCTUATION_REPLACEMENTS = (
 _SENTENCE_ENDINGS = (".", "!", "?", "-", ",")
 
 
-def punc_norm(text: str) -> str:
-    """Upstream's cleanup of punctuation the model rarely saw (callers reject empty text first)."""
+def punc_norm(
+    text: str,
+    replacements: tuple[tuple[str, str], ...] = _PUNCTUATION_REPLACEMENTS,
+    endings: tuple[str, ...] = _SENTENCE_ENDINGS,
+) -> str:
+    """Upstream's cleanup of punctuation the model rarely saw (callers reject empty text first);
+    variants pass their own replacement table and accepted sentence endings."""
     if text[:1].islower():
         text = text[0].upper() + text[1:]
     text = " ".join(text.split())
-    for old, new in _PUNCTUATION_REPLACEMENTS:
+    for old, new in replacements:
         text = text.replace(old, new)
     text = text.rstrip(" ")
-    if not text.endswith(_SENTENCE_ENDINGS):
+    if not text.endswith(endings):
         text += "."
     return text
 

@@ -1,0 +1,244 @@
+"""Turbo T3: the GPT-2 backbone variant of T3, and its decode loop (reference §4.3, §6.2, §6.8).
+
+Differences from the Llama T3 (`t3.py`): GPT-2 blocks (LayerNorm, biased projections stored as
+HF `Conv1D` (in, out) matrices, gelu_new MLP, learned absolute positions `tfmr.wpe` over the whole
+sequence); conditioning is only the speaker embedding plus the raw speech-prompt embeddings (no
+perceiver, no emotion); text has no start/stop tokens; decoding runs one row without CFG and its
+processors are temperature -> top-k -> top-p -> repetition penalty. Parameter names mirror
+`checkpoint-keys/t3_turbo.tsv`; the unused `tfmr.wte` in the file is accepted and dropped on load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .sampling import apply_repetition_penalty, apply_top_p
+
+UNUSED_KEYS = ("tfmr.wte.weight",)  # GPT-2's own token table: in the official file, never used
+TOP_K = 1000  # upstream `generate(top_k=1000)`; not a user knob
+
+
+@dataclass(frozen=True)
+class GPT2T3Config:
+    hidden_size: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16
+    max_positions: int = 8196
+    layer_norm_eps: float = 1e-5
+    text_vocab_size: int = 50276
+    speech_vocab_size: int = 6563
+    max_text_tokens: int = 2048
+    max_speech_tokens: int = 4096
+    start_speech_token: int = 6561
+    stop_speech_token: int = 6562
+    speaker_embed_size: int = 256
+    speech_cond_prompt_len: int = 375
+    head_dim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+
+    @classmethod
+    def full(cls) -> GPT2T3Config:
+        """The official Turbo shapes (GPT-2 medium)."""
+        return cls()
+
+    @classmethod
+    def tiny(cls) -> GPT2T3Config:
+        return cls(hidden_size=64, num_layers=2, num_heads=4, speaker_embed_size=32, text_vocab_size=50276)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("head_dim")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GPT2T3Config:
+        return cls(**data)
+
+
+class Conv1D(nn.Module):
+    """HF GPT-2's projection: weight stored (in, out), so the official tensors load unchanged."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out).normal_(std=0.02))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+
+
+class GPT2KVCache:
+    """Static per-request cache of keys and values, written in place."""
+
+    def __init__(self, cfg: GPT2T3Config, max_len: int, device, dtype) -> None:
+        shape = (cfg.num_layers, 1, cfg.num_heads, max_len, cfg.head_dim)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+
+    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = start + k.shape[2]
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class GPT2Attention(nn.Module):
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.c_attn = Conv1D(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.c_proj = Conv1D(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: Tensor, cache: GPT2KVCache, layer: int, start: int) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = (
+            t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+            for t in self.c_attn(x).split(C, dim=2)
+        )
+        k, v = cache.update(layer, start, k, v)
+        # Prefill starts at 0 (plain causal); decode steps see the whole cache.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        return self.c_proj(out.transpose(1, 2).reshape(B, T, C))
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.c_fc = Conv1D(cfg.hidden_size, 4 * cfg.hidden_size)
+        self.c_proj = Conv1D(4 * cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # gelu_new
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.attn = GPT2Attention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.mlp = GPT2MLP(cfg)
+
+    def forward(self, x: Tensor, cache: GPT2KVCache, layer: int, start: int) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2Backbone(nn.Module):
+    """The `tfmr.*` subtree without `wte`: positions, blocks and the final LayerNorm."""
+
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.wpe = nn.Embedding(cfg.max_positions, cfg.hidden_size)
+        self.h = nn.ModuleList(GPT2Block(cfg) for _ in range(cfg.num_layers))
+        self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, embeds: Tensor, cache: GPT2KVCache, start: int) -> Tensor:
+        x = embeds + self.wpe.weight[start : start + embeds.shape[1]]
+        for index, block in enumerate(self.h):
+            x = block(x, cache, index, start)
+        return self.ln_f(x)
+
+
+class SpeakerProjection(nn.Module):
+    """`cond_enc.spkr_enc`: the only conditioning network Turbo has."""
+
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.spkr_enc = nn.Linear(cfg.speaker_embed_size, cfg.hidden_size)
+
+
+class GPT2T3(nn.Module):
+    def __init__(self, cfg: GPT2T3Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tfmr = GPT2Backbone(cfg)
+        self.cond_enc = SpeakerProjection(cfg)
+        self.text_emb = nn.Embedding(cfg.text_vocab_size, cfg.hidden_size)
+        # Training-only text head, kept so the official file loads strictly.
+        self.text_head = nn.Linear(cfg.hidden_size, cfg.text_vocab_size, bias=False)
+        self.speech_emb = nn.Embedding(cfg.speech_vocab_size, cfg.hidden_size)
+        self.speech_head = nn.Linear(cfg.hidden_size, cfg.speech_vocab_size, bias=True)
+
+    def embed_conditioning(self, speaker_emb: Tensor, prompt_tokens: Tensor, exaggeration: Tensor) -> Tensor:
+        """speaker (1, S), prompt tokens (1, P) -> (1, 1 + P, C); `exaggeration` has no input here."""
+        speaker = self.cond_enc.spkr_enc(speaker_emb)[:, None]
+        return torch.cat((speaker, self.speech_emb(prompt_tokens)), dim=1)
+
+    def prefill_embeds(self, cond: Tensor, text_tokens: Tensor) -> Tensor:
+        """[speaker][prompt][text][speech BOS] (text without start/stop tokens)."""
+        bos = torch.full((1, 1), self.cfg.start_speech_token, device=text_tokens.device, dtype=torch.long)
+        return torch.cat((cond, self.text_emb(text_tokens), self.speech_emb(bos)), dim=1)
+
+    def forward(self, embeds: Tensor, cache: GPT2KVCache, start: int, last_only: bool = False) -> Tensor:
+        hidden = self.tfmr(embeds, cache, start)
+        return self.speech_head(hidden[:, -1:] if last_only else hidden)
+
+    def new_cache(self, max_len: int) -> GPT2KVCache:
+        weight = self.speech_head.weight
+        return GPT2KVCache(self.cfg, max_len, weight.device, weight.dtype)
+
+
+def apply_top_k(logits: Tensor, top_k: int) -> Tensor:
+    """Keep the top_k largest logits (ties with the k-th kept), as HF `TopKLogitsWarper`."""
+    top_k = min(top_k, logits.shape[-1])
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, -float("inf"))
+
+
+def process_turbo_logits(
+    logits: Tensor, history: Tensor, temperature: float, top_p: float, repetition_penalty: float
+) -> Tensor:
+    """Upstream `inference_turbo` order: temperature -> top-k -> top-p -> repetition penalty."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    logits = apply_top_k(logits, TOP_K)
+    logits = apply_top_p(logits, top_p)
+    if repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, history, repetition_penalty)
+    return logits
+
+
+@torch.inference_mode()
+def decode_turbo_tokens(
+    t3: GPT2T3,
+    cond: Tensor,
+    text_tokens: Tensor,
+    temperature: float,
+    top_p: float,
+    repetition_penalty: float,
+    generator: torch.Generator,
+    max_new_tokens: int,
+) -> Iterator[int]:
+    """Yield sampled speech tokens until the stop token (not yielded) or max_new_tokens.
+
+    The first step's penalty history is the speech BOS; later steps use only generated tokens.
+    """
+    cfg = t3.cfg
+    embeds = t3.prefill_embeds(cond, text_tokens)
+    position = embeds.shape[1]
+    if position + max_new_tokens > cfg.max_positions:
+        max_new_tokens = cfg.max_positions - position
+    cache = t3.new_cache(position + max_new_tokens)
+    logits = t3(embeds, cache, 0, last_only=True)[:, -1]
+    history = torch.full((1, max_new_tokens), cfg.start_speech_token, dtype=torch.long, device=embeds.device)
+    for step in range(max_new_tokens):
+        seen = history[:, : max(step, 1)]
+        probs = process_turbo_logits(logits.float(), seen, temperature, top_p, repetition_penalty).softmax(-1)
+        token = torch.multinomial(probs, num_samples=1, generator=generator)
+        history[:, step] = token[0]
+        token_id = int(token)
+        if token_id == cfg.stop_speech_token:
+            return
+        yield token_id
+        if step + 1 == max_new_tokens:
+            return
+        logits = t3(t3.speech_emb(token), cache, position)[:, -1]
+        position += 1
