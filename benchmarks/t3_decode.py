@@ -1,15 +1,18 @@
-"""T3 decode speed: our static-KV-cache loop vs upstream chatterbox-tts 0.1.7 `T3.inference`.
+"""T3 single-stream decode speed: ours in float32 and bfloat16 vs upstream chatterbox-tts 0.1.7 `T3.inference`.
 
-Both run the same full-size random weights (official shapes), the same conditioning and text, the same
-thread count and the same number of new tokens, in one process. The stop-token row of the speech head
-is zeroed for the run so neither side stops early; tokens/s counts prefill plus all decode steps.
+All sides run the same full-size random weights (official shapes), the same conditioning and text, the same
+thread count and the same number of new tokens, in one process, alternating so that load from other
+processes on a shared machine skews no side more than another. The stop-token row of the speech head is
+zeroed so nobody stops early; tokens/s counts conditioning, prefill and all decode steps. Other benchmark
+scripts import the model builders from here.
 
-    .venv/bin/python benchmarks/t3_decode.py [--tokens 50] [--threads N] [--device cpu|cuda] [--repeats 2]
+    .venv/bin/python benchmarks/t3_decode.py [--tokens 40] [--threads N] [--device cpu|cuda] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -21,16 +24,25 @@ from chatterbox_engine.t3 import T3, T3Config
 TEXT_TOKENS = torch.tensor([[255, *range(14, 40), 2, *range(14, 30), 9, 0]])  # ~45 text tokens
 
 
-def build_models(device: str) -> tuple[T3, torch.nn.Module]:
-    from chatterbox.models.t3 import T3 as UpstreamT3
-
+def build_ours(device: str) -> T3:
+    """Full-size T3 with seeded random weights that never sample the stop token."""
     ours = T3(T3Config.full())
     with torch.no_grad():
         randomize_t3_(ours, torch.Generator().manual_seed(0))
         ours.speech_head.weight[ours.cfg.stop_speech_token] = 0.0  # run to the token budget
+    return ours.to(device).eval()
+
+
+def build_upstream(ours: T3, device: str) -> torch.nn.Module:
+    from chatterbox.models.t3 import T3 as UpstreamT3
+
     upstream = UpstreamT3()
-    upstream.load_state_dict(ours.state_dict(), strict=True)
-    return ours.to(device).eval(), upstream.to(device).eval()
+    upstream.load_state_dict({k: v.float().cpu() for k, v in ours.state_dict().items()}, strict=True)
+    return upstream.to(device).eval()
+
+
+def in_dtype(t3: T3, dtype: torch.dtype) -> T3:
+    return copy.deepcopy(t3).to(dtype)
 
 
 def conditioning(device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,10 +58,16 @@ def sync(device: str) -> None:
 
 
 @torch.inference_mode()
-def run_ours(t3: T3, device: str, tokens: int) -> tuple[int, float]:
+def our_cond(t3: T3, device: str) -> torch.Tensor:
     speaker, prompt = conditioning(device)
+    dtype = t3.speech_head.weight.dtype
+    return t3.embed_conditioning(speaker.to(dtype), prompt, torch.tensor([0.5], device=device, dtype=dtype))
+
+
+@torch.inference_mode()
+def run_ours(t3: T3, device: str, tokens: int) -> tuple[int, float]:
     started = time.perf_counter()
-    cond = t3.embed_conditioning(speaker, prompt, torch.tensor([0.5], device=device))
+    cond = our_cond(t3, device)
     generator = torch.Generator(device).manual_seed(0)
     out = list(decode_speech_tokens(t3, cond, TEXT_TOKENS.to(device), SamplingParams(), generator, tokens))
     sync(device)
@@ -80,11 +98,15 @@ def run_upstream(t3, device: str, tokens: int) -> tuple[int, float]:
     return out.shape[1], time.perf_counter() - started
 
 
+def best_rate(runs: list[tuple[int, float]]) -> float:
+    return max(tokens / seconds for tokens, seconds in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tokens", type=int, default=50, help="new speech tokens per run")
+    parser.add_argument("--tokens", type=int, default=40, help="new speech tokens per run")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -93,25 +115,28 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    ours, upstream = build_models(args.device)
-    run_ours(ours, args.device, 3)  # warm-up
-    run_upstream(upstream, args.device, 3)
-    # Alternate the two sides and keep each one's best run, so load from other processes on a shared
-    # machine skews neither side more than the other.
-    our_runs, their_runs = [], []
+    ours = build_ours(args.device)
+    upstream = build_upstream(ours, args.device)
+    ours_bf16 = in_dtype(ours, torch.bfloat16)
+    sides = {
+        "ours fp32": lambda n: run_ours(ours, args.device, n),
+        "ours bf16": lambda n: run_ours(ours_bf16, args.device, n),
+        "upstream fp32": lambda n: run_upstream(upstream, args.device, n),
+    }
+    for run in sides.values():
+        run(3)  # warm-up
+    runs: dict[str, list[tuple[int, float]]] = {name: [] for name in sides}
     for _ in range(args.repeats):
-        our_runs.append(run_ours(ours, args.device, args.tokens))
-        their_runs.append(run_upstream(upstream, args.device, args.tokens))
-    our_tokens, our_seconds = min(our_runs, key=lambda run: run[1] / run[0])
-    their_tokens, their_seconds = min(their_runs, key=lambda run: run[1] / run[0])
-    our_rate, their_rate = our_tokens / our_seconds, their_tokens / their_seconds
+        for name, run in sides.items():
+            runs[name].append(run(args.tokens))
+    baseline = best_rate(runs["upstream fp32"])
     print(
-        f"T3 decode, full-size random weights, device={args.device}, threads={args.threads}, CFG batch 2, "
-        f"best of {args.repeats}"
+        f"T3 single-stream decode, full-size random weights, device={args.device}, threads={args.threads}, "
+        f"CFG batch 2, {args.tokens} tokens, best of {args.repeats} alternating runs"
     )
-    print(f"  ours     : {our_tokens} tokens in {our_seconds:.2f} s = {our_rate:.2f} tokens/s")
-    print(f"  upstream : {their_tokens} tokens in {their_seconds:.2f} s = {their_rate:.2f} tokens/s")
-    print(f"  ratio    : {our_rate / their_rate:.2f}x (ours / upstream)")
+    for name, side_runs in runs.items():
+        rate = best_rate(side_runs)
+        print(f"  {name:14s}: {rate:7.2f} tokens/s   {rate / baseline:5.2f}x upstream")
 
 
 if __name__ == "__main__":
