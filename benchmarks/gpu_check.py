@@ -1,0 +1,106 @@
+"""GPU figures (when a CUDA device is present): T3 it/s with CUDA graphs vs eager at batch 1 and 8, and
+end-to-end TTFA / RTF of the engine (random:full) for 1 and 8 concurrent streams. Prints a notice and exits
+0 on a machine without CUDA, so `make bench` runs everywhere.
+
+    .venv/bin/python benchmarks/gpu_check.py [--dtype bfloat16] [--tokens 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import torch
+
+SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home again."
+
+
+def decode_rates(dtype: torch.dtype, tokens: int) -> None:
+    """T3 tokens/s per stream (= it/s) through the batcher, CUDA graphs vs eager, batch 1 and 8."""
+    from chatterbox_engine.batching import DecodeBatcher
+    from chatterbox_engine.cuda_graphs import CudaGraphStep, EagerStep
+    from t3_batching import run_batched
+    from t3_decode import build_ours, build_upstream, in_dtype, our_cond, run_upstream
+
+    fp32 = build_ours("cuda")
+    t3 = in_dtype(fp32, dtype)
+    cond = our_cond(t3, "cuda")
+
+    # The graph replays the same step the eager path runs: check once before timing.
+    cache = t3.new_cache(16, 512, zeroed=True)
+    with torch.inference_mode():
+        embeds = t3.embed_speech_rows(
+            torch.full((3, 1), 100, device="cuda"), torch.tensor([1, 2, 3], device="cuda")
+        )
+        positions = torch.tensor([5, 9, 7], device="cuda")
+        eager = EagerStep(t3)(embeds, cache, positions, 9).float()
+        graphed = CudaGraphStep(t3)(embeds, cache, positions, 9).float()
+    print(f"  CUDA graph vs eager step, max |diff| of logits: {float((eager - graphed).abs().max()):.2e}")
+
+    for graphs in (True, False):
+        batcher = DecodeBatcher(t3, max_requests=8, use_cuda_graphs=graphs)
+        for requests in (1, 8):
+            run_batched(batcher, cond, "cuda", requests, 5)  # captures this bucket's graph
+            rate = run_batched(batcher, cond, "cuda", requests, tokens)
+            label = "CUDA graphs" if graphs else "eager      "
+            print(
+                f"  T3 {label} batch {requests}: {rate / requests:7.1f} it/s per stream, "
+                f"{rate:8.1f} tokens/s aggregate"
+            )
+    upstream_tokens = min(tokens, 200)
+    upstream = build_upstream(fp32, "cuda")
+    run_upstream(upstream, "cuda", 5)
+    count, seconds = run_upstream(upstream, "cuda", upstream_tokens)
+    print(f"  upstream T3.inference fp32 batch 1: {count / seconds:7.1f} it/s")
+    del upstream, fp32, t3
+    torch.cuda.empty_cache()
+
+
+def engine_latency(dtype: str) -> None:
+    import chatterbox_engine as ce
+
+    engine = ce.load("random:full", device="cuda", dtype=dtype, watermark=False)
+    engine.enable_batching(8)
+    for _ in engine.generate_stream("Warm up.", seed=0):
+        pass
+
+    def one(seed: int, out: list) -> None:
+        started = time.perf_counter()
+        first, samples = None, 0
+        for chunk in engine.generate_stream(SENTENCE, seed=seed):
+            first = first or time.perf_counter() - started
+            samples += chunk.audio.size
+        out.append((first, (time.perf_counter() - started) / (samples / ce.SAMPLE_RATE)))
+
+    for concurrent in (1, 8):
+        results: list = []
+        threads = [threading.Thread(target=one, args=(seed, results)) for seed in range(concurrent)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ttfa, rtf = np.median([r[0] for r in results]), np.median([r[1] for r in results])
+        print(f"  engine streaming x{concurrent}: TTFA median {ttfa:.3f} s, RTF median {rtf:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--tokens", type=int, default=200, help="tokens per stream for the it/s figures")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print(
+            "gpu_check: no CUDA device here; GPU figures are pending (run benchmarks/gpu_check.sh on a GPU)"
+        )
+        return
+    print(f"GPU check on {torch.cuda.get_device_name()}, {args.dtype}, full-size random weights")
+    decode_rates(getattr(torch, args.dtype), args.tokens)
+    engine_latency(args.dtype)
+
+
+if __name__ == "__main__":
+    main()
