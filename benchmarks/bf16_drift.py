@@ -72,7 +72,7 @@ def main() -> None:
     print("bf16 vs fp32 drift, full-size random weights (relative error ||bf16 - fp32|| / ||fp32||)")
     print(f"  T3 prefill logits            : {errors[0]:.4f}")
     print(
-        f"  T3 decode logits, {args.steps} steps : mean {sum(errors[1:]) / max(1, len(errors) - 1):.4f}, max {max(errors):.4f}"
+        f"  T3 decode logits, {args.steps} steps   : mean {sum(errors[1:]) / max(1, len(errors) - 1):.4f}, max {max(errors):.4f}"
     )
     print(f"  T3 top-1 token agreement     : {agreement:.1%}")
     print(f"  S3Gen mel ({args.tokens} tokens)        : {mel_error:.4f}")

@@ -53,7 +53,7 @@ class CudaGraphStep:
         self.t3 = t3
         self._eager = EagerStep(t3)
         self._graphs: dict[int, _Captured] = {}
-        self._cache_identity: tuple[int, int] | None = None
+        self._cache_identity: tuple[int, int, int, int] | None = None
         self._pool = torch.cuda.graph_pool_handle()
 
     def __call__(self, embeds: Tensor, cache: KVCache, positions: Tensor, max_position: int) -> Tensor:
@@ -61,7 +61,7 @@ class CudaGraphStep:
         capacity = cache.keys.shape[1]
         if rows > capacity:
             return self._eager(embeds, cache, positions, max_position)
-        identity = (cache.keys.data_ptr(), cache.max_len)
+        identity = (cache.keys.data_ptr(), cache.values.data_ptr(), cache.max_len, capacity)
         if identity != self._cache_identity:  # the cache was regrown: graphs point at the old one
             self._graphs.clear()
             self._cache_identity = identity
