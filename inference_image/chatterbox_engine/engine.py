@@ -143,7 +143,8 @@ class Engine:
             "dtype": str(dtype).removeprefix("torch."),
             "watermark": watermark,
         }
-        reference_seconds = max(4.0, self.spec.min_reference_seconds + 1.0)
+        # Turbo needs over 5 s and prompts with up to 15 s: give its random default voice 8 s.
+        reference_seconds = max(4.0, 1.6 * self.spec.min_reference_seconds)
         self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference(reference_seconds))
 
     @property

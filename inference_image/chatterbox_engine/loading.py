@@ -196,12 +196,12 @@ def download(repo: str, revision: str | None, cache_dir: str | None, variant: st
         log.info("fetching %s from %s%s", name, repo, f"@{revision}" if revision else "")
         try:
             folder = Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache_dir)).parent
-        except EntryNotFoundError:
-            if name in spec.required_files:
-                raise CheckpointError(f"{repo} has no {name}: is it a {variant} model?") from None
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
-            if name in spec.required_files:
-                raise CheckpointError(f"cannot download {name} from {repo}: {error}") from error
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as error:
+            if name not in spec.required_files:
+                continue  # optional (built-in voice, Chinese table)
+            if isinstance(error, EntryNotFoundError) and not isinstance(error, LocalEntryNotFoundError):
+                raise CheckpointError(f"{repo} has no {name}: is it a {variant} model?") from error
+            raise CheckpointError(f"cannot download {name} from {repo}: {error}") from error
     return folder
 
 

@@ -244,9 +244,11 @@ def make_mtl_tokenizer_json(vocab_size: int = MTL_VOCAB_SIZE) -> str:
     Latin/Greek/Cyrillic/Arabic/Hebrew/Devanagari letters and combining marks, Hangul Jamo, kana,
     Cangjie code tokens; placeholders up to vocab_size."""
     vocab = {STOP_TOKEN: 0, UNK_TOKEN: 1, SPACE_TOKEN: 2}
-    ranges = [(0x21, 0x7F), (0x300, 0x370), (0x370, 0x400), (0x400, 0x460), (0x5B0, 0x5F5), (0x600, 0x6FF)]
-    ranges += [(0x900, 0x980), (0x1100, 0x1200), (0x3041, 0x3097), (0x30A1, 0x30FB), (0x3000, 0x3020)]
-    ranges += [(0xFF01, 0xFF20), (0x2010, 0x2027), (0x3099, 0x309D)]
+    latin_greek_cyrillic = [(0x21, 0x7F), (0xA1, 0x250), (0x300, 0x370), (0x370, 0x400), (0x400, 0x460)]
+    hebrew_arabic_devanagari = [(0x5B0, 0x5F5), (0x600, 0x6FF), (0x900, 0x980)]
+    jamo_kana_punctuation = [(0x1100, 0x1200), (0x3041, 0x3097), (0x3099, 0x309D), (0x30A1, 0x30FB)]
+    jamo_kana_punctuation += [(0x3000, 0x3020), (0xFF01, 0xFF20), (0x2010, 0x2027)]
+    ranges = latin_greek_cyrillic + hebrew_arabic_devanagari + jamo_kana_punctuation
     symbols = [chr(c) for start, end in ranges for c in range(start, end) if not chr(c).isupper()]
     symbols = [s for s in symbols if unicodedata.normalize("NFKD", s) == s]
     for symbol in symbols[:252]:

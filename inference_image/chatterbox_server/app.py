@@ -57,6 +57,7 @@ def load_engine(settings: Settings) -> EngineAdapter:
     """Loads the configured model; raises `ModelLoadError` with a message meant for the operator."""
     return EngineAdapter.load(
         settings.chatterbox_model,
+        variant=settings.chatterbox_variant,
         device=settings.device,
         dtype=settings.dtype,
         watermark=settings.watermark,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         app.state.voices = VoiceService(
             library=library, engine=engine, scheduler=scheduler, settings=settings
         )
+        app.state.engine = engine
         app.state.speech = SpeechService(
             engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics
         )

@@ -41,7 +41,13 @@ class Settings(BaseSettings):
 
     chatterbox_model: str = Field(
         "ResembleAI/chatterbox",
-        description="Hugging Face repo id (optional @revision), a local folder, or random:tiny / random:full.",
+        description="Hugging Face repo id (optional @revision), a local folder, or random:tiny / random:full "
+        "(random:tiny-multilingual, random:tiny-turbo, ... for the other variants).",
+    )
+    chatterbox_variant: Literal["english", "multilingual", "turbo"] | None = Field(
+        None,
+        description="Model variant: english, multilingual (23 languages) or turbo; unset: detected from "
+        "the model files (ResembleAI/chatterbox holds English and multilingual: English unless set).",
     )
     model_cache_dir: str | None = Field(None, description="Where downloaded weights are kept.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N.")

@@ -30,9 +30,10 @@ class SamplingParams:
     exaggeration: float = 0.5
     cfg_weight: float = 0.5
     temperature: float = 0.8
-    top_p: float = 1.0
+    top_p: float | None = None  # None: the variant's default
     min_p: float = 0.05
     repetition_penalty: float = 1.2
+    language: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +52,23 @@ class EngineAdapter:
         self._engine = engine
 
     @classmethod
-    def load(cls, source: str, *, device: str, dtype: str, watermark: bool, cache_dir: str | None):
+    def load(
+        cls,
+        source: str,
+        *,
+        device: str,
+        dtype: str,
+        watermark: bool,
+        cache_dir: str | None,
+        variant: str | None = None,
+    ):
         import chatterbox_engine
 
         device = _resolve_device(device)
         logger.info("loading model %s on %s (%s)", source, device, dtype)
         try:
             engine = chatterbox_engine.load(
-                source, device=device, dtype=dtype, watermark=watermark, cache_dir=cache_dir
+                source, device=device, dtype=dtype, watermark=watermark, cache_dir=cache_dir, variant=variant
             )
         except Exception as error:
             hint = (
@@ -90,6 +100,16 @@ class EngineAdapter:
     @property
     def info(self) -> dict[str, Any]:
         return dict(self._engine.info)
+
+    @property
+    def supported_languages(self) -> dict[str, str]:
+        """Language code -> name the loaded model speaks."""
+        return dict(self._engine.supported_languages)
+
+    @property
+    def ignored_parameters(self) -> tuple[str, ...]:
+        """Request knobs the loaded variant has no use for (reported back to clients)."""
+        return tuple(self._engine.ignored_parameters)
 
     @property
     def default_voice(self) -> Any:

@@ -47,11 +47,23 @@ class SpeechRequest(BaseModel):
     exaggeration: float = Field(0.5, ge=0.0, le=2.0, description="Emotion intensity.")
     cfg_weight: float = Field(0.5, ge=0.0, le=1.0, description="Classifier-free guidance weight.")
     temperature: float = Field(0.8, gt=0.0, le=5.0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling mass; omitted: the model's default (Turbo 0.95, else 1).",
+    )
     min_p: float = Field(0.05, ge=0.0, le=1.0, description="Minimum token probability relative to the best.")
     repetition_penalty: float = Field(1.2, ge=1.0, le=10.0, description="Penalty on repeated speech tokens.")
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1, description="Same seed and arguments give the same audio."
+    )
+    language: str = Field(
+        "en",
+        min_length=2,
+        max_length=16,
+        description="Language of the input (ISO 639-1, e.g. `fr`); the multilingual model speaks those listed "
+        "by /v1/models, English and Turbo models only `en`.",
     )
 
 
@@ -60,6 +72,11 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    variant: str | None = Field(None, description="english, multilingual or turbo.")
+    languages: dict[str, str] | None = Field(None, description="Language code -> name the model speaks.")
+    ignored_parameters: list[str] | None = Field(
+        None, description="Request fields this model accepts but has no use for."
+    )
 
 
 class ModelList(BaseModel):

@@ -8,6 +8,7 @@ from ..responses import AudioStreamResponse
 from ..schemas import SpeechRequest
 from ..services.speech import SpeechService
 
+IGNORED_PARAMETERS_HEADER = "X-Chatterbox-Ignored-Parameters"
 router = APIRouter(prefix="/v1", tags=["speech"], dependencies=[Depends(require_api_key)])
 
 _AUDIO_CONTENT = {
@@ -27,6 +28,10 @@ async def create_speech(
 ) -> AudioStreamResponse:
     request.state.response_format = body.response_format
     stream = await speech.start(body, request.is_disconnected)
+    # Knobs the client set that the loaded model has no use for (e.g. Turbo: cfg_weight) are reported.
+    headers = (
+        {IGNORED_PARAMETERS_HEADER: ", ".join(stream.ignored_parameters)} if stream.ignored_parameters else {}
+    )
     if body.stream_format == "sse":
-        return AudioStreamResponse(stream.sse_events(), media_type="text/event-stream")
-    return AudioStreamResponse(stream.chunks(), media_type=MEDIA_TYPES[body.response_format])
+        return AudioStreamResponse(stream.sse_events(), media_type="text/event-stream", headers=headers)
+    return AudioStreamResponse(stream.chunks(), media_type=MEDIA_TYPES[body.response_format], headers=headers)

@@ -40,8 +40,16 @@ async def metrics(request: Request) -> Response:
 
 @models_router.get("/models", summary="List models (OpenAI-compatible)", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
+    """The served model and its OpenAI aliases, each with the loaded variant, its languages and the
+    request fields it ignores."""
     created = request.app.state.runtime.started_at
+    engine = request.app.state.engine
+    details = {
+        "variant": engine.info.get("variant"),
+        "languages": engine.supported_languages,
+        "ignored_parameters": list(engine.ignored_parameters),
+    }
     ids = (SERVED_MODEL_ID, *MODEL_ALIASES)
     return ModelList(
-        data=[ModelCard(id=model_id, created=created, owned_by="resemble-ai") for model_id in ids]
+        data=[ModelCard(id=model_id, created=created, owned_by="resemble-ai", **details) for model_id in ids]
     )

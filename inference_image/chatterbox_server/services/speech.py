@@ -45,6 +45,7 @@ class _Render:
             top_p=request.top_p,
             min_p=request.min_p,
             repetition_penalty=request.repetition_penalty,
+            language=request.language.lower(),
         )
         self.tokens = 0
         self.samples_out = 0
@@ -81,7 +82,8 @@ class SpeechStream:
     """The audio of one admitted request: iterate `chunks()` or `sse_events()` exactly once."""
 
     def __init__(self, first: bytes, rest: AsyncIterator[bytes], render: _Render, *, input_chars: int,
-                 on_finish: Callable[[_Render], None]) -> None:  # fmt: skip
+                 on_finish: Callable[[_Render], None], ignored_parameters: list[str]) -> None:  # fmt: skip
+        self.ignored_parameters = ignored_parameters  # knobs the client set that this model ignores
         self._first = first
         self._rest = rest
         self._render = render
@@ -117,6 +119,8 @@ class SpeechStream:
                 "output_tokens": self._render.tokens,
                 "total_tokens": self._input_chars + self._render.tokens,
             }
+            if self.ignored_parameters:
+                usage["ignored_parameters"] = self.ignored_parameters
             yield _sse({"type": "speech.audio.done", "usage": usage})
         except APIError as error:
             logger.warning("speech stream ended early: %s", error.message)
@@ -150,6 +154,7 @@ class SpeechService:
                 f"(or one of the aliases {', '.join(MODEL_ALIASES)})",
                 param="model",
             )
+        self._check_language(request.language)
         voice = await self._voices.resolve(request.voice)
         render = _Render(self._engine, voice, request)
         admission = self._scheduler.admit()
@@ -162,7 +167,24 @@ class SpeechService:
         self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
             time.perf_counter() - accepted_at
         )
-        return SpeechStream(first, rest, render, input_chars=len(request.input), on_finish=self._record)
+        ignored = [name for name in self._engine.ignored_parameters if name in request.model_fields_set]
+        return SpeechStream(
+            first,
+            rest,
+            render,
+            input_chars=len(request.input),
+            on_finish=self._record,
+            ignored_parameters=ignored,
+        )
+
+    def _check_language(self, language: str) -> None:
+        supported = self._engine.supported_languages
+        if language.lower() not in supported:
+            variant = self._engine.info.get("variant", "loaded")
+            raise InvalidRequest(
+                f"language {language!r} is not supported by the {variant} model; supported: {', '.join(supported)}",
+                param="language",
+            )
 
     async def warm_up(self) -> None:
         """One short synthesis through the whole path, so the first real request is not the slow one."""

@@ -1,0 +1,108 @@
+"""Real servers running the multilingual and Turbo tiny variants: the `language` field, /v1/models,
+and knobs a variant ignores being reported (header and SSE usage), never silently dropped."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, start_server
+
+pytestmark = pytest.mark.e2e
+HEADER = "X-Chatterbox-Ignored-Parameters"
+
+
+@pytest.fixture(scope="module")
+def multilingual(tmp_path_factory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("mtl"), chatterbox_model="random:tiny-multilingual")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def turbo(tmp_path_factory) -> Iterator[RunningServer]:
+    # The variant setting (CHATTERBOX_VARIANT, which the operator sets) is checked against the source.
+    running = start_server(
+        tmp_path_factory.mktemp("turbo"), chatterbox_model="random:tiny-turbo", chatterbox_variant="turbo"
+    )
+    yield running
+    running.stop()
+
+
+def speech(server: RunningServer, **body) -> httpx.Response:
+    payload = {"input": "Hello there.", "response_format": "pcm", "seed": 3, **body}
+    return httpx.post(f"{server.url}/v1/audio/speech", json=payload, timeout=CLIENT_TIMEOUT_S)
+
+
+def test_models_list_the_variant_and_its_languages(multilingual: RunningServer, turbo: RunningServer) -> None:
+    cards = httpx.get(f"{multilingual.url}/v1/models").json()["data"]
+    chatterbox = next(card for card in cards if card["id"] == "chatterbox")
+    assert chatterbox["variant"] == "multilingual"
+    assert {"en", "fr", "de", "ja", "ko"} <= set(chatterbox["languages"])
+    assert chatterbox["languages"]["fr"] == "French"
+    assert chatterbox["ignored_parameters"] == []
+    turbo_card = httpx.get(f"{turbo.url}/v1/models").json()["data"][0]
+    assert turbo_card["variant"] == "turbo"
+    assert turbo_card["languages"] == {"en": "English"}
+    assert {"cfg_weight", "exaggeration", "min_p"} <= set(turbo_card["ignored_parameters"])
+
+
+def test_multilingual_speaks_the_requested_language(multilingual: RunningServer) -> None:
+    client = OpenAI(
+        base_url=f"{multilingual.url}/v1", api_key="unused", max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
+    french = client.audio.speech.create(
+        model="chatterbox", voice="alloy", input="Bonjour à tous.", response_format="pcm",
+        extra_body={"language": "fr", "seed": 1},
+    ).content  # fmt: skip
+    assert pcm_seconds(french) > 0.1
+    korean = speech(multilingual, input="안녕하세요", language="ko")
+    assert korean.status_code == 200 and len(korean.content) > 0
+    assert HEADER not in korean.headers
+    # Kanji are spoken through the Japanese front end (read as kana); as English they are unknown text.
+    assert speech(multilingual, input="日本語を話します", language="ja").status_code == 200
+    as_english = speech(multilingual, input="日本語を話します", language="en")
+    assert as_english.status_code == 400 and as_english.json()["error"]["param"] == "input"
+
+
+@pytest.mark.parametrize(("language", "message"), [("xx", "not supported"), ("zh", "not supported")])
+def test_unsupported_language_is_a_400(multilingual: RunningServer, language: str, message: str) -> None:
+    response = speech(multilingual, language=language)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "language" and message in error["message"] and "fr" in error["message"]
+
+
+def test_turbo_synthesises_and_reports_ignored_knobs(turbo: RunningServer) -> None:
+    plain = speech(turbo, input="Hello [laugh] there.")
+    assert plain.status_code == 200 and pcm_seconds(plain.content) > 0.1
+    assert HEADER not in plain.headers
+    knobs = speech(turbo, input="Hello [laugh] there.", cfg_weight=0.9, exaggeration=1.2, temperature=0.8)
+    assert knobs.status_code == 200
+    assert set(knobs.headers[HEADER].split(", ")) == {"cfg_weight", "exaggeration"}
+    assert knobs.content == plain.content  # ignored really means no effect
+
+
+def test_turbo_sse_usage_names_ignored_knobs(turbo: RunningServer) -> None:
+    response = speech(turbo, stream_format="sse", min_p=0.2)
+    assert response.status_code == 200 and response.headers[HEADER] == "min_p"
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done"
+    assert events[-1]["usage"]["ignored_parameters"] == ["min_p"]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert pcm_seconds(audio) > 0.1
+
+
+def test_english_only_models_reject_other_languages(turbo: RunningServer, server: RunningServer) -> None:
+    for running in (turbo, server):
+        rejected = speech(running, language="fr")
+        assert rejected.status_code == 400 and rejected.json()["error"]["param"] == "language"
+        accepted = speech(running, language="en")
+        assert accepted.status_code == 200
+        # English and Turbo models have no language input: an explicit one is reported as ignored.
+        assert "language" in accepted.headers[HEADER]
