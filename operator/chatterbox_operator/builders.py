@@ -107,11 +107,16 @@ def _model_string(model: dict[str, Any]) -> str:
     return f"{model['source']}@{revision}" if revision else model["source"]
 
 
+# spec.model.variant -> the server's CHATTERBOX_VARIANT ("standard" is the original English model).
+SERVER_VARIANTS = {"standard": "english", "multilingual": "multilingual", "turbo": "turbo"}
+
+
 def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
     model = spec["model"]
     env = {
         "API_PORT": str(SERVER_PORT),
         "CHATTERBOX_MODEL": _model_string(model),
+        "CHATTERBOX_VARIANT": SERVER_VARIANTS[model["variant"]],
         "DTYPE": model["dtype"],
         "DEVICE": "cuda" if spec["gpu"]["count"] > 0 else "cpu",
         "MODEL_CACHE_DIR": MODEL_CACHE_DIR,

@@ -183,13 +183,16 @@ TTS_DEPLOYMENT_SPEC = obj(
             {
                 "source": string(
                     "CHATTERBOX_MODEL as the server understands it: a Hugging Face repo id (optionally"
-                    " '@revision'), a local folder in the official layout, or random:tiny / random:full.",
+                    " '@revision'), a local folder in the official layout, or random:tiny / random:full"
+                    " (random:tiny-multilingual, random:tiny-turbo, ... for the other variants).",
                     default="ResembleAI/chatterbox",
                     minLength=1,
                 ),
                 "revision": string("Hugging Face revision (branch, tag or commit) appended as '@revision'."),
                 "variant": enum(
-                    "Model family of the checkpoint (a pod label for dashboards; the server infers it).",
+                    "Which model of the checkpoint the server loads (CHATTERBOX_VARIANT; also a pod label):"
+                    " standard (English), multilingual (23 languages, from ResembleAI/chatterbox) or turbo"
+                    " (e.g. ResembleAI/chatterbox-turbo, random:tiny-turbo).",
                     ["standard", "multilingual", "turbo"],
                     "standard",
                 ),

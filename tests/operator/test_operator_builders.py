@@ -109,6 +109,7 @@ def test_cpu_only_has_no_gpu_resources_and_runs_on_cpu() -> None:
 def test_server_environment_follows_the_model_spec() -> None:
     env = env_of(FULL_SPEC)
     assert env["CHATTERBOX_MODEL"] == "ResembleAI/chatterbox@v2"
+    assert env["CHATTERBOX_VARIANT"] == "english"  # the CRD's "standard" is the server's English model
     assert env["DTYPE"] == "bfloat16"
     assert env["LOG_JSON"] == "true"
     assert env["API_PORT"] == "8000"
@@ -119,6 +120,16 @@ def test_server_environment_follows_the_model_spec() -> None:
     assert env["LOG_LEVEL"] == "debug" and env["EXTRA"] == "1"
     assert [item["name"] for item in container(FULL_SPEC)["env"]].count("LOG_LEVEL") == 1
     assert "API_KEYS_FILE" not in env_of({})
+
+
+@pytest.mark.parametrize(
+    ("variant", "server_variant"), [("multilingual", "multilingual"), ("turbo", "turbo")]
+)
+def test_the_model_variant_reaches_the_server(variant: str, server_variant: str) -> None:
+    spec = {"model": {"source": "ResembleAI/chatterbox-turbo", "variant": variant}}
+    assert env_of(spec)["CHATTERBOX_VARIANT"] == server_variant
+    labels = builders.deployment(OWNER, spec_of(spec), None)["spec"]["template"]["metadata"]["labels"]
+    assert labels[builders.VARIANT_LABEL] == variant
 
 
 def test_probes_drain_and_hardening() -> None:
