@@ -1,5 +1,6 @@
 import { ToastViewport } from "@/components/ui/toast-viewport";
 import { ConnectionSettings } from "@/app/connection-settings";
+import { LanguagePicker } from "@/features/models/components/language-picker";
 import { ModelPicker } from "@/features/models/components/model-picker";
 import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
 import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
@@ -32,6 +33,7 @@ export function App() {
               <>
                 <VoicePicker />
                 <ModelPicker />
+                <LanguagePicker />
               </>
             }
           />

@@ -26,6 +26,8 @@ export interface SpeechRequest {
   min_p?: number;
   repetition_penalty?: number;
   seed?: number;
+  /** ISO 639-1 code; only the multilingual model speaks more than `en`. */
+  language?: string;
 }
 
 export interface SpeechUsage {
@@ -57,6 +59,12 @@ export interface Model {
   object?: string;
   created?: number;
   owned_by?: string;
+  /** english, multilingual or turbo (Chatterbox servers only). */
+  variant?: string;
+  /** Language code -> name the model speaks. */
+  languages?: Record<string, string>;
+  /** Request fields this model accepts but ignores (e.g. Turbo: cfg_weight). */
+  ignored_parameters?: string[];
 }
 
 export class ChatterboxAPIError extends Error {

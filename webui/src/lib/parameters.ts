@@ -18,6 +18,8 @@ export interface GenerationParams {
   repetitionPenalty: number;
   /** null asks for a fresh random seed per generation; the seed used is kept with the session. */
   seed: number | null;
+  /** Language of the text; offered only for models that speak more than English. */
+  language: string;
 }
 
 export type SliderParam = "speed" | "temperature" | "exaggeration" | "cfgWeight" | "topP" | "minP" | "repetitionPenalty";
@@ -31,6 +33,8 @@ export interface SliderSpec {
   step: number;
 }
 
+export const DEFAULT_LANGUAGE = "en";
+
 export const DEFAULT_PARAMS: GenerationParams = {
   model: "chatterbox",
   voice: "default",
@@ -43,6 +47,7 @@ export const DEFAULT_PARAMS: GenerationParams = {
   minP: 0.05,
   repetitionPenalty: 1.2,
   seed: null,
+  language: DEFAULT_LANGUAGE,
 };
 
 export const SLIDERS: readonly SliderSpec[] = [
@@ -77,5 +82,7 @@ export function toSpeechRequest(text: string, params: GenerationParams, format: 
     min_p: params.minP,
     repetition_penalty: params.repetitionPenalty,
     ...(params.seed === null ? {} : { seed: params.seed }),
+    // English is every model's default; English-only models would report an explicit one as ignored.
+    ...(params.language === DEFAULT_LANGUAGE ? {} : { language: params.language }),
   };
 }

@@ -90,7 +90,12 @@ export const useStudioStore = create<StudioStore>()(
       resetParam: (key) => set((state) => ({ params: { ...state.params, [key]: DEFAULT_PARAMS[key] } })),
       resetParams: () =>
         // Voice and model are choices, not tuning: "reset all" keeps them.
-        set((state) => ({ params: { ...DEFAULT_PARAMS, voice: state.params.voice, model: state.params.model } })),
+        set((state) => ({ params: {
+          ...DEFAULT_PARAMS,
+          voice: state.params.voice,
+          model: state.params.model,
+          language: state.params.language,
+        } })),
       setDraftText: (draftText) => set({ draftText }),
       setApiKey: (apiKey) => set({ apiKey }),
 
