@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -112,11 +113,13 @@ def pkuseg_model_dir() -> Path:
 class ChineseCangjie:
     """Segment into words (spacy-pkuseg), then spell each Han character as its Cangjie code."""
 
-    def __init__(self, table: dict[str, str]) -> None:
-        from spacy_pkuseg import pkuseg
+    def __init__(self, table: dict[str, str], segment: Callable[[str], list[str]] | None = None) -> None:
+        if segment is None:
+            from spacy_pkuseg import pkuseg
 
-        self._segmenter = pkuseg()  # loads the model from pkuseg_model_dir(); checked before
-        self._lock = threading.Lock()
+            segment = pkuseg().cut  # loads the model from pkuseg_model_dir(); checked before
+        self._segment = segment
+        self._lock = threading.Lock()  # pkuseg keeps per-call state
         self._codes = table
 
     @staticmethod
@@ -138,7 +141,7 @@ class ChineseCangjie:
 
     def __call__(self, text: str) -> str:
         with self._lock:
-            words = self._segmenter.cut(text)
+            words = self._segment(text)
         out = []
         for char in " ".join(words):
             code = self._codes.get(char) if unicodedata.category(char) == "Lo" else None

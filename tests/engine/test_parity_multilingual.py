@@ -99,6 +99,29 @@ def test_normalisation_and_tokens_match_upstream(ours, upstream, language):
     assert 1 not in mine[0].tolist()  # no [UNK]: the front end spelt every character
 
 
+def test_cangjie_spelling_matches_upstream(tmp_path):
+    """The Chinese spelling on a small `Cangjie5_TC.json`-style table (codes shared by several glyphs get
+    an index), compared on pre-segmented words: pkuseg's model cannot be downloaded here."""
+    import json
+
+    from chatterbox.models.tokenizers.tokenizer import ChineseCangjieConverter
+    from chatterbox_engine.text_mtl import ChineseCangjie
+
+    entries = ["你\tonf", "好\tvnd", "们\tonlr", "我\thqi", "仿\tonf", "世\tpt", "界\twol"]
+    table_path = tmp_path / "Cangjie5_TC.json"
+    table_path.write_text(json.dumps(entries), encoding="utf-8")
+    theirs = ChineseCangjieConverter.__new__(ChineseCangjieConverter)
+    theirs.word2cj, theirs.cj2word, theirs.segmenter = {}, {}, None
+    for entry in entries:
+        glyph, code = entry.split("\t")
+        theirs.word2cj[glyph] = code
+        theirs.cj2word.setdefault(code, []).append(glyph)
+    words = ["你好", "，", "我们", "仿", "世界", "ok"]
+    mine = ChineseCangjie(ChineseCangjie.read_table(table_path), segment=lambda text: words)
+    assert mine("".join(words)) == theirs(" ".join(words))
+    assert "[cj_o][cj_n][cj_f][cj_1][cj_.]" in mine("".join(words))  # 仿 shares 你's code
+
+
 def test_cjk_sentence_endings_are_kept(ours):
     assert punc_norm("你好。", **ours.spec.punctuation_rules()) == "你好。"
     assert punc_norm("hello", **ours.spec.punctuation_rules()) == "Hello."
