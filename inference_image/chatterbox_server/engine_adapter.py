@@ -83,9 +83,10 @@ class EngineAdapter:
 
     def enable_batching(self, max_requests: int, on_step: Callable[[int, float], None]) -> bool:
         """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same audio as
-        alone); on_step(requests, seconds) after each batched step. False when it would not help (one
-        worker) or the model cannot batch."""
-        if max_requests < 2:
+        alone); on_step(requests, seconds) after each batched step. On a GPU always (the batcher replays
+        the decode step from CUDA graphs); on CPU only with several workers. False if not enabled."""
+        on_gpu = str(self.info.get("device", "")).startswith("cuda")
+        if max_requests < 2 and not on_gpu:
             return False
         return bool(
             self._engine.enable_batching(
