@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             timeout_s=settings.request_timeout_s,
             metrics=metrics,
         )
-        # One T3 decode loop over all worker threads' requests (a no-op with one worker).
+        # One T3 decode loop over all worker threads' requests (see EngineAdapter.enable_batching).
         engine.enable_batching(
             settings.max_concurrent,
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
