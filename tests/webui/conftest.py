@@ -13,6 +13,7 @@ import sys
 import time
 import wave
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,13 @@ def webui_dist() -> Path:
     return dist
 
 
-@pytest.fixture(scope="session")
-def studio_server(webui_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
-    workdir = tmp_path_factory.mktemp("studio-server")
+@contextmanager
+def run_studio_server(webui_dist: Path, workdir: Path, model: str = "random:tiny") -> Iterator[StudioServer]:
+    """A real chatterbox-server serving the built UI with `model` (random weights), until the block ends."""
     port = _free_port()
     env = {
         **os.environ,
-        "CHATTERBOX_MODEL": "random:tiny",
+        "CHATTERBOX_MODEL": model,
         "VOICE_LIBRARY_DIR": str(workdir / "voices"),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),
@@ -109,6 +110,12 @@ def studio_server(webui_dist: Path, tmp_path_factory: pytest.TempPathFactory) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def studio_server(webui_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
+    with run_studio_server(webui_dist, tmp_path_factory.mktemp("studio-server")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
