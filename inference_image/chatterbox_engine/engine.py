@@ -103,11 +103,13 @@ def normalise_loudness(
     """Turbo levels references to -27 LUFS (BS.1770, pyloudnorm) first; unmeasurable audio stays as is."""
     import pyloudnorm
 
-    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio.astype(np.float64))
+    # Measured on the float32 samples as upstream does (its filters then run in float32 too).
+    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio)
     gain = 10.0 ** ((target_lufs - loudness) / 20.0)
     if not np.isfinite(gain) or gain <= 0.0:
         return audio
-    return (audio * gain).astype(np.float32)
+    # float32 arithmetic, as upstream gets under its numpy<2 pin (value-based scalar casting).
+    return audio * np.float32(gain)
 
 
 def _resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:

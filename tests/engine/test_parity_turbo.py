@@ -11,6 +11,7 @@ the meanflow S3Gen mel (2 steps, no CFG) with injected noise.
 import gc
 
 import chatterbox_engine as ce
+import numpy as np
 import pytest
 import torch
 from chatterbox_engine.loading import random_models, write_models
@@ -203,6 +204,53 @@ def test_meanflow_mel_with_injected_noise_matches_upstream(ours, upstream):
     assert (seeded - expected).abs().max().item() <= TOLERANCE
 
 
-def test_builtin_voice_loads_in_upstream(ours, upstream):
-    assert torch.equal(upstream.conds.t3.cond_prompt_speech_tokens, ours.default_voice.prompt_tokens)
-    assert upstream.conds.t3.cond_prompt_speech_tokens.shape[1] > 150  # Turbo's 15 s prompt
+def test_voice_conditioning_matches_upstream_prepare_conditionals(ours, upstream, tmp_path):
+    """Turbo's reference path: loudness levelled to -27 LUFS, a 15 s (375-token) T3 prompt, 10 s for S3Gen."""
+    import soundfile
+    from chatterbox_engine.engine import synthetic_reference
+
+    audio, rate = synthetic_reference(seconds=16.0, sample_rate=24_000)  # whole 40 ms frames: no odd frame
+    audio = 0.3 * audio  # quieter than -27 LUFS, so the levelling gain matters
+    path = tmp_path / "reference.wav"
+    soundfile.write(path, audio, rate, subtype="FLOAT")
+    # Upstream pins numpy<2, where float32 samples times its float64 gain stay float32; under numpy 2 they
+    # would turn float64 and break its tokenizer, so keep its own levelling but in float32 as pinned.
+    levelled = upstream.norm_loudness
+    patch = pytest.MonkeyPatch()
+
+    def levelled_float32(wav, sr):
+        peak = int(np.abs(wav).argmax())
+        return wav * np.float32(levelled(wav, sr)[peak] / wav[peak])  # upstream's own gain
+
+    patch.setattr(upstream, "norm_loudness", levelled_float32)
+    try:
+        upstream.prepare_conditionals(str(path), norm_loudness=True)
+    finally:
+        patch.undo()
+    theirs = upstream.conds
+    mine = ours.embed_voice(audio, rate)
+    assert mine.prompt_tokens.shape == (1, 375)
+    assert torch.equal(mine.prompt_tokens, theirs.t3.cond_prompt_speech_tokens.cpu())
+    assert torch.equal(mine.s3gen_ref.prompt_token, theirs.gen["prompt_token"].cpu())
+    diffs = {
+        "speaker": (mine.speaker_emb - theirs.t3.speaker_emb).abs().max().item(),
+        "prompt mel": (mine.s3gen_ref.prompt_feat - theirs.gen["prompt_feat"]).abs().max().item(),
+        "x-vector": (mine.s3gen_ref.embedding - theirs.gen["embedding"]).abs().max().item(),
+    }
+    print("turbo voice max abs diffs:", diffs)
+    assert max(diffs.values()) <= TOLERANCE
+
+
+def test_full_size_engine_synthesises_and_streams(ours):
+    result = ours.generate("Hello there.", seed=0, max_new_tokens=12)
+    assert result.audio.size == (result.num_tokens + 3) * 960  # three trailing silence tokens
+    chunks = list(ours.generate_stream("Hello there.", seed=0, max_new_tokens=12, chunk_tokens=6))
+    assert chunks[-1].is_last and chunks[-1].num_tokens == result.num_tokens
+
+
+def test_builtin_voice_loads_in_upstream(turbo_checkpoint, ours):
+    from chatterbox.tts_turbo import Conditionals
+
+    conds = Conditionals.load(turbo_checkpoint / "conds.pt")  # weights_only=True upstream
+    assert torch.equal(conds.t3.cond_prompt_speech_tokens, ours.default_voice.prompt_tokens)
+    assert conds.t3.cond_prompt_speech_tokens.shape[1] > 150  # Turbo's 15 s prompt
