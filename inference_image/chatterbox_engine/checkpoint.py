@@ -1,8 +1,9 @@
-"""Writing checkpoints in the official `ResembleAI/chatterbox` layout, and a `tokenizer.json` maker.
+"""Writing checkpoints in each variant's official layout, and a `tokenizer.json` maker.
 
-The layout is `ve.safetensors`, `t3_cfg.safetensors`, `s3gen.safetensors`, `tokenizer.json` and
-`conds.pt`; shapes other than the official ones add a small `engine_config.json` beside them so the
-loader can build matching modules (official files need none). Tests and benchmarks use this to put
+English is `ve.safetensors`, `t3_cfg.safetensors`, `s3gen.safetensors`, `tokenizer.json` and
+`conds.pt`; multilingual and Turbo use their own names (`variants.SPECS`). Shapes other than the
+official ones add a small `engine_config.json` beside them so the loader can build matching modules
+(official files need none). Tests and benchmarks use this to put
 seeded random weights on disk that both our loader and upstream's modules read.
 """
 
@@ -23,16 +24,16 @@ from .s3gen import S3GenConfig
 from .t3 import T3Config
 from .t3_gpt2 import GPT2T3Config
 from .text import SPACE_TOKEN, START_TOKEN, STOP_TOKEN, UNK_TOKEN
-from .variants import ENGLISH, SPECS, TURBO, s3gen_config, t3_config
+from .variants import CONDS_FILE, ENGLISH, SPECS, TURBO, s3gen_config, t3_config
 from .voice_encoder import VoiceEncoderConfig
 
-VE_FILE = "ve.safetensors"
-T3_FILE = "t3_cfg.safetensors"
-S3GEN_FILE = "s3gen.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
-CONDS_FILE = "conds.pt"
+# The English layout's names (every variant's are in `variants.SPECS`).
+VE_FILE = SPECS[ENGLISH].ve_file
+T3_FILE = SPECS[ENGLISH].t3_file
+S3GEN_FILE = SPECS[ENGLISH].s3gen_file
+(TOKENIZER_FILE,) = SPECS[ENGLISH].tokenizer_files
 CONFIG_FILE = "engine_config.json"
-OFFICIAL_FILES = (VE_FILE, T3_FILE, S3GEN_FILE, TOKENIZER_FILE, CONDS_FILE)
+OFFICIAL_FILES = (*SPECS[ENGLISH].required_files, CONDS_FILE)
 
 # A few frequent English pairs, so the maker's tokenizer really is a BPE with merges.
 _MERGES = [("t", "h"), ("i", "n"), ("th", "e"), ("a", "n"), ("e", "r"), ("o", "u"), ("r", "e"), ("o", "n")]

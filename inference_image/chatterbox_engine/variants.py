@@ -35,7 +35,6 @@ class VariantSpec:
     ve_file: str
     tokenizer_files: tuple[str, ...]
     optional_files: tuple[str, ...]
-    default_repo: str
     # Generation knobs this variant's model has no input for: accepted, reported as ignored.
     ignored_parameters: tuple[str, ...]
     t3_prompt_seconds: int  # reference audio fed to the T3 speech prompt
@@ -65,7 +64,6 @@ SPECS = {
         "ve.safetensors",
         ("tokenizer.json",),
         (CONDS_FILE,),
-        "ResembleAI/chatterbox",
         ("language",),
         t3_prompt_seconds=6,
         min_reference_seconds=2.0,
@@ -80,7 +78,6 @@ SPECS = {
         "ve.pt",
         (MTL_TOKENIZER_FILE,),
         (CONDS_FILE, CANGJIE_FILE),
-        "ResembleAI/chatterbox",
         (),
         t3_prompt_seconds=6,
         min_reference_seconds=2.0,
@@ -95,7 +92,6 @@ SPECS = {
         "ve.safetensors",
         TURBO_TOKENIZER_FILES,
         (CONDS_FILE,),
-        "ResembleAI/chatterbox-turbo",
         ("exaggeration", "cfg_weight", "min_p", "language"),
         t3_prompt_seconds=15,
         min_reference_seconds=5.0,
