@@ -157,6 +157,11 @@ class Engine:
         return {"en": LANGUAGES["en"]}
 
     @property
+    def unavailable_languages(self) -> dict[str, str]:
+        """Language code -> why this install cannot speak it (multilingual: e.g. zh without its segmenter)."""
+        return dict(self.tokenizer.unavailable) if self.variant == MULTILINGUAL else {}
+
+    @property
     def ignored_parameters(self) -> tuple[str, ...]:
         """generate() arguments this variant accepts but has no use for (e.g. Turbo: cfg_weight)."""
         return self.spec.ignored_parameters

@@ -43,6 +43,7 @@ def test_info_languages_and_ignored_parameters(tiny_engine, multilingual_engine,
     assert multilingual_engine.info["variant"] == "multilingual"
     assert turbo_engine.info["variant"] == "turbo"
     assert tiny_engine.supported_languages == turbo_engine.supported_languages == {"en": "English"}
+    assert tiny_engine.unavailable_languages == turbo_engine.unavailable_languages == {}
     languages = multilingual_engine.supported_languages
     assert {"en", "fr", "de", "ko", "ja", "ar", "he", "hi", "ru"} <= set(languages)
     assert languages["fr"] == "French"
@@ -88,6 +89,7 @@ def test_language_changes_the_tokens_and_is_validated(multilingual_engine, tiny_
 def test_chinese_is_reported_unavailable_without_its_front_end(multilingual_engine):
     # The random checkpoint has no Cangjie table (and pkuseg's model is not installed here).
     assert "zh" not in multilingual_engine.supported_languages
+    assert "Cangjie5_TC.json" in multilingual_engine.unavailable_languages["zh"]
     with pytest.raises(ce.InvalidParameterError, match="Chinese needs"):
         multilingual_engine.generate("你好", language="zh")
 

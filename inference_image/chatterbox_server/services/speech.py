@@ -179,7 +179,13 @@ class SpeechService:
 
     def _check_language(self, language: str) -> None:
         supported = self._engine.supported_languages
-        if language.lower() not in supported:
+        code = language.lower()
+        if code in self._engine.unavailable_languages:
+            raise InvalidRequest(
+                f"language {language!r} is not available on this server: {self._engine.unavailable_languages[code]}",
+                param="language",
+            )
+        if code not in supported:
             variant = self._engine.info.get("variant", "loaded")
             raise InvalidRequest(
                 f"language {language!r} is not supported by the {variant} model; supported: {', '.join(supported)}",
