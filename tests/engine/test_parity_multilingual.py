@@ -210,11 +210,10 @@ def test_one_sampling_step_matches_upstream_processors(params):
     assert (mine[finite] - theirs[finite]).abs().max().item() <= TOLERANCE
 
 
-def test_full_size_engine_synthesises_and_streams(ours):
-    result = ours.generate("Bonjour.", language="fr", seed=0, max_new_tokens=12)
+def test_full_size_engine_synthesises(ours):
+    # Streaming is the English path unchanged (its own full-size test covers it).
+    result = ours.generate("Bonjour.", language="fr", seed=0, max_new_tokens=8)
     assert result.num_tokens > 0 and result.audio.size == result.num_tokens * 960
-    chunks = list(ours.generate_stream("Bonjour.", language="fr", seed=0, max_new_tokens=12, chunk_tokens=6))
-    assert chunks[-1].is_last and chunks[-1].num_tokens == result.num_tokens
 
 
 def test_builtin_voice_loads_in_upstream(mtl_checkpoint, ours, upstream):

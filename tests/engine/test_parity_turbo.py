@@ -242,9 +242,9 @@ def test_voice_conditioning_matches_upstream_prepare_conditionals(ours, upstream
 
 
 def test_full_size_engine_synthesises_and_streams(ours):
-    result = ours.generate("Hello there.", seed=0, max_new_tokens=12)
+    result = ours.generate("Hello there.", seed=0, max_new_tokens=8)
     assert result.audio.size == (result.num_tokens + 3) * 960  # three trailing silence tokens
-    chunks = list(ours.generate_stream("Hello there.", seed=0, max_new_tokens=12, chunk_tokens=6))
+    chunks = list(ours.generate_stream("Hello there.", seed=0, max_new_tokens=8, chunk_tokens=4))
     assert chunks[-1].is_last and chunks[-1].num_tokens == result.num_tokens
 
 
