@@ -100,7 +100,7 @@ async def scenario(url: str, stream: bool, concurrent: int) -> str:
     return (
         f"  {'stream' if stream else 'whole '} x{concurrent}: TTFA median {statistics.median(ttfa):6.2f} s "
         f"(max {max(ttfa):6.2f}), RTF median {statistics.median(rtf):5.2f}, "
-        f"aggregate {audio / wall:5.2f} audio s per wall s"
+        f"aggregate {audio / wall:5.2f} audio s per wall s, {audio / concurrent:4.2f} audio s per request"
     )
 
 
