@@ -5,7 +5,7 @@ Each concurrent request (a CFG pair of rows, its own seed) decodes the same numb
 token, prefills included. Upstream 0.1.7 `T3.inference` runs one stream at a time on the same full-size
 random weights (fp32, its only precision), measured before and after ours in the same process.
 
-    .venv/bin/python benchmarks/t3_batching.py [--tokens 30] [--concurrency 1 2 4 8] [--dtype bfloat16]
+    .venv/bin/python benchmarks/t3_batching.py [--tokens 60] [--concurrency 1 2 4 8] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tokens", type=int, default=30, help="new speech tokens per request")
+    parser.add_argument("--tokens", type=int, default=60, help="new speech tokens per request")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
