@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -94,12 +95,34 @@ def _api_error_response(_: Request, error: APIError) -> JSONResponse:
 def _validation_error_response(_: Request, error: RequestValidationError) -> JSONResponse:
     # pydantic reports every problem; the first one, with its field path, is the clearest message.
     first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")]
+    if first.get("type") == "json_invalid":
+        # FastAPI puts the character position where the field path would be.
+        position = next((part for part in first.get("loc", ()) if isinstance(part, int)), None)
+        reason = first.get("ctx", {}).get("error")
+        detail = f"{reason} at character {position}" if reason and position is not None else reason
+        message = "request body is not valid JSON" + (f" ({detail})" if detail else "")
+        return JSONResponse(error_body(message, "invalid_request_error"), status_code=400)
+    location = [str(part) for part in first.get("loc", ()) if not _is_framework_location(part)]
     param = ".".join(location) or None
-    message = first.get("msg", "invalid request")
-    if param:
+    message = first.get("msg", "invalid request").removeprefix("Value error, ")
+    if param and not message.startswith(param):
         message = f"{param}: {message}"
     return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+
+def _is_framework_location(part: object) -> bool:
+    """Where the field came from, or a pydantic union-branch tag ("constrained-str", "VoiceRef",
+    "function-after[...]"): neither is part of the path the client wrote (our field names are snake_case)."""
+    if isinstance(part, int):
+        return False
+    return (
+        part in ("body", "query", "path", "form")
+        or not re.fullmatch(r"[a-z_][a-z0-9_]*", part)
+        or (part in _TYPE_TAGS)
+    )
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "bytes"})
 
 
 def _http_error_response(_: Request, error: StarletteHTTPException) -> JSONResponse:

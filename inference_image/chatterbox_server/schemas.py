@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .audio import AudioFormat
 
 MAX_INPUT_CHARS = 4096
 SERVED_MODEL_ID = "chatterbox"
+MAX_VOICE_REF_CHARS = 200
 MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
 
 Speed = Annotated[float, Field(ge=0.25, le=4.0, description="Playback speed; tempo changes, pitch does not.")]
@@ -17,7 +18,11 @@ Speed = Annotated[float, Field(ge=0.25, le=4.0, description="Playback speed; tem
 
 class VoiceRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=200, description="A voice id, e.g. voice_1234 (or `default`).")
+    id: str = Field(
+        min_length=1,
+        max_length=MAX_VOICE_REF_CHARS,
+        description="A voice id, e.g. voice_1234 (or `default`).",
+    )
 
 
 class SpeechRequest(BaseModel):
@@ -29,7 +34,7 @@ class SpeechRequest(BaseModel):
         SERVED_MODEL_ID, max_length=200, description="`chatterbox`, or an OpenAI model name (an alias)."
     )
     input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, description="Text to speak.")
-    voice: Annotated[str, Field(min_length=1, max_length=200)] | VoiceRef | None = Field(
+    voice: Annotated[str, Field(min_length=1, max_length=MAX_VOICE_REF_CHARS)] | VoiceRef | None = Field(
         None,
         description='Voice name, id or {"id": ...}; OpenAI names map through the alias table. '
         "Omitted: the model's built-in voice.",
@@ -65,6 +70,19 @@ class SpeechRequest(BaseModel):
         description="Language of the input (ISO 639-1, e.g. `fr`); the multilingual model speaks those listed "
         "by /v1/models, English and Turbo models only `en`.",
     )
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _one_message_for_any_bad_voice(cls, voice: object) -> object:
+        # Checked before the union, so a bad voice gets one message instead of one per union branch.
+        reference = voice.get("id") if isinstance(voice, dict) and voice.keys() == {"id"} else voice
+        if voice is not None and not (
+            isinstance(reference, str) and 1 <= len(reference) <= MAX_VOICE_REF_CHARS
+        ):
+            raise ValueError(
+                f'voice must be a voice name, an id, or {{"id": "<id>"}} (1-{MAX_VOICE_REF_CHARS} characters)'
+            )
+        return voice
 
 
 class ModelCard(BaseModel):

@@ -53,9 +53,10 @@ class VoiceRecord:
 
 def validate_voice_name(name: str) -> str:
     if not VOICE_NAME_PATTERN.match(name):
+        problem = "must not be empty" if not name else "is not allowed"
         raise InvalidRequest(
-            "voice name must be 1-64 characters: letters, digits, space, '_', '.', '-', "
-            "starting with a letter or digit (no slashes or path parts)",
+            f"voice name {problem}: use 1-64 characters: letters, digits, space, '_', '.', '-', "
+            "starting with a letter or digit, not ending with a space (no slashes or path parts)",
             param="name",
         )
     if name == DEFAULT_VOICE_ID or VOICE_ID_PATTERN.match(name):

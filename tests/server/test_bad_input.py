@@ -70,12 +70,19 @@ def test_whitespace_only_input_is_refused_by_the_engine_as_bad_input(server: Run
     assert response.json()["error"]["param"] == "input"
 
 
-def test_malformed_json_is_a_400(server: RunningServer) -> None:
+@pytest.mark.parametrize("voice", [5, {}, {"id": "default", "x": 1}, [], "", "v" * 201])
+def test_malformed_voice_names_the_field_not_pydantic_internals(server: RunningServer, voice) -> None:
+    response = speech(server, voice=voice)
+    assert_openai_error(response, 400, "voice must be a voice name, an id, or")
+    assert response.json()["error"]["param"] == "voice"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"hello"])
+def test_malformed_json_is_a_400(server: RunningServer, body: bytes) -> None:
     with server.client() as http:
-        response = http.post(
-            "/v1/audio/speech", content=b"{not json", headers={"content-type": "application/json"}
-        )
-    assert_openai_error(response, 400)
+        response = http.post("/v1/audio/speech", content=body, headers={"content-type": "application/json"})
+    assert_openai_error(response, 400, "request body is not valid JSON")
+    assert response.json()["error"]["param"] is None
 
 
 @pytest.mark.parametrize(
@@ -90,7 +97,9 @@ def test_malformed_json_is_a_400(server: RunningServer) -> None:
         ("voices/evil", speech_sample(), 400, ("name",)),
         ("..", speech_sample(), 400, ("name",)),
         ("default", speech_sample(), 400, ("reserved",)),
-        ("", speech_sample(), 400, ("name",)),
+        ("", speech_sample(), 400, ("name must not be empty", "1-64 characters")),
+        ("n" * 65, speech_sample(), 400, ("1-64 characters",)),
+        ("n" * 201, speech_sample(), 400, ("1-64 characters",)),
     ],
     ids=lambda value: str(value)[:20] if not isinstance(value, bytes) else f"{len(value)} bytes",
 )

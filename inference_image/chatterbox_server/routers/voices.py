@@ -16,8 +16,12 @@ VoiceId = Annotated[str, Path(max_length=200, description="A voice id (voice_...
 
 @router.post("", summary="Clone a voice from a reference clip", response_model=VoiceResource)
 async def create_voice(
-    name: Annotated[str, Form(max_length=200, description="Display name, unique in the library.")],
     audio_sample: Annotated[UploadFile, File(description="Reference speech, any common format, ≤ 10 MiB.")],
+    # No length rule here: the library's name rule is the one rule (and one message), even for "".
+    name: Annotated[
+        str,
+        Form(description="Display name, unique in the library: 1-64 letters, digits, space, _ . -"),
+    ] = "",
     consent: Annotated[
         str | None, Form(max_length=200, description="Accepted for OpenAI compatibility.")
     ] = None,
