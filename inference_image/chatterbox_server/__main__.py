@@ -9,6 +9,7 @@ import sys
 import time
 
 import uvicorn
+from pydantic import ValidationError
 
 from .config import Settings
 
@@ -63,8 +64,24 @@ class _DrainingServer(uvicorn.Server):
         )
 
 
+def read_settings(argv: list[str]) -> Settings:
+    """Settings from the environment and flags; a bad value ends the process with a one-line usage error."""
+    try:
+        return Settings(_cli_parse_args=argv, _cli_kebab_case=True)
+    except ValidationError as error:
+        problems = "; ".join(_describe_setting_error(problem) for problem in error.errors())
+        print(f"chatterbox-server: error: invalid setting: {problems}", file=sys.stderr)
+        sys.exit(2)  # argparse's exit status for usage errors
+
+
+def _describe_setting_error(problem: dict) -> str:
+    field = ".".join(str(part) for part in problem.get("loc", ())) or "settings"
+    names = f"--{field.replace('_', '-')} / {field.upper()}"
+    return f"{names} = {problem.get('input')!r}: {problem.get('msg')}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = Settings(_cli_parse_args=argv if argv is not None else sys.argv[1:], _cli_kebab_case=True)
+    settings = read_settings(argv if argv is not None else sys.argv[1:])
     configure_logging(settings)
     from .app import create_app, load_engine
     from .engine_adapter import ModelLoadError

@@ -49,8 +49,10 @@ class Scheduler:
     def running(self) -> int:
         return self._running
 
-    def admit(self) -> Admission:
-        """Reserves a place in the queue or raises `Overloaded` (429) when it is full."""
+    def admit(self, *, timeout_s: float | None = None) -> Admission:
+        """Reserves a place in the queue or raises `Overloaded` (429) when it is full.
+
+        `timeout_s` overrides the per-request timeout (`math.inf`: none, for the warm-up)."""
         if self._waiting + self._running >= self.max_concurrent + self.max_queue:
             self._metrics.queue_rejections.inc()
             backlog_rounds = (self._waiting + 1) / self.max_concurrent
@@ -61,7 +63,7 @@ class Scheduler:
             )
         self._waiting += 1
         self._publish()
-        return Admission(self, time.monotonic() + self.timeout_s)
+        return Admission(self, time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s))
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -95,7 +97,8 @@ class Admission:
     async def run(self, make_items: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         scheduler = self._scheduler
         try:
-            async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+            remaining = max(0.0, self._deadline - time.monotonic())
+            async with asyncio.timeout(remaining if math.isfinite(remaining) else None):
                 await scheduler._slots.acquire()
         except TimeoutError:
             raise TimedOut("timed out waiting for a free worker; retry later") from None

@@ -34,8 +34,22 @@ def test_unreachable_model_fails_fast_with_an_offline_hint(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "setting"), [(["--api-port", "99999"], "--api-port"), (["--max-queue", "-1"], "--max-queue")]
+)
+def test_an_invalid_setting_is_a_one_line_usage_error(flags: list[str], setting: str) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "chatterbox-server"), *flags], capture_output=True, text=True,
+        timeout=CLIENT_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert setting in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_requests_over_the_time_limit_get_a_timeout_error(tmp_path: Path) -> None:
-    server = start_server(tmp_path, request_timeout_s=0.001, warmup=False)
+    # The warm-up is not bound by the request timeout, so even this server starts.
+    server = start_server(tmp_path, request_timeout_s=0.001, warmup=True)
     try:
         with server.client() as http:
             response = http.post("/v1/audio/speech", json={"input": "This takes longer than a millisecond."})
@@ -43,6 +57,29 @@ def test_requests_over_the_time_limit_get_a_timeout_error(tmp_path: Path) -> Non
             assert response.json()["error"]["type"] == "timeout_error"
         # The worker stopped at its deadline and was given back.
         wait_until_idle(server)
+    finally:
+        server.stop()
+
+
+def test_a_stream_cut_short_after_audio_started_breaks_the_connection(tmp_path: Path) -> None:
+    """Headers are gone once audio flows; a timeout then must not look like a complete 200."""
+    server = start_server(tmp_path, request_timeout_s=1.0)
+    long_text = ("This sentence keeps the model busy for a good while longer. " * 70)[:4096]
+    try:
+        with (
+            server.client() as http,
+            http.stream(
+                "POST", "/v1/audio/speech", json={"input": long_text, "response_format": "pcm"}
+            ) as response,
+        ):
+            if response.status_code == 200:  # else it timed out before the first audio: a plain 504
+                with pytest.raises(httpx.RemoteProtocolError):
+                    for _ in response.iter_raw():
+                        pass
+                wait_until_idle(server)
+                assert "speech stream aborted after audio started" in server.log_tail(200)
+            else:
+                assert response.status_code == 504
     finally:
         server.stop()
 

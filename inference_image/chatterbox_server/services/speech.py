@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -29,6 +30,10 @@ _DISCONNECT_POLL_S = 0.25
 
 class ClientGone(Exception):
     """The client disconnected before any audio was ready; nothing is left to answer."""
+
+
+class StreamAborted(Exception):
+    """Raised from an audio body after its first bytes went out: the server drops the connection."""
 
 
 class _Render:
@@ -97,9 +102,12 @@ class SpeechStream:
             async for data in self._rest:
                 yield data
             completed = True
-        except APIError as error:
-            # Headers are gone already: the only honest signal left is ending the stream early.
-            logger.warning("speech stream ended early: %s", error.message)
+        except Exception as error:
+            # Headers are gone already: the only honest signal left is breaking the connection, so the
+            # chunked body never gets its terminating chunk and the client sees a truncated response.
+            reason = error.message if isinstance(error, APIError) else repr(error)
+            logger.warning("speech stream aborted after audio started: %s", reason)
+            raise StreamAborted(reason) from error
         finally:
             await self._rest.aclose()
             if completed:
@@ -140,7 +148,11 @@ class SpeechService:
         self._metrics = metrics
 
     async def start(
-        self, request: SpeechRequest, is_disconnected: Callable[[], Awaitable[bool]]
+        self,
+        request: SpeechRequest,
+        is_disconnected: Callable[[], Awaitable[bool]],
+        *,
+        timeout_s: float | None = None,
     ) -> SpeechStream:
         """Validates, admits and starts a request; returns once the first audio bytes exist.
 
@@ -157,7 +169,7 @@ class SpeechService:
         self._check_language(request.language)
         voice = await self._voices.resolve(request.voice)
         render = _Render(self._engine, voice, request)
-        admission = self._scheduler.admit()
+        admission = self._scheduler.admit(timeout_s=timeout_s)
         rest = admission.run(render)
         try:
             first = await _first_item_unless_disconnected(rest, is_disconnected)
@@ -195,7 +207,8 @@ class SpeechService:
     async def warm_up(self) -> None:
         """One short synthesis through the whole path, so the first real request is not the slow one."""
         request = SpeechRequest(input="Warming up.", response_format="pcm", seed=0)
-        stream = await self.start(request, _never_disconnected)
+        # Not bound by REQUEST_TIMEOUT_S: the first synthesis is the slow one, and nobody is waiting on it.
+        stream = await self.start(request, _never_disconnected, timeout_s=math.inf)
         async for _ in stream.chunks():
             pass
 
