@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import threading
 
@@ -10,6 +12,14 @@ import torch
 
 log = logging.getLogger(__name__)
 _BLOCK = 960  # samples; Perth's output is cut to whole multiples of this
+
+
+class _PrintsToLog(io.TextIOBase):
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.info("%s", line.strip())
+        return len(text)
 
 
 class Watermarker:
@@ -23,11 +33,13 @@ class Watermarker:
 
     def _watermarker(self):
         if self._impl is None:
-            import perth
+            # Perth print()s its load message; as a log record it stays in the server's (JSON) log format.
+            with contextlib.redirect_stdout(_PrintsToLog()):
+                import perth
 
-            if perth.PerthImplicitWatermarker is None:  # its import failed inside perth
-                raise RuntimeError("resemble-perth could not load its watermarking network")
-            self._impl = perth.PerthImplicitWatermarker()
+                if perth.PerthImplicitWatermarker is None:  # its import failed inside perth
+                    raise RuntimeError("resemble-perth could not load its watermarking network")
+                self._impl = perth.PerthImplicitWatermarker()
         return self._impl
 
     def apply(self, audio: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -92,7 +93,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     (webui / "index.html").write_text("<!doctype html><title>Chatterbox studio</title>")
     keys_file = workdir / "keys"
     keys_file.write_text(f"{API_KEY}\n")
-    running = start_server(workdir, api_keys_file=keys_file, webui_dir=webui, drain_seconds=3)
+    running = start_server(workdir, api_keys_file=keys_file, webui_dir=webui, drain_seconds=3, log_json=True)
     yield running
     running.stop()
 
@@ -116,6 +117,13 @@ def test_api_keys_guard_the_api_but_not_probes(keyed_server: RunningServer) -> N
 def test_web_ui_is_served_at_the_root(keyed_server: RunningServer) -> None:
     page = httpx.get(f"{keyed_server.url}/")
     assert page.status_code == 200 and "Chatterbox studio" in page.text
+
+
+def test_with_log_json_every_log_line_is_json(keyed_server: RunningServer) -> None:
+    # The warm-up loaded the watermarker, whose library warns and prints while loading.
+    lines = keyed_server.log_path.read_text().splitlines()
+    assert lines and all(json.loads(line)["message"] is not None for line in lines), lines
+    assert any("PerthNet" in json.loads(line)["message"] for line in lines)
 
 
 def test_sigterm_drains_then_finishes_in_flight_streams(keyed_server: RunningServer) -> None:
