@@ -85,15 +85,10 @@ def _describe_setting_error(problem: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     settings = read_settings(argv if argv is not None else sys.argv[1:])
     configure_logging(settings)
-    from .app import create_app, load_engine
-    from .engine_adapter import ModelLoadError
+    from .app import create_app
 
-    try:
-        engine = load_engine(settings)
-    except ModelLoadError as error:
-        logging.getLogger("chatterbox_server").error("%s", error)
-        sys.exit(1)
-    app = create_app(settings, engine)
+    # Listens at once; the model loads and warms up in the background (see create_app).
+    app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=settings.api_host,
@@ -104,9 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=None,
     )
     server = _DrainingServer(config, settings)
+    runtime = app.state.runtime
+
+    def stop_after_load_failure() -> None:
+        server.should_exit = True
+
+    runtime.on_load_failure = stop_after_load_failure
     server.run()
-    if not server.started:
-        # Startup failed (e.g. the warm-up synthesis); the reason is already logged.
+    if not server.started or runtime.failed:
+        # Listening or loading failed; the reason is already logged.
         sys.exit(1)
 
 

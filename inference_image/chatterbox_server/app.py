@@ -1,13 +1,16 @@
-"""Application wiring: lifespan (load, warm up, drain), middleware, routers, web UI."""
+"""Application wiring: lifespan (background load and warm-up, drain), middleware, routers, web UI."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
@@ -16,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
-from .engine_adapter import EngineAdapter
+from .engine_adapter import EngineAdapter, ModelLoadError
 from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
 from .routers import speech, system, voices
@@ -27,6 +30,7 @@ from .services.voices import VoiceService
 from .voices import VoiceLibrary
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _REPO_WEBUI_DIST = Path(__file__).resolve().parents[2] / "webui" / "dist"
 # Multipart framing around the largest voice sample.
@@ -34,13 +38,16 @@ _BODY_OVERHEAD_BYTES = 1024 * 1024
 
 
 class Runtime:
-    """Lifecycle flags shared by the health routes, the lifespan and the SIGTERM handler."""
+    """Lifecycle flags shared by the health routes, the background loader and the SIGTERM handler."""
 
     def __init__(self) -> None:
         self.started_at = int(time.time())
         self.model_name: str | None = None
         self.loaded = False
+        self.failed = False
         self.draining = False
+        # Called when loading fails; the CLI stops the server with it (exit status 1).
+        self.on_load_failure: Callable[[], None] = lambda: None
 
     @property
     def is_ready(self) -> bool:
@@ -50,6 +57,8 @@ class Runtime:
     def readiness(self) -> str:
         if self.draining:
             return "draining"
+        if self.failed:
+            return "failed"
         return "ready" if self.loaded else "loading"
 
 
@@ -66,16 +75,16 @@ def load_engine(settings: Settings) -> EngineAdapter:
 
 
 def create_app(settings: Settings | None = None, engine: EngineAdapter | None = None) -> FastAPI:
-    """The ASGI app. `engine` may be loaded beforehand (the CLI does, to fail fast); else the lifespan loads it."""
+    """The ASGI app. It listens at once and loads `engine` (unless given) and warms up in the background;
+    until then /readyz is 503 "loading" and the API answers 503 with Retry-After."""
     settings = settings or Settings()
     metrics = ServerMetrics()
     runtime = Runtime()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def load_and_warm_up(app: FastAPI) -> None:
         nonlocal engine
         if engine is None:
-            engine = await asyncio.to_thread(load_engine, settings)
+            engine = await _in_daemon_thread(load_engine, settings)
         library = VoiceLibrary(
             settings.voice_library_dir, load_tensors=engine.load_voice, save_tensors=engine.save_voice
         )
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             timeout_s=settings.request_timeout_s,
             metrics=metrics,
         )
+        app.state.scheduler = scheduler
         # One T3 decode loop over all worker threads' requests (see EngineAdapter.enable_batching).
         engine.enable_batching(
             settings.max_concurrent,
@@ -109,13 +119,33 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         if settings.warmup:
             await app.state.speech.warm_up()
         runtime.loaded = True
-        metrics.ready.set_function(lambda: float(runtime.is_ready))
         logger.info("ready: model %s, voices in %s", settings.chatterbox_model, settings.voice_library_dir)
+
+    async def load_in_background(app: FastAPI) -> None:
+        try:
+            await load_and_warm_up(app)
+        except ModelLoadError as error:
+            logger.error("%s", error)  # written for the operator already; a traceback adds nothing
+            runtime.failed = True
+            runtime.on_load_failure()
+        except Exception:
+            logger.exception("startup failed while loading or warming up the model")
+            runtime.failed = True
+            runtime.on_load_failure()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Listen at once (liveness answers during a long download); readiness waits for the loader.
+        loader = asyncio.create_task(load_in_background(app))
         try:
             yield
         finally:
             runtime.draining = True
-            scheduler.shutdown()
+            loader.cancel()
+            await asyncio.gather(loader, return_exceptions=True)
+            scheduler = getattr(app.state, "scheduler", None)
+            if scheduler is not None:
+                scheduler.shutdown()
 
     app = FastAPI(
         title="Chatterbox TTS server",
@@ -126,6 +156,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.runtime = runtime
+    metrics.ready.set_function(lambda: float(runtime.is_ready))
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
 
@@ -137,6 +168,31 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_voice_upload_bytes + _BODY_OVERHEAD_BYTES)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _in_daemon_thread(function: Callable[..., T], *args: object) -> T:
+    """Like asyncio.to_thread, but a SIGTERM during a long download need not wait for it to finish."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: object, error: BaseException | None) -> None:
+        if outcome.done():  # cancelled: shutting down
+            return
+        if error is not None:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as failure:
+            result, error = None, failure
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="model-loader", daemon=True).start()
+    return await outcome
 
 
 def _openapi_with_openai_errors(app: FastAPI) -> dict:

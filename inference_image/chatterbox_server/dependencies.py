@@ -8,18 +8,29 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings
-from .errors import Unauthorized
+from .errors import NotReady, Unauthorized
 from .services.speech import SpeechService
 from .services.voices import VoiceService
 
 _bearer = HTTPBearer(auto_error=False, description="One of the server's API keys (when API_KEYS is set).")
 
 
-def get_speech_service(request: Request) -> SpeechService:
+def require_loaded(request: Request) -> None:
+    """The model's routes answer 503 (with Retry-After) until the background load and warm-up are done."""
+    runtime = request.app.state.runtime
+    if runtime.failed:
+        raise NotReady("the model failed to load; see the server log", code="model_load_failed")
+    if not runtime.loaded:
+        raise NotReady(
+            "the model is still loading; retry shortly (GET /readyz says when)", code="model_loading"
+        )
+
+
+def get_speech_service(request: Request, _: None = Depends(require_loaded)) -> SpeechService:
     return request.app.state.speech
 
 
-def get_voice_service(request: Request) -> VoiceService:
+def get_voice_service(request: Request, _: None = Depends(require_loaded)) -> VoiceService:
     return request.app.state.voices
 
 

@@ -65,6 +65,11 @@ def free_port() -> int:
 
 def start_server(workdir: Path, voice_dir: Path | None = None, **settings: object) -> RunningServer:
     """Starts the console script with `settings` as environment variables; returns once /readyz is 200."""
+    return wait_until_ready(launch_server(workdir, voice_dir, **settings))
+
+
+def launch_server(workdir: Path, voice_dir: Path | None = None, **settings: object) -> RunningServer:
+    """Starts the console script with `settings` as environment variables; returns at once."""
     reason = _engine_can_load()
     if reason:
         pytest.skip(reason)
@@ -85,7 +90,12 @@ def start_server(workdir: Path, voice_dir: Path | None = None, **settings: objec
     process = subprocess.Popen(
         [str(server_script)], env=env, cwd=workdir, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
     )
-    server = RunningServer(f"http://127.0.0.1:{port}", process, voice_dir, log_path)
+    return RunningServer(f"http://127.0.0.1:{port}", process, voice_dir, log_path)
+
+
+def wait_until_ready(server: RunningServer) -> RunningServer:
+    """Waits for /readyz 200 (the server listens at once and loads the model in the background)."""
+    process = server.process
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

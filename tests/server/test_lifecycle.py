@@ -7,13 +7,21 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import CLIENT_TIMEOUT_S, RunningServer, start_server, wait_until_idle
+from .conftest import (
+    CLIENT_TIMEOUT_S,
+    RunningServer,
+    launch_server,
+    start_server,
+    wait_until_idle,
+    wait_until_ready,
+)
 
 # Every test here talks to a real chatterbox-server process.
 pytestmark = pytest.mark.e2e
@@ -46,6 +54,35 @@ def test_an_invalid_setting_is_a_one_line_usage_error(flags: list[str], setting:
     assert result.returncode == 2
     assert setting in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_probes_answer_and_the_api_says_loading_while_the_model_loads(tmp_path: Path) -> None:
+    server = launch_server(tmp_path)
+    try:
+        while True:  # liveness answers as soon as the process listens, before the model is loaded
+            assert server.process.poll() is None, server.log_tail()
+            try:
+                assert httpx.get(f"{server.url}/healthz").status_code == 200
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        readiness = httpx.get(f"{server.url}/readyz")
+        speech = httpx.post(f"{server.url}/v1/audio/speech", json={"input": "Hi."}, timeout=CLIENT_TIMEOUT_S)
+        if readiness.status_code == 503:  # still loading (random:tiny may be quicker than this test)
+            assert readiness.json()["status"] == "loading"
+        if speech.status_code == 503:
+            assert speech.json()["error"]["code"] == "model_loading" and speech.headers["Retry-After"]
+        else:
+            assert speech.status_code == 200
+        wait_until_ready(server)
+        assert (
+            httpx.post(
+                f"{server.url}/v1/audio/speech", json={"input": "Hi."}, timeout=CLIENT_TIMEOUT_S
+            ).status_code
+            == 200
+        )
+    finally:
+        server.stop()
 
 
 def test_requests_over_the_time_limit_get_a_timeout_error(tmp_path: Path) -> None:

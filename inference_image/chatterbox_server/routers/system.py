@@ -4,11 +4,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..dependencies import require_api_key
+from ..dependencies import require_api_key, require_loaded
 from ..schemas import MODEL_ALIASES, SERVED_MODEL_ID, HealthStatus, ModelCard, ModelList
 
 router = APIRouter(tags=["system"])
-models_router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
+models_router = APIRouter(
+    prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key), Depends(require_loaded)]
+)
 
 
 @router.get(
