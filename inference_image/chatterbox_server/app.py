@@ -219,6 +219,13 @@ def _openapi_with_openai_errors(app: FastAPI) -> dict:
 
 
 def _serve_webui(app: FastAPI, dist: Path) -> None:
+    if not (dist / "favicon.ico").is_file():
+
+        @app.get("/favicon.ico", include_in_schema=False)
+        async def no_favicon() -> Response:
+            # Browsers ask for it on every page; "no content" keeps their consoles free of 404s.
+            return Response(status_code=204)
+
     if (dist / "index.html").is_file():
         app.mount("/", StaticFiles(directory=dist, html=True), name="webui")
         return

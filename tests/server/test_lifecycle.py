@@ -154,6 +154,8 @@ def test_api_keys_guard_the_api_but_not_probes(keyed_server: RunningServer) -> N
 def test_web_ui_is_served_at_the_root(keyed_server: RunningServer) -> None:
     page = httpx.get(f"{keyed_server.url}/")
     assert page.status_code == 200 and "Chatterbox studio" in page.text
+    # The UI ships no icon: the browser's automatic request gets "no content", not a console 404.
+    assert httpx.get(f"{keyed_server.url}/favicon.ico").status_code == 204
 
 
 def test_with_log_json_every_log_line_is_json(keyed_server: RunningServer) -> None:
