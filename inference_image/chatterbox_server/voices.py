@@ -68,6 +68,17 @@ def is_voice_id(value: str) -> bool:
     return bool(VOICE_ID_PATTERN.match(value))
 
 
+def _voice_id_not_found(voice_id: str) -> NotFound:
+    if is_voice_id(voice_id):
+        return NotFound(f"voice {voice_id!r} not found", param="voice_id")
+    # Names are data, ids are paths: the path takes only ids, so a name is pointed at the list.
+    return NotFound(
+        f"{voice_id!r} is not a voice id: voice ids (voice_...), not names, go in the path; "
+        "GET /v1/audio/voices lists each voice's id",
+        param="voice_id",
+    )
+
+
 class VoiceLibrary:
     """Thread-safe within a process, lock-protected across processes. All methods do blocking file I/O."""
 
@@ -94,7 +105,7 @@ class VoiceLibrary:
     def get(self, voice_id: str) -> VoiceRecord:
         record = self._read_index().get(voice_id) if is_voice_id(voice_id) else None
         if record is None:
-            raise NotFound(f"voice {voice_id!r} not found", param="voice_id")
+            raise _voice_id_not_found(voice_id)
         return record
 
     def find(self, id_or_name: str) -> VoiceRecord | None:
@@ -166,7 +177,7 @@ class VoiceLibrary:
         with self._write_lock:
             index = self._read_index(force=True)
             if voice_id not in index:
-                raise NotFound(f"voice {voice_id!r} not found", param="voice_id")
+                raise _voice_id_not_found(voice_id)
             del index[voice_id]
             self._write_index(index)
         with self._cache_guard:

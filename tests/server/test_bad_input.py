@@ -119,6 +119,12 @@ def test_path_like_voice_ids_are_just_not_found(server: RunningServer, voice_id:
             assert response.status_code == 404, (method, voice_id, response.text)
 
 
+def test_a_voice_name_in_the_path_points_to_ids(server: RunningServer) -> None:
+    with server.client() as http:
+        for method in ("GET", "DELETE"):
+            assert_openai_error(http.request(method, "/v1/audio/voices/Some Name"), 404, "not names")
+
+
 def test_deleting_the_built_in_voice_is_refused(server: RunningServer) -> None:
     with server.client() as http:
         assert_openai_error(http.delete("/v1/audio/voices/default"), 400, ("built-in"))
