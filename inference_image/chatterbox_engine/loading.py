@@ -280,7 +280,7 @@ def resolve_models(source: str, cache_dir: str | None = None, variant: str | Non
         models = random_models(source)
         if variant is not None and variant != models.variant:
             raise CheckpointError(
-                f"{source} is a {models.variant} model, but variant {variant!r} was asked for"
+                f"{source} holds the {models.variant} model, but variant {variant!r} was asked for"
             )
         return models
     path = Path(source).expanduser()
