@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatterbox_operator import resources as r
-from chatterbox_operator.schema import API_VERSION
+from chatterbox_operator.schema import (
+    API_VERSION,
+    DEFAULT_MAX_CONCURRENT_CPU,
+    DEFAULT_MAX_CONCURRENT_GPU,
+)
 
 MANAGER = "chatterbox-operator"
 SERVER_PORT = 8000
@@ -111,8 +115,17 @@ def _model_string(model: dict[str, Any]) -> str:
 SERVER_VARIANTS = {"standard": "english", "multilingual": "multilingual", "turbo": "turbo"}
 
 
+def max_concurrent(spec: dict[str, Any]) -> int:
+    """Requests one pod decodes together: spec.serving.maxConcurrent, else the default for its device."""
+    chosen = spec["serving"].get("maxConcurrent")
+    if chosen is not None:
+        return chosen
+    return DEFAULT_MAX_CONCURRENT_GPU if spec["gpu"]["count"] > 0 else DEFAULT_MAX_CONCURRENT_CPU
+
+
 def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
     model = spec["model"]
+    serving = spec["serving"]
     env = {
         "API_PORT": str(SERVER_PORT),
         "CHATTERBOX_MODEL": _model_string(model),
@@ -123,6 +136,9 @@ def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
         "VOICE_LIBRARY_DIR": VOICE_LIBRARY_DIR,
         "LOG_LEVEL": spec["logLevel"],
         "LOG_JSON": "true" if spec["jsonLogs"] else "false",
+        "MAX_CONCURRENT": str(max_concurrent(spec)),
+        "MAX_QUEUE": str(serving["maxQueue"]),
+        "REQUEST_TIMEOUT_S": str(serving["requestTimeoutSeconds"]),
         # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
         "HOME": "/tmp",
     }

@@ -21,6 +21,12 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DEFAULT_IMAGE = "chatterbox-inference:0.1.0"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+# Requests one pod decodes together when spec.serving.maxConcurrent is unset. A GPU step costs about the
+# same for 1 or 8 rows, so 8 shares each weight read across a full batch. On CPU every request's S3Gen
+# vocoding also needs cores, and the default pod requests 2 CPUs: 2 is the least that batches T3 at all
+# (the server batches on CPU only from 2 up) without oversubscribing them.
+DEFAULT_MAX_CONCURRENT_GPU = 8
+DEFAULT_MAX_CONCURRENT_CPU = 2
 
 Schema = dict[str, Any]
 
@@ -141,6 +147,10 @@ def _has(value: dict[str, Any], key: str) -> bool:
     return value.get(key) is not None
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 MIN_LE_MAX = Rule(
     cel="self.minReplicas <= self.maxReplicas",
     message="autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
@@ -170,6 +180,19 @@ NO_DELETE_OF_FOREIGN_CLAIM = Rule(
     cel="!has(self.existingClaim) || self.reclaimPolicy == 'Retain'",
     message="reclaimPolicy Delete applies only to claims the operator creates, not to an existingClaim",
     check=lambda v: not _has(v, "existingClaim") or v["reclaimPolicy"] == "Retain",
+)
+
+QUEUE_CAN_REACH_HPA_TARGET = Rule(
+    # A quantity string ("1500m") is left to the user: parsing it would make the rule costly in CEL.
+    cel="!self.autoscaling.enabled || type(self.autoscaling.targetQueueDepth) != int"
+    " || self.autoscaling.targetQueueDepth < self.serving.maxQueue",
+    message="autoscaling.targetQueueDepth must be below serving.maxQueue: a pod never queues more than"
+    " maxQueue requests, so the autoscaler would never scale up",
+    check=lambda v: (
+        not v["autoscaling"]["enabled"]
+        or not _is_integer(v["autoscaling"]["targetQueueDepth"])
+        or v["autoscaling"]["targetQueueDepth"] < v["serving"]["maxQueue"]
+    ),
 )
 
 
@@ -265,10 +288,43 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "enabled": boolean("Create the HPA.", False),
                 "minReplicas": integer("Lower bound.", minimum=1, default=1),
                 "maxReplicas": integer("Upper bound.", minimum=1, default=4),
-                "targetQueueDepth": int_or_string("Average queued requests per pod to aim for.", default="2"),
+                "targetQueueDepth": int_or_string(
+                    "Average queued requests per pod to aim for: requests waiting for a free slot"
+                    " beyond the serving.maxConcurrent a pod decodes at once (below serving.maxQueue).",
+                    default=2,
+                ),
             },
             default={},
             rules=[MIN_LE_MAX],
+        ),
+        "serving": obj(
+            "How many requests each pod takes on. Requests in flight are decoded together in one"
+            " continuous batch, so maxConcurrent is the batch size; more wait in a bounded queue.",
+            {
+                "maxConcurrent": integer(
+                    "Requests one pod synthesises at once, decoded together in one T3 batch"
+                    f" (MAX_CONCURRENT). Unset: {DEFAULT_MAX_CONCURRENT_GPU} with a GPU,"
+                    f" {DEFAULT_MAX_CONCURRENT_CPU} on CPU, where each request's vocoder work also"
+                    " competes for the pod's cores. Each slot reserves KV cache memory.",
+                    minimum=1,
+                    maximum=64,
+                ),
+                "maxQueue": integer(
+                    "Requests waiting for a free slot (MAX_QUEUE); more are refused with 429 and"
+                    " Retry-After. The autoscaler's chatterbox_queue_depth counts these.",
+                    minimum=0,
+                    maximum=1024,
+                    default=8,
+                ),
+                "requestTimeoutSeconds": integer(
+                    "Longest a request may wait plus synthesise before it fails with 504"
+                    " (REQUEST_TIMEOUT_S).",
+                    minimum=1,
+                    maximum=3600,
+                    default=300,
+                ),
+            },
+            default={},
         ),
         "service": obj(
             "The Service in front of the pods.",
@@ -347,6 +403,7 @@ TTS_DEPLOYMENT_SPEC = obj(
             "Time a pod gets to drain in-flight requests after it stops being ready.", minimum=5, default=60
         ),
     },
+    rules=[QUEUE_CAN_REACH_HPA_TARGET],
 )
 
 TTS_DEPLOYMENT_STATUS = obj(

@@ -132,6 +132,35 @@ def test_the_model_variant_reaches_the_server(variant: str, server_variant: str)
     assert labels[builders.VARIANT_LABEL] == variant
 
 
+def test_serving_defaults_batch_eight_on_a_gpu_and_two_on_cpu() -> None:
+    on_gpu = env_of({})
+    assert (on_gpu["MAX_CONCURRENT"], on_gpu["MAX_QUEUE"], on_gpu["REQUEST_TIMEOUT_S"]) == ("8", "8", "300")
+    assert env_of({"gpu": {"count": 0}})["MAX_CONCURRENT"] == "2"
+
+
+def test_serving_settings_reach_the_server() -> None:
+    serving = {"maxConcurrent": 16, "maxQueue": 0, "requestTimeoutSeconds": 45}
+    env = env_of({"gpu": {"count": 0}, "serving": serving})
+    assert (env["MAX_CONCURRENT"], env["MAX_QUEUE"], env["REQUEST_TIMEOUT_S"]) == ("16", "0", "45")
+
+
+def test_user_env_still_overrides_the_serving_settings() -> None:
+    raw = {"serving": {"maxConcurrent": 4}, "env": [{"name": "MAX_CONCURRENT", "value": "3"}]}
+    names = [item["name"] for item in container(raw)["env"]]
+    assert names.count("MAX_CONCURRENT") == 1
+    assert env_of(raw)["MAX_CONCURRENT"] == "3"
+
+
+def test_changing_the_batch_size_changes_the_pod_template() -> None:
+    """A new pod template is what makes the Deployment roll its pods onto the new setting."""
+
+    def template(raw: dict) -> dict:
+        return builders.deployment(OWNER, spec_of(raw), None)["spec"]["template"]
+
+    assert template({"serving": {"maxConcurrent": 8}}) == template({})
+    assert template({"serving": {"maxConcurrent": 4}}) != template({})
+
+
 def test_probes_drain_and_hardening() -> None:
     main = container({"model": {"loadTimeoutSeconds": 3600}})
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

@@ -89,6 +89,8 @@ def test_defaults_fill_a_minimal_spec_like_the_apiserver() -> None:
     assert spec["replicas"] == 1
     assert spec["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
     assert spec["rollout"] == {"maxSurge": 0, "maxUnavailable": 1}
+    # No schema default for the batch size: the operator picks it from the device (see the builders).
+    assert spec["serving"] == {"maxQueue": 8, "requestTimeoutSeconds": 300}
     assert "modelCache" not in spec and "voiceLibraryRef" not in spec
 
 
@@ -98,6 +100,28 @@ def test_defaults_do_not_override_given_values() -> None:
     )
     assert spec["replicas"] == 0
     assert spec["rollout"] == {"maxSurge": 1, "maxUnavailable": 1}
+
+
+SERVING_OUT_OF_BOUNDS = [
+    ({"maxConcurrent": 0}, "spec.serving.maxConcurrent: 0 is less than the minimum of 1"),
+    ({"maxConcurrent": 65}, "spec.serving.maxConcurrent: 65 is greater than the maximum of 64"),
+    ({"maxConcurrent": "8"}, "spec.serving.maxConcurrent: '8' is not of type 'integer'"),
+    ({"maxQueue": -1}, "spec.serving.maxQueue: -1 is less than the minimum of 0"),
+    ({"maxQueue": 1025}, "spec.serving.maxQueue: 1025 is greater than the maximum of 1024"),
+    ({"requestTimeoutSeconds": 0}, "spec.serving.requestTimeoutSeconds: 0 is less than the minimum of 1"),
+    (
+        {"requestTimeoutSeconds": 7200},
+        "spec.serving.requestTimeoutSeconds: 7200 is greater than the maximum of 3600",
+    ),
+]
+
+
+@pytest.mark.parametrize(("serving", "expected"), SERVING_OUT_OF_BOUNDS, ids=lambda v: str(v))
+def test_serving_bounds_are_enforced(serving: dict, expected: str) -> None:
+    resource = {"kind": "TTSDeployment", "spec": {"serving": serving}}
+    with pytest.raises(validation.InvalidSpec) as error:
+        validate_against_committed_crd(resource)
+    assert str(error.value) == expected
 
 
 def test_voice_library_defaults() -> None:
@@ -128,6 +152,9 @@ RULE_CASES = {
         {"rollout": {"maxSurge": 0, "maxUnavailable": "0"}},
         {"ingress": {"tlsSecretName": "tls"}},
         {"autoscaling": {"minReplicas": 3, "maxReplicas": 3}},
+        {"autoscaling": {"enabled": True, "targetQueueDepth": 8}, "serving": {"maxQueue": 8}},
+        {"autoscaling": {"enabled": True, "targetQueueDepth": "1500m"}, "serving": {"maxQueue": 1}},
+        {"autoscaling": {"enabled": False}, "serving": {"maxQueue": 0}},
     ],
     "VoiceLibrary": [
         {"existingClaim": "voices", "reclaimPolicy": "Retain"},

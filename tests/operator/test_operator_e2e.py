@@ -67,6 +67,11 @@ async def test_tts_deployment_lifecycle(emulator, client: Client, operator, rbac
     deployment = await eventually(lambda: client.get(r.DEPLOYMENTS, "demo"), what="the Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # A GPU pod batches by default; the queue bound and timeout come from the CRD defaults.
+    serving_env = {
+        key: container_env(deployment)[key] for key in ("MAX_CONCURRENT", "MAX_QUEUE", "REQUEST_TIMEOUT_S")
+    }
+    assert serving_env == {"MAX_CONCURRENT": "8", "MAX_QUEUE": "8", "REQUEST_TIMEOUT_S": "300"}
     for resource, name in [
         (r.DEPLOYMENTS, "demo"),
         (r.SERVICES, "demo"),
@@ -142,6 +147,18 @@ async def test_tts_deployment_lifecycle(emulator, client: Client, operator, rbac
         return tts["status"].get("observedGeneration") == 2
 
     await eventually(observed_generation_2, what="observedGeneration 2")
+
+    # A new batch size rolls the pods: the Deployment gets a new pod template (and generation).
+    before = await client.get(r.DEPLOYMENTS, "demo")
+    await client.patch(r.TTS_DEPLOYMENTS, "demo", {"spec": {"serving": {"maxConcurrent": 12}}})
+
+    async def batch_size_rolled_out() -> dict | None:
+        current = await client.get(r.DEPLOYMENTS, "demo")
+        return current if container_env(current)["MAX_CONCURRENT"] == "12" else None
+
+    after = await eventually(batch_size_rolled_out, what="MAX_CONCURRENT=12 in the Deployment")
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    assert container_env(after)["MAX_QUEUE"] == "8"
 
     # Scale through the scale subresource, as kubectl scale and the HPA do.
     await client.patch(r.TTS_DEPLOYMENTS, "demo", {"spec": {"replicas": 3}}, subresource="scale")
