@@ -7,6 +7,10 @@ contiguous). Per request the work is exactly the lone decode loop's (`decoding.d
 the same prefill, the same sampling code in the same order with the same generator, so a seed gives the
 same tokens batched or alone; only the backbone's matrix products see more rows at once.
 
+Requests admitted at the same step and of similar prefill length (text length) are prefilled together:
+one right-padded forward pass over all their rows (`T3.prefill_padded`), each row's logits taken at its
+own last real position.
+
 One step reads the weights once for all rows, which is where batching wins on a memory-bound CPU or GPU.
 """
 
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cuda_graphs import StepRunner, make_step_runner
@@ -29,6 +34,9 @@ from .t3 import T3
 log = logging.getLogger(__name__)
 
 _LENGTH_QUANTUM = 256  # the shared cache grows in these steps (fewer regrowths, fewer CUDA-graph captures)
+# Prefills whose lengths differ by more than this go in separate passes: padding is wasted compute, which
+# costs as much as real positions where the prefill is compute-bound (CPU).
+PREFILL_LENGTH_SLACK = 32
 _FINISHED = object()
 
 
@@ -51,8 +59,13 @@ class _Member:
     logits: Tensor | None = None  # (rows, V), to sample the next token from
 
     @property
+    def prefill_len(self) -> int:
+        """[cond][text][BOS][BOS], as `T3.prefill_embeds`."""
+        return self.cond.shape[1] + self.text_tokens.shape[1] + 2
+
+    @property
     def needed_len(self) -> int:
-        return self.cond.shape[1] + self.text_tokens.shape[1] + 2 + self.max_new_tokens
+        return self.prefill_len + self.max_new_tokens
 
 
 class TokenStream:
@@ -92,7 +105,8 @@ class StepStats:
 
 class DecodeBatcher:
     """Runs the shared decode loop in a daemon thread. `submit` from any thread; tokens come back
-    through the returned `TokenStream`."""
+    through the returned `TokenStream`. With batched_prefill=False every request is prefilled in its own
+    forward pass (for comparison in benchmarks; results are the same)."""
 
     def __init__(
         self,
@@ -101,12 +115,14 @@ class DecodeBatcher:
         max_requests: int = 8,
         on_step: Callable[[StepStats], None] | None = None,
         use_cuda_graphs: bool = True,
+        batched_prefill: bool = True,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         self.t3 = t3
         self.max_requests = max_requests
         self.on_step = on_step
+        self.batched_prefill = batched_prefill
         weight = t3.speech_head.weight
         self._runner: StepRunner = make_step_runner(t3, weight.device, use_cuda_graphs=use_cuda_graphs)
         self._cache = t3.new_cache(2 * max_requests, _LENGTH_QUANTUM, zeroed=True)
@@ -146,8 +162,8 @@ class DecodeBatcher:
                     free = self.max_requests - len(self._active)
                     admitted, self._waiting = self._waiting[:free], self._waiting[free:]
                 try:
-                    for member in admitted:
-                        self._admit(member)
+                    for group in self._prefill_groups(admitted):
+                        self._admit(group)
                     self._sample_and_retire()
                     if self._active:
                         self._step()
@@ -157,24 +173,47 @@ class DecodeBatcher:
                         member.out.put(error)
                     self._active = []
 
-    def _admit(self, member: _Member) -> None:
-        if member.cancelled:
-            return
-        cfg = self.t3.cfg
-        member.rows = 2 if member.params.cfg_weight > 0 else 1
-        member.first_row = sum(m.rows for m in self._active)
-        if member.needed_len > self._cache.max_len:
-            length = -(-member.needed_len // _LENGTH_QUANTUM) * _LENGTH_QUANTUM
-            self._cache = self._cache.grown(length)
-        # The lone loop's prefill, into this request's rows of the shared cache.
-        embeds = self.t3.prefill_embeds(member.cond, member.text_tokens, cfg_rows=member.rows == 2)
-        rows = self._cache.rows(member.first_row, member.first_row + member.rows)
-        member.logits = self.t3(embeds, rows, 0, last_only=True)[:, -1]
-        member.position = embeds.shape[1]
-        member.history = torch.full(
-            (1, member.max_new_tokens + 1), cfg.start_speech_token, dtype=torch.long, device=embeds.device
-        )
-        self._active.append(member)
+    def _prefill_groups(self, admitted: list[_Member]) -> list[list[_Member]]:
+        """Split the requests admitted at one step into prefill passes of similar length."""
+        waiting = sorted((m for m in admitted if not m.cancelled), key=lambda m: m.prefill_len)
+        if not self.batched_prefill:
+            return [[member] for member in waiting]
+        groups: list[list[_Member]] = []
+        for member in waiting:
+            if groups and member.prefill_len - groups[-1][0].prefill_len <= PREFILL_LENGTH_SLACK:
+                groups[-1].append(member)
+            else:
+                groups.append([member])
+        return groups
+
+    def _admit(self, group: list[_Member]) -> None:
+        """Prefill the group's rows, right after the active ones, in one forward pass: each request's
+        rows hold what the lone loop's prefill puts in its own cache (plus masked padding garbage)."""
+        first_row = sum(m.rows for m in self._active)
+        row = first_row
+        for member in group:
+            member.rows = 2 if member.params.cfg_weight > 0 else 1
+            member.first_row, row = row, row + member.rows
+        needed_len = max(m.needed_len for m in group)
+        if needed_len > self._cache.max_len:
+            self._cache = self._cache.grown(-(-needed_len // _LENGTH_QUANTUM) * _LENGTH_QUANTUM)
+        prompts = [
+            self.t3.prefill_embeds(m.cond, m.text_tokens, cfg_rows=m.rows == 2) for m in group
+        ]  # each (rows, prefill_len, C)
+        longest = max(m.prefill_len for m in group)
+        embeds = torch.cat([F.pad(prompt, (0, 0, 0, longest - prompt.shape[1])) for prompt in prompts])
+        device = embeds.device
+        lengths = torch.tensor([m.prefill_len for m in group for _ in range(m.rows)], device=device)
+        logits = self.t3.prefill_padded(embeds, self._cache.rows(first_row, row), lengths)  # (rows, V)
+        start_token = self.t3.cfg.start_speech_token
+        for member in group:
+            offset = member.first_row - first_row
+            member.logits = logits[offset : offset + member.rows]
+            member.position = member.prefill_len
+            member.history = torch.full(
+                (1, member.max_new_tokens + 1), start_token, dtype=torch.long, device=device
+            )
+            self._active.append(member)
 
     def _sample_and_retire(self) -> None:
         stop = self.t3.cfg.stop_speech_token

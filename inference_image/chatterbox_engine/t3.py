@@ -422,6 +422,18 @@ class T3(nn.Module):
         hidden = self.tfmr(embeds, cache, start)
         return self.speech_head(hidden[:, -1:] if last_only else hidden)
 
+    def prefill_padded(self, embeds: Tensor, cache: KVCache, lengths: Tensor) -> Tensor:
+        """Prefill rows of different lengths in one pass: embeds (B, T, C) right-padded, row b real up to
+        lengths[b] (long, B) -> speech logits (B, V) at each row's own last real position.
+
+        Causal attention keeps a row's real positions blind to its padding. The padding only leaves
+        (finite) garbage in the row's cache slots from lengths[b] on, which decode steps mask out and
+        overwrite one by one as the row advances.
+        """
+        hidden = self.tfmr(embeds, cache, 0)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]  # (B, C)
+        return self.speech_head(last)
+
     def step(self, embeds: Tensor, cache: KVCache, positions: Tensor, kv_len: int) -> Tensor:
         """One batched decode step: embeds (B, 1, C), each row at its own cache position (B,) ->
         speech logits (B, V). The same function runs eagerly on CPU and under CUDA graphs on GPU."""

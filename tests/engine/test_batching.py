@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import torch
-from chatterbox_engine.batching import DecodeBatcher
+from chatterbox_engine.batching import PREFILL_LENGTH_SLACK, DecodeBatcher
 from chatterbox_engine.cuda_graphs import EagerStep, bucket_for
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.sampling import SamplingParams
@@ -44,6 +45,25 @@ def submit(batcher, cond, text, params, seed, budget):
     return batcher.submit(cond, torch.tensor([text]), params, generator, budget)
 
 
+@contextmanager
+def joining_together(batcher):
+    """Requests submitted inside this block are admitted at the same step: the batcher thread takes the
+    waiting requests under this lock."""
+    with batcher._wake:
+        yield
+
+
+@contextmanager
+def prefill_passes(t3):
+    """Rows of every backbone forward pass (prefills; decode steps go through `step`) while inside."""
+    rows: list[int] = []
+    hook = t3.tfmr.register_forward_hook(lambda module, args, output: rows.append(args[0].shape[0]))
+    try:
+        yield rows
+    finally:
+        hook.remove()
+
+
 def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
     expected = [alone(t3, cond, *request) for request in REQUESTS]
     steps = []
@@ -62,6 +82,52 @@ def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
     assert [results[i] for i in range(len(REQUESTS))] == expected
     assert max(stats.requests for stats in steps) > 1  # they really shared steps
     assert max(stats.requests for stats in steps) <= 3  # and the batch limit held
+
+
+def test_requests_admitted_together_share_prefill_passes_and_equal_lone_decoding(t3, cond):
+    # Far longer than the others: its padding would waste too much, so it gets its own pass.
+    long_request = ([255, *range(200, 200 + 40 + PREFILL_LENGTH_SLACK), 0], SamplingParams(), 6, 20)
+    requests = [*REQUESTS, long_request]
+    expected = [alone(t3, cond, *request) for request in requests]
+    batcher = DecodeBatcher(t3, max_requests=len(requests))
+    with prefill_passes(t3) as passes:
+        with joining_together(batcher):
+            streams = [submit(batcher, cond, *request) for request in requests]
+        results = [list(stream) for stream in streams]
+    assert results == expected
+    # REQUESTS' text lengths differ by less than the slack: one pass over their 9 rows (one without CFG).
+    assert sorted(passes) == [2, 9]
+
+
+def test_batched_prefill_off_gives_the_same_tokens_one_pass_per_request(t3, cond):
+    expected = [alone(t3, cond, *request) for request in REQUESTS]
+    batcher = DecodeBatcher(t3, max_requests=len(REQUESTS), batched_prefill=False)
+    with prefill_passes(t3) as passes:
+        with joining_together(batcher):
+            streams = [submit(batcher, cond, *request) for request in REQUESTS]
+        assert [list(stream) for stream in streams] == expected
+    assert sorted(passes) == [1, 2, 2, 2, 2]
+
+
+def test_cancelled_requests_in_a_prefill_group_leave_the_others_untouched(t3, cond):
+    kept = [REQUESTS[0], REQUESTS[2], REQUESTS[1]]
+    batcher = DecodeBatcher(t3, max_requests=5)
+    with prefill_passes(t3) as passes:
+        with joining_together(batcher):
+            first = submit(batcher, cond, *kept[0])
+            # Admitted with the group, then closed after its first token: its rows sit between others'.
+            quitter = submit(batcher, cond, [255, *range(30, 45), 0], SamplingParams(), 9, 500)
+            second = submit(batcher, cond, *kept[1])
+            # Closed before it was ever admitted: never prefilled.
+            never = submit(batcher, cond, [255, *range(30, 40), 0], SamplingParams(), 10, 500)
+            never.close()
+            third = submit(batcher, cond, *kept[2])
+        next(quitter)
+        quitter.close()
+        results = [list(first), list(second), list(third)]
+    assert results == [alone(t3, cond, *request) for request in kept]
+    assert list(never) == []
+    assert passes == [7]  # one pass: 3 CFG pairs and one single row
 
 
 def test_closed_stream_leaves_the_batch_and_others_continue(t3, cond):
@@ -86,24 +152,28 @@ def test_requests_longer_than_the_cache_grow_it(t3, cond):
     assert list(submit(batcher, cond, *request)) == alone(t3, cond, *request)
 
 
-def test_batched_step_equals_lone_forward_per_row(t3, cond):
-    """The shared step function (eager here, replayed from CUDA graphs on GPU) computes each row as the
-    lone decoder's forward does, whatever the other rows' positions."""
+def test_padded_prefill_then_batched_step_equal_lone_forward_per_row(t3, cond):
+    """Rows of different lengths prefilled in one right-padded pass, then one shared step (eager here,
+    replayed from CUDA graphs on GPU): each row computes what the lone decoder's forward does. The padding
+    garbage in the shorter row's cache is masked out and overwritten by its step."""
     texts = [[255, *range(20, 30), 0], [255, *range(40, 44), 0]]
+    prefills = [t3.prefill_embeds(cond, torch.tensor([text]), cfg_rows=True) for text in texts]
+    lengths = [prefill.shape[1] for prefill in prefills]
+    padded = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, max(lengths) - p.shape[1])) for p in prefills])
     cache = t3.new_cache(4, 128, zeroed=True)
-    lone_logits, positions, embeds = [], [], []
+    lone_prefill, lone_step, step_embeds = [], [], []
     with torch.inference_mode():
-        for row, text in enumerate(texts):
-            prefill = t3.prefill_embeds(cond, torch.tensor([text]), cfg_rows=True)
-            t3(prefill, cache.rows(2 * row, 2 * row + 2), 0)
+        batched_prefill = t3.prefill_padded(padded, cache, torch.tensor([lengths[0]] * 2 + [lengths[1]] * 2))
+        for row, prefill in enumerate(prefills):
             own = t3.new_cache(2, 128)
-            t3(prefill, own, 0)
-            step_embeds = t3.embed_speech(torch.tensor([[100 + row]]), 1).expand(2, -1, -1)
-            lone_logits.append(t3(step_embeds, own, prefill.shape[1])[:, -1])
-            positions += [prefill.shape[1]] * 2
-            embeds.append(step_embeds)
-        batched = EagerStep(t3)(torch.cat(embeds), cache, torch.tensor(positions), max(positions))
-    torch.testing.assert_close(batched, torch.cat(lone_logits), rtol=1e-5, atol=1e-5)
+            lone_prefill.append(t3(prefill, own, 0, last_only=True)[:, -1])
+            embeds = t3.embed_speech(torch.tensor([[100 + row]]), 1).expand(2, -1, -1)
+            lone_step.append(t3(embeds, own, prefill.shape[1])[:, -1])
+            step_embeds.append(embeds)
+        positions = torch.tensor([lengths[0]] * 2 + [lengths[1]] * 2)
+        batched_step = EagerStep(t3)(torch.cat(step_embeds), cache, positions, max(lengths))
+    torch.testing.assert_close(batched_prefill, torch.cat(lone_prefill), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched_step, torch.cat(lone_step), rtol=1e-5, atol=1e-5)
 
 
 def test_bucket_sizes():
