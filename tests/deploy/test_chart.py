@@ -41,6 +41,13 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ttsDeployment": {"enabled": True, "gpuCount": 0, "model": "random:tiny"},
         "voiceLibrary": {"enabled": True, "storageClassName": "standard"},
     },
+    "batching": {
+        "ttsDeployment": {
+            "enabled": True,
+            "serving": {"maxConcurrent": 16, "maxQueue": 32, "requestTimeoutSeconds": 120},
+            "extraSpec": {"autoscaling": {"enabled": True, "targetQueueDepth": 4}},
+        }
+    },
     "existing-voice-claim": {
         "ttsDeployment": {"enabled": True},
         "voiceLibrary": {"enabled": True, "existingClaim": "my-voices"},
@@ -186,6 +193,44 @@ def test_extra_spec_reaches_the_tts_deployment(render: Render) -> None:
     assert tts["spec"]["gpu"] == {"count": 1}
 
 
+def server_env(tts: Manifest) -> dict[str, str]:
+    """The inference container's environment the operator renders for this TTSDeployment."""
+    owner = builders.Owner.of({**tts, "metadata": {**tts["metadata"], "uid": "u"}})
+    deployment = builders.deployment(owner, checked_spec(TTS_DEPLOYMENT, tts), None)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+def test_serving_values_reach_the_inference_server(render: Render) -> None:
+    (tts,) = of_kind(render(COMBINATIONS["batching"]), "TTSDeployment")
+    assert tts["spec"]["serving"] == {"maxConcurrent": 16, "maxQueue": 32, "requestTimeoutSeconds": 120}
+    env = server_env(tts)
+    assert (env["MAX_CONCURRENT"], env["MAX_QUEUE"], env["REQUEST_TIMEOUT_S"]) == ("16", "32", "120")
+
+
+@pytest.mark.parametrize(("gpu_count", "batch"), [(1, "8"), (0, "2")])
+def test_unset_serving_values_leave_the_defaults_to_the_operator(
+    gpu_count: int, batch: str, render: Render
+) -> None:
+    values = {"ttsDeployment": {"enabled": True, "gpuCount": gpu_count, "serving": {"maxQueue": 3}}}
+    (tts,) = of_kind(render(values), "TTSDeployment")
+    assert tts["spec"]["serving"] == {"maxQueue": 3}
+    assert server_env(tts)["MAX_CONCURRENT"] == batch
+
+
+def test_serving_bounds_match_the_crd(chart_crds: dict[str, Manifest]) -> None:
+    """values.schema.json repeats the CRD's bounds so `helm install` fails early; they must agree."""
+    values_schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    chart_serving = values_schema["properties"]["ttsDeployment"]["properties"]["serving"]["properties"]
+    crd_serving = crd_schema(chart_crds["TTSDeployment"])["properties"]["spec"]["properties"]["serving"]
+    assert set(chart_serving) == set(crd_serving["properties"])
+    for key, bounds in crd_serving["properties"].items():
+        assert (chart_serving[key]["minimum"], chart_serving[key]["maximum"]) == (
+            bounds["minimum"],
+            bounds["maximum"],
+        ), key
+
+
 def test_ingress_sends_the_api_to_inference_and_the_rest_to_the_web_ui(render: Render) -> None:
     manifests = render(COMBINATIONS["webui-ingress"])
     (ingress,) = of_kind(manifests, "Ingress")
@@ -225,6 +270,14 @@ BAD_VALUES = [
     ({"ttsDeployment": {"gpuCount": "one"}}, "/ttsDeployment/gpuCount"),
     ({"ttsDeployment": {"gpuCount": -1}}, "/ttsDeployment/gpuCount"),
     ({"ttsDeployment": {"name": "Chatterbox"}}, "/ttsDeployment/name"),
+    ({"ttsDeployment": {"serving": {"maxConcurrent": 0}}}, "/ttsDeployment/serving/maxConcurrent"),
+    ({"ttsDeployment": {"serving": {"maxConcurrent": 65}}}, "/ttsDeployment/serving/maxConcurrent"),
+    ({"ttsDeployment": {"serving": {"maxQueue": "eight"}}}, "/ttsDeployment/serving/maxQueue"),
+    (
+        {"ttsDeployment": {"serving": {"requestTimeoutSeconds": 0}}},
+        "/ttsDeployment/serving/requestTimeoutSeconds",
+    ),
+    ({"ttsDeployment": {"serving": {"batchSize": 8}}}, "additional properties 'batchSize'"),
     ({"voiceLibrary": {"size": "lots"}}, "/voiceLibrary/size"),
     ({"webui": {"service": {"type": "ExternalName"}}}, "/webui/service/type"),
     ({"ingress": {"enabled": True}}, "/webui/enabled"),
