@@ -9,6 +9,9 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
+from chatterbox_operator import builders
+from chatterbox_operator.schema import TTS_DEPLOYMENT
+from chatterbox_operator.validation import checked_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "helm" / "chatterbox-platform"
@@ -40,6 +43,14 @@ def render(chart: helm_python.Chart) -> Render:
         ]
 
     return _render
+
+
+def inference_env(tts: Manifest) -> dict[str, str]:
+    """The inference container's environment the operator renders for a TTSDeployment the chart made."""
+    owner = builders.Owner.of({**tts, "metadata": {**tts["metadata"], "uid": "chart-test"}})
+    deployment = builders.deployment(owner, checked_spec(TTS_DEPLOYMENT, tts), None)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item["value"] for item in container["env"]}
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from chatterbox_operator import builders
 from chatterbox_operator.schema import DEFAULT_IMAGE, KINDS, TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
 
-from .conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render
+from .conftest import CHART_DIR, NAMESPACE, RELEASE, Manifest, Render, inference_env
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -193,18 +193,10 @@ def test_extra_spec_reaches_the_tts_deployment(render: Render) -> None:
     assert tts["spec"]["gpu"] == {"count": 1}
 
 
-def server_env(tts: Manifest) -> dict[str, str]:
-    """The inference container's environment the operator renders for this TTSDeployment."""
-    owner = builders.Owner.of({**tts, "metadata": {**tts["metadata"], "uid": "u"}})
-    deployment = builders.deployment(owner, checked_spec(TTS_DEPLOYMENT, tts), None)
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {item["name"]: item["value"] for item in container["env"]}
-
-
 def test_serving_values_reach_the_inference_server(render: Render) -> None:
     (tts,) = of_kind(render(COMBINATIONS["batching"]), "TTSDeployment")
     assert tts["spec"]["serving"] == {"maxConcurrent": 16, "maxQueue": 32, "requestTimeoutSeconds": 120}
-    env = server_env(tts)
+    env = inference_env(tts)
     assert (env["MAX_CONCURRENT"], env["MAX_QUEUE"], env["REQUEST_TIMEOUT_S"]) == ("16", "32", "120")
 
 
@@ -215,7 +207,7 @@ def test_unset_serving_values_leave_the_defaults_to_the_operator(
     values = {"ttsDeployment": {"enabled": True, "gpuCount": gpu_count, "serving": {"maxQueue": 3}}}
     (tts,) = of_kind(render(values), "TTSDeployment")
     assert tts["spec"]["serving"] == {"maxQueue": 3}
-    assert server_env(tts)["MAX_CONCURRENT"] == batch
+    assert inference_env(tts)["MAX_CONCURRENT"] == batch
 
 
 def test_serving_bounds_match_the_crd(chart_crds: dict[str, Manifest]) -> None:

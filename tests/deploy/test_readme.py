@@ -9,7 +9,7 @@ import yaml
 from chatterbox_operator.schema import TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
 
-from .conftest import REPO_ROOT, Render
+from .conftest import REPO_ROOT, Render, inference_env
 
 REGISTRY = "registry.example.com/chatterbox"
 
@@ -52,3 +52,13 @@ def test_readme_first_tts_deployment_is_valid_and_reachable(render: Render) -> N
     api_path = next(p for p in ingress["spec"]["rules"][0]["http"]["paths"] if p["path"] == "/v1")
     assert api_path["backend"]["service"]["name"] == tts["metadata"]["name"]
     assert api_path["backend"]["service"]["port"]["number"] == spec["service"]["port"]
+
+
+def test_readme_batch_size_example_reaches_the_server(render: Render) -> None:
+    """The README's `--set ttsDeployment.serving.maxConcurrent=...` is a chart value the operator applies."""
+    (flag,) = re.findall(r"--set (ttsDeployment\.serving\.maxConcurrent=\d+)`", deploy_section())
+    values = helm_python.parse_set_string(flag)
+    values["ttsDeployment"]["enabled"] = True
+    (tts,) = [m for m in render(values) if m["kind"] == "TTSDeployment"]
+    batch = values["ttsDeployment"]["serving"]["maxConcurrent"]
+    assert inference_env(tts)["MAX_CONCURRENT"] == str(batch)
