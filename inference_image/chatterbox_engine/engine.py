@@ -20,8 +20,9 @@ from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
 from .s3gen.config import S3_SR, S3GEN_SR
+from .s3gen_batching import WindowBatcher, WindowBatchStats
 from .sampling import SamplingParams
-from .streaming import ChunkPlan, ChunkRenderer, fade_out
+from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .t3_gpt2 import decode_turbo_tokens
 from .text import check_text, punc_norm, split_sentences
 from .text_mtl import LANGUAGES
@@ -124,6 +125,7 @@ class Engine:
 
     sample_rate = SAMPLE_RATE
     _batcher: DecodeBatcher | None = None  # set by enable_batching
+    _window_batcher: WindowBatcher | None = None  # set by enable_batching
 
     def __init__(
         self, models: Models, *, source: str, device: str, dtype: torch.dtype, watermark: bool
@@ -167,12 +169,18 @@ class Engine:
         return self.spec.ignored_parameters
 
     def enable_batching(
-        self, max_requests: int = 8, on_step: Callable[[StepStats], None] | None = None
+        self,
+        max_requests: int = 8,
+        on_step: Callable[[StepStats], None] | None = None,
+        on_s3gen_batch: Callable[[WindowBatchStats], None] | None = None,
     ) -> bool:
-        """Decode the T3 tokens of concurrent calls in one continuous batch (`batching.py`), at most
-        max_requests at once; on_step(StepStats) is called after every batched step (metrics).
-        Results are unchanged: a seed gives the same tokens batched or alone. False if this model's
-        backbone has no batched step."""
+        """Share the model between concurrent calls: their T3 tokens decode in one continuous batch
+        (`batching.py`, at most max_requests at once; on_step(StepStats) after every batched step), and
+        concurrent streams' chunk windows of equal shape run through S3Gen together (`s3gen_batching.py`;
+        on_s3gen_batch(WindowBatchStats) after every S3Gen call). Results are unchanged: a seed gives the
+        same tokens batched or alone, and the same audio up to float rounding. Returns False when this
+        model's T3 has no batched step (Turbo): then only S3Gen work is batched."""
+        self._window_batcher = WindowBatcher(self.s3gen, max_windows=max_requests, on_batch=on_s3gen_batch)
         if not hasattr(self.t3, "step"):
             return False
         self._batcher = DecodeBatcher(self.t3, max_requests=max_requests, on_step=on_step)
@@ -441,14 +449,23 @@ class Engine:
             )
         return self._stream(request, plan)
 
-    @torch.inference_mode()
     def _stream(self, request: _Request, plan: ChunkPlan) -> Iterator[AudioChunk]:
+        if self._window_batcher is None:
+            yield from self._stream_chunks(request, plan, None)
+            return
+        with self._window_batcher.stream() as batcher:
+            yield from self._stream_chunks(request, plan, batcher.render)
+
+    @torch.inference_mode()
+    def _stream_chunks(
+        self, request: _Request, plan: ChunkPlan, render_window: RenderWindow | None
+    ) -> Iterator[AudioChunk]:
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device)
         covered = 0  # tokens of finished pieces
         last_piece = len(request.pieces) - 1
         for index, token_stream in enumerate(self._token_streams(request, t3_generator)):
-            renderer = ChunkRenderer(self.s3gen, ref, s3gen_generator, plan)
+            renderer = ChunkRenderer(self.s3gen, ref, s3gen_generator, plan, render_window)
             try:
                 for token in token_stream:
                     if token >= self.s3gen_vocab_size:

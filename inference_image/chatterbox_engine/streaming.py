@@ -8,13 +8,17 @@ excitation for the overlap is handed over from the previous window so the harmon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .s3gen import S3Gen, S3GenReference
+from .s3gen import S3Gen, S3GenReference, SynthesisWindow
 from .s3gen.model import apply_trim_fade
+
+# A window's (wav (1, S), excitation (1, 1, S)), rendered alone or batched with other streams' windows.
+RenderWindow = Callable[[SynthesisWindow], tuple[torch.Tensor, torch.Tensor]]
 
 SAMPLES_PER_TOKEN = 960  # 25 Hz tokens at 24 kHz
 FADE_OUT_SAMPLES = 480  # 20 ms at the end of each sentence-aligned piece
@@ -32,9 +36,16 @@ class ChunkRenderer:
     """Renders the audio of one utterance's tokens incrementally (one instance per utterance)."""
 
     def __init__(
-        self, s3gen: S3Gen, ref: S3GenReference, generator: torch.Generator, plan: ChunkPlan
+        self,
+        s3gen: S3Gen,
+        ref: S3GenReference,
+        generator: torch.Generator,
+        plan: ChunkPlan,
+        render_window: RenderWindow | None = None,
     ) -> None:
         self.s3gen, self.ref, self.generator, self.plan = s3gen, ref, generator, plan
+        # Alone by default; the engine passes its WindowBatcher's `render` to share S3Gen with other streams.
+        self.render_window = render_window or (lambda window: s3gen.synthesize([window])[0])
         self.tokens: list[int] = []
         # Positions are samples on the utterance timeline, where token k ends at (k + 1) * 960.
         self.emitted_until: int | None = None  # timeline position up to which audio was returned
@@ -55,14 +66,15 @@ class ChunkRenderer:
             return np.zeros(0, dtype=np.float32)
         start = max(0, min(self.rendered_tokens, end - 1) - self.plan.context_tokens)
         window = torch.tensor([self.tokens[start:end]], dtype=torch.long)
-        mel = self.s3gen.flow_inference(window, self.ref, self.generator)
         # Align the window by its end: a reference with an odd extra prompt frame makes S3Gen drop the
         # first output frame, so the window may start 480 samples after its first token.
-        window_start = end * SAMPLES_PER_TOKEN - mel.shape[-1] * (SAMPLES_PER_TOKEN // 2)
+        window_start = end * SAMPLES_PER_TOKEN - self.ref.output_frames(end - start) * (
+            SAMPLES_PER_TOKEN // 2
+        )
         source = None
         if self.excitation is not None:
             source = self.excitation[..., window_start - self.excitation_start :]
-        wav, self.excitation = self.s3gen.hift_inference(mel, self.generator, source)
+        wav, self.excitation = self.render_window(SynthesisWindow(window, self.ref, self.generator, source))
         self.excitation_start = window_start
         if start == 0:
             wav = apply_trim_fade(wav, self.s3gen.trim_fade)

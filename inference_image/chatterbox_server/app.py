@@ -95,10 +95,12 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             metrics=metrics,
         )
         app.state.scheduler = scheduler
-        # One T3 decode loop over all worker threads' requests (see EngineAdapter.enable_batching).
+        # One T3 decode loop over all worker threads' requests, and shared S3Gen calls for their streams
+        # (see EngineAdapter.enable_batching).
         engine.enable_batching(
             settings.max_concurrent,
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
+            on_s3gen_batch=lambda windows, seconds: metrics.s3gen_batch_size.observe(windows),
         )
         app.state.voices = VoiceService(
             library=library, engine=engine, scheduler=scheduler, settings=settings

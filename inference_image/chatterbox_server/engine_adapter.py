@@ -81,16 +81,25 @@ class EngineAdapter:
             ) from error
         return cls(engine)
 
-    def enable_batching(self, max_requests: int, on_step: Callable[[int, float], None]) -> bool:
-        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same audio as
-        alone); on_step(requests, seconds) after each batched step. On a GPU always (the batcher replays
-        the decode step from CUDA graphs); on CPU only with several workers. False if not enabled."""
+    def enable_batching(
+        self,
+        max_requests: int,
+        on_step: Callable[[int, float], None],
+        on_s3gen_batch: Callable[[int, float], None],
+    ) -> bool:
+        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests, and concurrent
+        streams render their chunks through S3Gen together (same audio as alone). on_step(requests,
+        seconds) after each batched T3 step, on_s3gen_batch(windows, seconds) after each S3Gen call. On a
+        GPU always (the batcher replays the decode step from CUDA graphs); on CPU only with several
+        workers. False if T3 batching is not enabled."""
         on_gpu = str(self.info.get("device", "")).startswith("cuda")
         if max_requests < 2 and not on_gpu:
             return False
         return bool(
             self._engine.enable_batching(
-                max_requests, on_step=lambda stats: on_step(stats.requests, stats.seconds)
+                max_requests,
+                on_step=lambda stats: on_step(stats.requests, stats.seconds),
+                on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows, stats.seconds),
             )
         )
 

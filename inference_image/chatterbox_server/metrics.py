@@ -71,6 +71,10 @@ class ServerMetrics:
             "Aggregate T3 decode speed of one batched step (tokens of all requests / step time)",
             buckets=_AGGREGATE_TOKENS_PER_S_BUCKETS, registry=r,
         )  # fmt: skip
+        self.s3gen_batch_size = Histogram(
+            "chatterbox_s3gen_batch_size", "Stream chunk windows rendered by one batched S3Gen call",
+            buckets=_BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set(0)
 

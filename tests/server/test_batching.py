@@ -16,7 +16,11 @@ TEXT = "Batching shares every decode step between requests that run at the same 
 
 def test_batch_metrics_exist_from_startup(server: RunningServer) -> None:
     text = httpx.get(f"{server.url}/metrics").text
-    for name in ("chatterbox_batch_size_count", "chatterbox_t3_batch_tokens_per_second_count"):
+    for name in (
+        "chatterbox_batch_size_count",
+        "chatterbox_t3_batch_tokens_per_second_count",
+        "chatterbox_s3gen_batch_size_count",
+    ):
         assert any(line.startswith(name + " ") for line in text.splitlines()), name
 
 
@@ -35,3 +39,15 @@ async def test_concurrent_requests_share_decode_steps(server: RunningServer) -> 
     assert steps > 0
     # The shared server runs two workers: some steps decoded both requests at once.
     assert requests_stepped > steps
+
+
+def test_audio_chunks_go_through_the_shared_s3gen_batcher(server: RunningServer) -> None:
+    calls_before = gauge(server, "chatterbox_s3gen_batch_size_count")
+    windows_before = gauge(server, "chatterbox_s3gen_batch_size_sum")
+    body = {"model": "tts-1", "input": TEXT, "voice": "alloy", "response_format": "pcm"}
+    response = httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=CLIENT_TIMEOUT_S)
+    assert response.status_code == 200 and response.content
+    wait_until_idle(server)
+    # Every chunk window was rendered by the batcher: one call per window when the stream runs alone.
+    calls = gauge(server, "chatterbox_s3gen_batch_size_count") - calls_before
+    assert calls >= 2 and gauge(server, "chatterbox_s3gen_batch_size_sum") - windows_before == calls

@@ -12,6 +12,8 @@ Public surface (contract with the engine core):
     s3.flow_inference(tokens, ref, generator, n_timesteps=10, noise=None, finalize=True) -> mel (1, 80, 2N)
     s3.hift_inference(mel, generator, source=None) -> (wav (1, 480 F), source (1, 1, 480 F))
     s3.inference(tokens, ref, generator, n_timesteps=10) -> wav (1, 960 N), trim/fade applied
+    s3.synthesize([SynthesisWindow(tokens, ref, generator, source), ...]) -> [(wav, source), ...]
+                                                # equal-shape windows of several utterances in one batch
 
 Randomness (CFM start noise, NSF phases and noise) comes only from the passed `torch.Generator`, drawn in
 upstream's order (a generator seeded like upstream's global RNG reproduces its audio); `noise` and `source` can
@@ -33,6 +35,6 @@ Streaming helpers (the chunk scheduling itself lives in the engine's `streaming.
 """
 
 from .config import S3GenConfig
-from .model import S3Gen, S3GenReference
+from .model import S3Gen, S3GenReference, SynthesisWindow
 
-__all__ = ["S3Gen", "S3GenConfig", "S3GenReference"]
+__all__ = ["S3Gen", "S3GenConfig", "S3GenReference", "SynthesisWindow"]

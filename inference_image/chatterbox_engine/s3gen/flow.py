@@ -6,6 +6,8 @@ puts the prompt mel in `cond`, integrates the CFM ODE from Gaussian noise and re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +40,7 @@ class CausalConditionalCFM(nn.Module):
         cond: torch.Tensor,
         n_timesteps: int,
     ) -> torch.Tensor:
-        """noise, mu, cond (1, 80, T); mask (1, 1, T); spks (1, 80) -> mel (1, 80, T) float32.
+        """noise, mu, cond (B, 80, T); mask (B, 1, T); spks (B, 80) -> mel (B, 80, T) float32.
 
         The ODE state and time grid stay float32 whatever the estimator's dtype (Euler sums lose little there).
         """
@@ -46,11 +48,14 @@ class CausalConditionalCFM(nn.Module):
         x = noise.float()
         t_span = self.time_grid(n_timesteps, x)
         if self.meanflow:
+            rows = x.size(0)
             for t, r in zip(t_span[:-1], t_span[1:], strict=True):
-                v = self.estimator(x.to(dtype), mask, mu, t[None].to(dtype), spks, cond, r=r[None].to(dtype))
+                v = self.estimator(
+                    x.to(dtype), mask, mu, t.expand(rows).to(dtype), spks, cond, r=r.expand(rows).to(dtype)
+                )
                 x = x + (r - t) * v.float()
             return x
-        # Classifier-free guidance as one batch of two: row 1 sees zeros for mu, speaker and cond.
+        # Classifier-free guidance as one batch of 2B: the second half sees zeros for mu, speaker and cond.
         rate = self.cfm.inference_cfg_rate
         mask2 = torch.cat([mask, mask])
         mu2 = torch.cat([mu, torch.zeros_like(mu)])
@@ -59,7 +64,7 @@ class CausalConditionalCFM(nn.Module):
         for t, r in zip(t_span[:-1], t_span[1:], strict=True):
             x2 = torch.cat([x, x]).to(dtype)
             v_cond, v_uncond = (
-                self.estimator(x2, mask2, mu2, t.expand(2).to(dtype), spks2, cond2).float().chunk(2)
+                self.estimator(x2, mask2, mu2, t.expand(x2.size(0)).to(dtype), spks2, cond2).float().chunk(2)
             )
             x = x + (r - t) * ((1.0 + rate) * v_cond - rate * v_uncond)
         return x
@@ -79,9 +84,9 @@ class Flow(nn.Module):
         self.decoder = CausalConditionalCFM(cfg)
 
     def encode(self, tokens: torch.Tensor, finalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (1, Np + N) -> (mu (1, 80, T), mask (1, 1, T)); T = 2(Np + N), minus the lookahead frames
+        """tokens (B, Np + N) -> (mu (B, 80, T), mask (B, 1, T)); T = 2(Np + N), minus the lookahead frames
         when `finalize` is False (those frames still depend on tokens not generated yet)."""
-        lengths = torch.tensor([tokens.size(1)], device=tokens.device)
+        lengths = torch.full((tokens.size(0),), tokens.size(1), device=tokens.device)
         h, mask = self.encoder(self.input_embedding(tokens), lengths)  # (1, T, C), (1, 1, T)
         if not finalize:
             keep = h.size(1) - self.pre_lookahead_len * TOKEN_MEL_RATIO
@@ -110,22 +115,27 @@ class Flow(nn.Module):
         prompt_feat: torch.Tensor,
         embedding: torch.Tensor,
         noise: torch.Tensor | None,
-        generator: torch.Generator | None,
+        generators: Sequence[torch.Generator | None],
         n_timesteps: int,
         finalize: bool = True,
     ) -> torch.Tensor:
-        """tokens (1, N), prompt_token (1, Np), prompt_feat (1, Fp, 80), embedding (1, 192) -> mel (1, 80, F).
+        """tokens (B, N), prompt_token (B, Np), prompt_feat (B, Fp, 80), embedding (B, 192) -> mel (B, 80, F).
 
-        `noise` (1, 80, Fp + F) is the ODE's starting point over prompt and new frames; when None it is drawn
-        from `generator`.
+        Rows are independent utterances of equal shape (batched stream windows). `noise` (B, 80, Fp + F) is
+        the ODE's starting point over prompt and new frames; when None, row i's is drawn from `generators[i]`,
+        exactly as if it ran alone.
         """
-        spks = self.spk_embed_affine_layer(F.normalize(embedding, dim=1))  # (1, 80)
+        if len(generators) != tokens.size(0):
+            raise ValueError(f"need one generator per row: {len(generators)} for {tokens.size(0)} rows")
+        spks = self.spk_embed_affine_layer(F.normalize(embedding, dim=1))  # (B, 80)
         mu, mask = self.encode(torch.cat([prompt_token, tokens], dim=1), finalize)
         prompt_frames = prompt_feat.size(1)
         cond = torch.zeros_like(mu)
         cond[:, :, :prompt_frames] = prompt_feat.transpose(1, 2)
         if noise is None:
-            noise = self.draw_noise(mu, prompt_frames, generator)
+            noise = torch.cat(
+                [self.draw_noise(mu[i : i + 1], prompt_frames, g) for i, g in enumerate(generators)]
+            )
         elif noise.shape != mu.shape:
             raise ValueError(f"noise must be shaped {tuple(mu.shape)}, got {tuple(noise.shape)}")
         mask = mask.to(mu.dtype)

@@ -90,6 +90,11 @@ class S3GenReference:
             token_len = torch.tensor([prompt_token.size(-1)])
         return cls(prompt_token, token_len.long().reshape(1), tensors["prompt_feat"], tensors["embedding"])
 
+    def output_frames(self, n_tokens: int) -> int:
+        """Mel frames S3Gen renders for n_tokens new tokens: 2 per token, one less with an odd prompt frame."""
+        prompt_frames = self.prompt_feat.size(1)
+        return TOKEN_MEL_RATIO * (self.prompt_token.size(-1) + n_tokens) - prompt_frames
+
     def to(self, device=None, dtype=None) -> S3GenReference:
         return S3GenReference(
             self.prompt_token.to(device),
@@ -97,6 +102,22 @@ class S3GenReference:
             self.prompt_feat.to(device=device, dtype=dtype),
             self.embedding.to(device=device, dtype=dtype),
         )
+
+
+@dataclass(frozen=True)
+class SynthesisWindow:
+    """One utterance's tokens to render, with what makes its audio its own: reference, generator and the
+    excitation carried over from its previous window (streaming)."""
+
+    tokens: torch.Tensor  # (1, N) long speech tokens
+    ref: S3GenReference
+    generator: torch.Generator | None
+    source: torch.Tensor | None = None  # (1, 1, S): overrides the first S excitation samples
+
+    @property
+    def batch_key(self) -> tuple[int, int, int]:
+        """Windows with equal keys have equal shapes all the way through S3Gen, so they batch exactly."""
+        return (self.tokens.size(-1), self.ref.prompt_token.size(-1), self.ref.prompt_feat.size(1))
 
 
 class S3Gen(nn.Module):
@@ -172,7 +193,7 @@ class S3Gen(nn.Module):
 
     # -- synthesis ---------------------------------------------------------------------------------------
 
-    def _check_tokens(self, speech_tokens: torch.Tensor) -> torch.Tensor:
+    def check_tokens(self, speech_tokens: torch.Tensor) -> torch.Tensor:
         speech_tokens = torch.atleast_2d(speech_tokens)
         if speech_tokens.size(0) != 1:
             raise ValueError("S3Gen synthesises one utterance at a time: speech_tokens must be (1, N)")
@@ -197,15 +218,28 @@ class S3Gen(nn.Module):
 
         `noise` (1, 80, 2 Np + 2N [- 6]) replaces the generator draw for the ODE start (prompt + new frames).
         """
-        tokens = self._check_tokens(speech_tokens)
-        ref = ref.to(self.device, self.dtype)
+        return self._flow(
+            [self.check_tokens(speech_tokens)], [ref], [generator], n_timesteps, noise, finalize
+        )
+
+    def _flow(
+        self,
+        tokens: list[torch.Tensor],
+        refs: list[S3GenReference],
+        generators: list[torch.Generator | None],
+        n_timesteps: int | None,
+        noise: torch.Tensor | None = None,
+        finalize: bool = True,
+    ) -> torch.Tensor:
+        """Equal-shape utterances, one row each, through the flow in one batch -> mel (B, 80, F)."""
+        refs = [ref.to(self.device, self.dtype) for ref in refs]
         return self.flow.inference(
-            tokens,
-            ref.prompt_token,
-            ref.prompt_feat,
-            ref.embedding,
+            torch.cat(tokens),
+            torch.cat([ref.prompt_token for ref in refs]),
+            torch.cat([ref.prompt_feat for ref in refs]),
+            torch.cat([ref.embedding for ref in refs]),
             noise,
-            generator,
+            generators,
             n_timesteps or self.cfg.cfm.n_timesteps,
             finalize,
         )
@@ -219,12 +253,46 @@ class S3Gen(nn.Module):
         `source` (1, 1, S) overrides the first S excitation samples: pass the tail of the previous chunk's
         source when re-vocoding overlapping mel so the chunks' excitation phases line up.
         """
-        mel = mel.to(self.device)
-        excitation = self.mel2wav.source(mel, generator)
-        if source is not None and source.size(-1) > 0:
-            n = min(source.size(-1), excitation.size(-1))
-            excitation[..., :n] = source[..., :n].to(excitation)
+        return self._hift(mel.to(self.device), [generator], [source])
+
+    def _hift(
+        self,
+        mel: torch.Tensor,
+        generators: list[torch.Generator | None],
+        sources: list[torch.Tensor | None],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (B, 80, F) -> (wav (B, 480 F), excitation (B, 1, 480 F)); row i's excitation is drawn from
+        generators[i] alone (as if unbatched) and starts with sources[i] when given."""
+        rows = []
+        for i, (generator, source) in enumerate(zip(generators, sources, strict=True)):
+            excitation = self.mel2wav.source(mel[i : i + 1], generator)
+            if source is not None and source.size(-1) > 0:
+                n = min(source.size(-1), excitation.size(-1))
+                excitation[..., :n] = source[..., :n].to(excitation)
+            rows.append(excitation)
+        excitation = torch.cat(rows)
         return self.mel2wav.decode(mel, excitation), excitation
+
+    @torch.inference_mode()
+    def synthesize(
+        self, windows: list[SynthesisWindow], n_timesteps: int | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Render equal-shape windows (same `batch_key`) in one batch through flow and vocoder.
+
+        Returns per window (wav (1, 480 F), excitation (1, 1, 480 F)), no trim/fade applied. Each window's
+        audio is what it would be alone: its noise and excitation come from its own generator, and the rows
+        never mix (only the matrix products see more rows, so floats may differ in the last bits).
+        """
+        if not windows:
+            return []
+        if len({w.batch_key for w in windows}) != 1:
+            raise ValueError("windows batched together must share one shape (SynthesisWindow.batch_key)")
+        generators = [w.generator for w in windows]
+        mel = self._flow(
+            [self.check_tokens(w.tokens) for w in windows], [w.ref for w in windows], generators, n_timesteps
+        )
+        wav, excitation = self._hift(mel, generators, [w.source for w in windows])
+        return [(wav[i : i + 1], excitation[i : i + 1]) for i in range(len(windows))]
 
     @torch.inference_mode()
     def inference(
@@ -246,4 +314,12 @@ def apply_trim_fade(wav: torch.Tensor, fade: torch.Tensor) -> torch.Tensor:
     return wav
 
 
-__all__ = ["HOP_24K", "S3Gen", "S3GenConfig", "S3GenReference", "apply_trim_fade", "trim_fade_window"]
+__all__ = [
+    "HOP_24K",
+    "S3Gen",
+    "S3GenConfig",
+    "S3GenReference",
+    "SynthesisWindow",
+    "apply_trim_fade",
+    "trim_fade_window",
+]
