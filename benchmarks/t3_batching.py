@@ -1,21 +1,27 @@
 """Aggregate T3 decode speed with continuous batching: 1, 2, 4, 8 concurrent requests vs upstream single-stream.
 
 Each concurrent request (a CFG pair of rows, its own seed) decodes the same number of tokens through our
-`DecodeBatcher`; aggregate tokens/s = all requests' tokens / wall time from the first submit to the last
-token, prefills included. Upstream 0.1.7 `T3.inference` runs one stream at a time on the same full-size
-random weights (fp32, its only precision), measured before and after ours in the same process.
+`DecodeBatcher`; all are submitted at once, and aggregate tokens/s = all requests' tokens / wall time from
+the first submit to the last token, prefills included. Upstream 0.1.7 `T3.inference` runs one stream at a
+time on the same full-size random weights (fp32, its only precision), measured before and after ours in
+the same process.
+
+Ours runs twice per concurrency, alternating: the requests admitted together prefilled in one padded pass
+(the default), and each prefilled in its own pass (`DecodeBatcher(batched_prefill=False)`). "steps" is the
+share of the wall time spent in batched decode steps; the rest is mostly prefill. With --varied-text
+request i drops 4*i text tokens, so prefill lengths differ and the batched pass carries padding.
 
     .venv/bin/python benchmarks/t3_batching.py [--tokens 60] [--concurrency 1 2 4 8] [--dtype bfloat16]
+        [--varied-text]
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import torch
-from chatterbox_engine.batching import DecodeBatcher
+from chatterbox_engine.batching import DecodeBatcher, StepStats
 from chatterbox_engine.sampling import SamplingParams
 from t3_decode import (
     TEXT_TOKENS,
@@ -29,23 +35,46 @@ from t3_decode import (
 )
 
 
-def run_batched(batcher: DecodeBatcher, cond: torch.Tensor, device: str, requests: int, tokens: int) -> float:
-    """Aggregate tokens/s of `requests` concurrent streams."""
-    counts = [0] * requests
+def text_for(index: int, varied: bool) -> torch.Tensor:
+    if not varied:
+        return TEXT_TOKENS
+    keep = TEXT_TOKENS.shape[1] - 1 - 4 * index  # always keeps the start token and at least a few words
+    return torch.cat((TEXT_TOKENS[:, :keep], TEXT_TOKENS[:, -1:]), dim=1)
 
-    def consume(index: int) -> None:
-        generator = torch.Generator(device).manual_seed(index)
-        stream = batcher.submit(cond, TEXT_TOKENS.to(device), SamplingParams(), generator, tokens)
-        counts[index] = sum(1 for _ in stream)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=consume, args=(i,)) for i in range(requests)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    sync(device)
-    return sum(counts) / (time.perf_counter() - started)
+class Run:
+    """One batcher and the seconds its decode steps took."""
+
+    def __init__(self, t3, max_requests: int, batched_prefill: bool) -> None:
+        self.step_seconds = 0.0
+        self.batcher = DecodeBatcher(
+            t3, max_requests=max_requests, batched_prefill=batched_prefill, on_step=self._count
+        )
+
+    def _count(self, stats: StepStats) -> None:
+        self.step_seconds += stats.seconds
+
+    def aggregate(
+        self, cond: torch.Tensor, device: str, requests: int, tokens: int, varied: bool
+    ) -> tuple[float, float]:
+        """Aggregate tokens/s of `requests` streams submitted at once, and the decode steps' time share."""
+        self.step_seconds = 0.0
+        started = time.perf_counter()
+        # Submitted back to back, so they arrive together; tokens queue up in each stream until read.
+        streams = [
+            self.batcher.submit(
+                cond,
+                text_for(index, varied).to(device),
+                SamplingParams(),
+                torch.Generator(device).manual_seed(index),
+                tokens,
+            )
+            for index in range(requests)
+        ]
+        count = sum(len(list(stream)) for stream in streams)
+        sync(device)
+        wall = time.perf_counter() - started
+        return count / wall, self.step_seconds / wall
 
 
 def main() -> None:
@@ -57,6 +86,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--varied-text", action="store_true", help="different text lengths per request")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,20 +94,33 @@ def main() -> None:
     upstream = build_upstream(ours, args.device)
     ours = in_dtype(ours, getattr(torch, args.dtype))
     cond = our_cond(ours, args.device)
-    batcher = DecodeBatcher(ours, max_requests=max(args.concurrency))
+    runs = {
+        "batched prefill": Run(ours, max(args.concurrency), batched_prefill=True),
+        "lone prefills": Run(ours, max(args.concurrency), batched_prefill=False),
+    }
     run_upstream(upstream, args.device, 3)  # warm-up
-    run_batched(batcher, cond, args.device, 1, 3)
+    for run in runs.values():
+        run.aggregate(cond, args.device, 2, 3, args.varied_text)
     upstream_runs = [run_upstream(upstream, args.device, args.tokens)]
-    rates = {n: run_batched(batcher, cond, args.device, n, args.tokens) for n in args.concurrency}
+    rates = {
+        (n, name): run.aggregate(cond, args.device, n, args.tokens, args.varied_text)
+        for n in args.concurrency
+        for name, run in runs.items()
+    }
     upstream_runs.append(run_upstream(upstream, args.device, args.tokens))
     baseline = best_rate(upstream_runs)
+    texts = "text lengths varied" if args.varied_text else "same text"
     print(
         f"T3 aggregate decode with continuous batching, full-size random weights, device={args.device}, "
-        f"threads={args.threads}, ours {args.dtype}, {args.tokens} tokens per request"
+        f"threads={args.threads}, ours {args.dtype}, {args.tokens} tokens per request, {texts}, "
+        f"prefill length slack {runs['batched prefill'].batcher.prefill_length_slack}"
     )
-    print(f"  upstream fp32, 1 stream : {baseline:7.2f} tokens/s   1.00x")
-    for requests, rate in rates.items():
-        print(f"  ours, {requests} concurrent      : {rate:7.2f} tokens/s   {rate / baseline:5.2f}x upstream")
+    print(f"  upstream fp32, 1 stream            : {baseline:7.2f} tokens/s   1.00x")
+    for (requests, name), (rate, step_share) in rates.items():
+        print(
+            f"  ours, {requests} concurrent, {name:15s}: {rate:7.2f} tokens/s   {rate / baseline:5.2f}x upstream"
+            f"   (steps {step_share:4.0%} of wall time)"
+        )
 
 
 if __name__ == "__main__":

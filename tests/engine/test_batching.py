@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from chatterbox_engine.batching import PREFILL_LENGTH_SLACK, DecodeBatcher
+from chatterbox_engine.batching import DecodeBatcher
 from chatterbox_engine.cuda_graphs import EagerStep, bucket_for
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.sampling import SamplingParams
@@ -86,10 +86,10 @@ def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
 
 def test_requests_admitted_together_share_prefill_passes_and_equal_lone_decoding(t3, cond):
     # Far longer than the others: its padding would waste too much, so it gets its own pass.
-    long_request = ([255, *range(200, 200 + 40 + PREFILL_LENGTH_SLACK), 0], SamplingParams(), 6, 20)
+    long_request = ([255, *range(200, 270), 0], SamplingParams(), 6, 20)
     requests = [*REQUESTS, long_request]
     expected = [alone(t3, cond, *request) for request in requests]
-    batcher = DecodeBatcher(t3, max_requests=len(requests))
+    batcher = DecodeBatcher(t3, max_requests=len(requests), prefill_length_slack=32)
     with prefill_passes(t3) as passes:
         with joining_together(batcher):
             streams = [submit(batcher, cond, *request) for request in requests]
@@ -97,6 +97,17 @@ def test_requests_admitted_together_share_prefill_passes_and_equal_lone_decoding
     assert results == expected
     # REQUESTS' text lengths differ by less than the slack: one pass over their 9 rows (one without CFG).
     assert sorted(passes) == [2, 9]
+
+
+def test_prefill_groups_split_where_lengths_differ_by_more_than_the_slack(t3, cond):
+    # Text lengths 4, 9, 14, 20, 27 (REQUESTS' order 3, 1, 0, 4, 2): 8 positions split them in three.
+    expected = [alone(t3, cond, *request) for request in REQUESTS]
+    batcher = DecodeBatcher(t3, max_requests=len(REQUESTS), prefill_length_slack=8)
+    with prefill_passes(t3) as passes:
+        with joining_together(batcher):
+            streams = [submit(batcher, cond, *request) for request in REQUESTS]
+        assert [list(stream) for stream in streams] == expected
+    assert passes == [3, 4, 2]
 
 
 def test_batched_prefill_off_gives_the_same_tokens_one_pass_per_request(t3, cond):
@@ -111,7 +122,7 @@ def test_batched_prefill_off_gives_the_same_tokens_one_pass_per_request(t3, cond
 
 def test_cancelled_requests_in_a_prefill_group_leave_the_others_untouched(t3, cond):
     kept = [REQUESTS[0], REQUESTS[2], REQUESTS[1]]
-    batcher = DecodeBatcher(t3, max_requests=5)
+    batcher = DecodeBatcher(t3, max_requests=5, prefill_length_slack=32)
     with prefill_passes(t3) as passes:
         with joining_together(batcher):
             first = submit(batcher, cond, *kept[0])
