@@ -1,5 +1,5 @@
-"""GPU figures (when a CUDA device is present): T3 it/s with CUDA graphs vs eager at batch 1 and 8, and
-end-to-end TTFA / RTF of the engine (random:full) for 1 and 8 concurrent streams. Prints a notice and exits
+"""GPU figures (when a CUDA device is present): T3 it/s with CUDA graphs vs eager at batch 1 and 8, S3Gen
+stream windows one by one vs batched, and end-to-end TTFA / RTF of the engine (random:full) for 1 and 8 concurrent streams. Prints a notice and exits
 0 on a machine without CUDA, so `make bench` runs everywhere.
 
     .venv/bin/python benchmarks/gpu_check.py [--dtype bfloat16] [--tokens 200]
@@ -58,6 +58,22 @@ def decode_rates(dtype: torch.dtype, tokens: int) -> None:
     torch.cuda.empty_cache()
 
 
+def s3gen_batch_rates(dtype: torch.dtype) -> None:
+    """Stream chunk windows (50 tokens over a 10 s prompt) through S3Gen one by one vs batched."""
+    from chatterbox_engine.engine import synthetic_reference
+    from chatterbox_engine.s3gen import S3Gen, S3GenConfig
+    from s3gen_batching import print_comparison, windows
+
+    s3gen = S3Gen(S3GenConfig.full()).to("cuda", dtype)
+    ref = s3gen.embed_ref(torch.from_numpy(synthetic_reference(10.0)[0])[None])
+    s3gen.synthesize(windows(ref, 8, 50))  # warm-up at both sizes
+    s3gen.synthesize(windows(ref, 1, 50))
+    print("  S3Gen stream windows (50 tokens, 10 s prompt, 10 CFM steps):")
+    print_comparison(s3gen, ref, [1, 8], 50, 10)
+    del s3gen
+    torch.cuda.empty_cache()
+
+
 def engine_latency(dtype: str) -> None:
     import chatterbox_engine as ce
 
@@ -99,6 +115,7 @@ def main() -> None:
         return
     print(f"GPU check on {torch.cuda.get_device_name()}, {args.dtype}, full-size random weights")
     decode_rates(getattr(torch, args.dtype), args.tokens)
+    s3gen_batch_rates(getattr(torch, args.dtype))
     engine_latency(args.dtype)
 
 

@@ -20,16 +20,44 @@ from chatterbox_engine.s3gen import S3Gen, S3GenConfig, S3GenReference, Synthesi
 
 
 def windows(ref: S3GenReference, count: int, window: int) -> list[SynthesisWindow]:
-    tokens = torch.randint(0, 6561, (count, window), generator=torch.Generator().manual_seed(0))
+    device = ref.prompt_token.device
+    tokens = torch.randint(0, 6561, (count, window), generator=torch.Generator().manual_seed(0)).to(device)
     return [
-        SynthesisWindow(tokens[i : i + 1], ref, torch.Generator().manual_seed(100 + i)) for i in range(count)
+        SynthesisWindow(tokens[i : i + 1], ref, torch.Generator(device).manual_seed(100 + i))
+        for i in range(count)
     ]
 
 
-def timed(run) -> tuple[float, list]:
+def synchronize(s3gen: S3Gen) -> None:
+    if s3gen.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def compare(
+    s3gen: S3Gen, ref: S3GenReference, count: int, window: int, steps: int
+) -> tuple[float, float, float]:
+    """Seconds for `count` windows one by one, then as one batch (same generators), and max |wav diff|."""
+    synchronize(s3gen)
     started = time.perf_counter()
-    out = run()
-    return time.perf_counter() - started, out
+    alone = [s3gen.synthesize([w], steps)[0] for w in windows(ref, count, window)]
+    synchronize(s3gen)
+    alone_s = time.perf_counter() - started
+    started = time.perf_counter()
+    batched = s3gen.synthesize(windows(ref, count, window), steps)  # fresh generators: the same draws
+    synchronize(s3gen)
+    batch_s = time.perf_counter() - started
+    diff = max(float((a[0] - b[0]).abs().max()) for a, b in zip(alone, batched, strict=True))
+    return alone_s, batch_s, diff
+
+
+def print_comparison(s3gen: S3Gen, ref: S3GenReference, counts, window: int, steps: int) -> None:
+    print(f"{'windows':>8} {'one by one':>14} {'batched':>14} {'speed-up':>9} {'max |diff|':>11}")
+    for count in counts:
+        alone_s, batch_s, diff = compare(s3gen, ref, count, window, steps)
+        print(
+            f"{count:>8} {count / alone_s:>10.3f} w/s {count / batch_s:>10.3f} w/s "
+            f"{alone_s / batch_s:>8.2f}x {diff:>11.2e}"
+        )
 
 
 def main() -> None:
@@ -48,17 +76,7 @@ def main() -> None:
     )
     ref = s3gen.embed_ref(torch.from_numpy(synthetic_reference(args.prompt_seconds)[0])[None])
     s3gen.synthesize(windows(ref, 1, args.window), args.steps)  # warm-up
-    print(f"{'windows':>8} {'one by one':>14} {'batched':>14} {'speed-up':>9} {'max |diff|':>11}")
-    for count in (int(b) for b in args.batches.split(",")):
-        jobs = windows(ref, count, args.window)
-        alone_s, alone = timed(lambda j=jobs: [s3gen.synthesize([w], args.steps)[0] for w in j])
-        jobs = windows(ref, count, args.window)  # fresh generators: the same draws again
-        batch_s, batched = timed(lambda j=jobs: s3gen.synthesize(j, args.steps))
-        diff = max(float((a[0] - b[0]).abs().max()) for a, b in zip(alone, batched, strict=True))
-        print(
-            f"{count:>8} {count / alone_s:>10.3f} w/s {count / batch_s:>10.3f} w/s "
-            f"{alone_s / batch_s:>8.2f}x {diff:>11.2e}"
-        )
+    print_comparison(s3gen, ref, [int(b) for b in args.batches.split(",")], args.window, args.steps)
 
 
 if __name__ == "__main__":

@@ -172,15 +172,19 @@ class Engine:
         self,
         max_requests: int = 8,
         on_step: Callable[[StepStats], None] | None = None,
+        batch_s3gen: bool = True,
         on_s3gen_batch: Callable[[WindowBatchStats], None] | None = None,
     ) -> bool:
         """Share the model between concurrent calls: their T3 tokens decode in one continuous batch
         (`batching.py`, at most max_requests at once; on_step(StepStats) after every batched step), and
-        concurrent streams' chunk windows of equal shape run through S3Gen together (`s3gen_batching.py`;
-        on_s3gen_batch(WindowBatchStats) after every S3Gen call). Results are unchanged: a seed gives the
-        same tokens batched or alone, and the same audio up to float rounding. Returns False when this
-        model's T3 has no batched step (Turbo): then only S3Gen work is batched."""
-        self._window_batcher = WindowBatcher(self.s3gen, max_windows=max_requests, on_batch=on_s3gen_batch)
+        with batch_s3gen concurrent streams' chunk windows of equal shape run through S3Gen together
+        (`s3gen_batching.py`; on_s3gen_batch(WindowBatchStats) after every S3Gen call). A seed gives the
+        same tokens batched or alone, and the same audio (up to float rounding where S3Gen calls were
+        shared). Returns False when this model's T3 has no batched step (Turbo); S3Gen is still batched."""
+        if batch_s3gen:
+            self._window_batcher = WindowBatcher(
+                self.s3gen, max_windows=max_requests, on_batch=on_s3gen_batch
+            )
         if not hasattr(self.t3, "step"):
             return False
         self._batcher = DecodeBatcher(self.t3, max_requests=max_requests, on_step=on_step)

@@ -88,8 +88,9 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         library = VoiceLibrary(
             settings.voice_library_dir, load_tensors=engine.load_voice, save_tensors=engine.save_voice
         )
+        max_concurrent = settings.max_concurrent or engine.default_max_concurrent
         scheduler = Scheduler(
-            max_concurrent=settings.max_concurrent,
+            max_concurrent=max_concurrent,
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
             metrics=metrics,
@@ -98,8 +99,9 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         # One T3 decode loop over all worker threads' requests, and shared S3Gen calls for their streams
         # (see EngineAdapter.enable_batching).
         engine.enable_batching(
-            settings.max_concurrent,
+            max_concurrent,
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
+            batch_s3gen=engine.on_gpu if settings.batch_s3gen is None else settings.batch_s3gen,
             on_s3gen_batch=lambda windows, seconds: metrics.s3gen_batch_size.observe(windows),
         )
         app.state.voices = VoiceService(

@@ -67,7 +67,18 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="Comma-separated Bearer keys; empty means no authentication.")
     api_keys_file: Path | None = Field(None, description="File with one key per line (a mounted Secret).")
 
-    max_concurrent: int = Field(1, ge=1, description="Syntheses running at once (worker threads).")
+    max_concurrent: int | None = Field(
+        None,
+        ge=1,
+        description="Syntheses running at once (worker threads), decoded together in one batch; "
+        "unset: 8 on a GPU, 2 on CPU.",
+    )
+    batch_s3gen: bool | None = Field(
+        None,
+        description="Render the chunks of concurrent streams in shared S3Gen calls (audio equal to solo audio "
+        "up to float rounding); unset: on a GPU only. On CPU, S3Gen is compute-bound and gains nothing, and "
+        "left off, concurrent audio stays bit-identical to the same request alone.",
+    )
     max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a worker; beyond that, 429.")
     request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may wait and synthesise.")
     drain_seconds: float = Field(

@@ -81,24 +81,35 @@ class EngineAdapter:
             ) from error
         return cls(engine)
 
+    @property
+    def on_gpu(self) -> bool:
+        return str(self.info.get("device", "")).startswith("cuda")
+
+    @property
+    def default_max_concurrent(self) -> int:
+        """The batch size when MAX_CONCURRENT is unset: 8 on a GPU, where a batched step costs about what a
+        single one does; 2 on CPU, where S3Gen is compute-bound but two requests still share T3's weight reads."""
+        return 8 if self.on_gpu else 2
+
     def enable_batching(
         self,
         max_requests: int,
         on_step: Callable[[int, float], None],
+        batch_s3gen: bool,
         on_s3gen_batch: Callable[[int, float], None],
     ) -> bool:
-        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests, and concurrent
-        streams render their chunks through S3Gen together (same audio as alone). on_step(requests,
-        seconds) after each batched T3 step, on_s3gen_batch(windows, seconds) after each S3Gen call. On a
-        GPU always (the batcher replays the decode step from CUDA graphs); on CPU only with several
-        workers. False if T3 batching is not enabled."""
-        on_gpu = str(self.info.get("device", "")).startswith("cuda")
-        if max_requests < 2 and not on_gpu:
+        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same tokens as
+        alone); with batch_s3gen, concurrent streams also render their chunks through S3Gen together (same
+        audio up to float rounding). on_step(requests, seconds) after each batched T3 step,
+        on_s3gen_batch(windows, seconds) after each S3Gen call. On a GPU always (the batcher replays the
+        decode step from CUDA graphs); on CPU only with several workers. False if T3 batching is off."""
+        if max_requests < 2 and not self.on_gpu:
             return False
         return bool(
             self._engine.enable_batching(
                 max_requests,
                 on_step=lambda stats: on_step(stats.requests, stats.seconds),
+                batch_s3gen=batch_s3gen,
                 on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows, stats.seconds),
             )
         )
