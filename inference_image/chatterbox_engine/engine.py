@@ -423,7 +423,8 @@ class Engine:
         language: str | None = None,
         chunk_tokens: int | None = None,
     ) -> Iterator[AudioChunk]:
-        """Yield audio chunks as speech tokens arrive: a small first chunk, then ~chunk_tokens each.
+        """Yield audio chunks as speech tokens arrive: a small first chunk (0.4 s), then chunks doubling
+        from 1 s to 4 s of audio (`streaming.ChunkPlan`); `chunk_tokens` fixes them at that many tokens.
 
         Input is validated before the first chunk; closing the iterator stops work at the next chunk.
         """
@@ -449,7 +450,9 @@ class Engine:
             ):
                 raise InvalidParameterError(f"chunk_tokens must be between 1 and 500, got {chunk_tokens!r}")
             plan = ChunkPlan(
-                first_chunk_tokens=min(plan.first_chunk_tokens, chunk_tokens), chunk_tokens=chunk_tokens
+                first_chunk_tokens=min(plan.first_chunk_tokens, chunk_tokens),
+                chunk_tokens=chunk_tokens,
+                max_chunk_tokens=chunk_tokens,  # an explicit size is kept, not grown
             )
         return self._stream(request, plan)
 

@@ -26,10 +26,27 @@ FADE_OUT_SAMPLES = 480  # 20 ms at the end of each sentence-aligned piece
 
 @dataclass(frozen=True)
 class ChunkPlan:
+    """Chunk sizes in speech tokens (25 per second of audio).
+
+    After the small first chunk, chunks double from `chunk_tokens` up to `max_chunk_tokens`. Every chunk
+    re-renders the voice's reference prompt and some left context through S3Gen, so fewer, larger chunks
+    later in an utterance cut that repeated work (and give S3Gen more context), while the first chunks
+    stay small for an early start. The schedule depends only on the count of chunks rendered, so streams
+    decoded in step keep equal window shapes (S3Gen batching).
+    """
+
     first_chunk_tokens: int = 10  # small, for a quick first packet (0.4 s)
-    chunk_tokens: int = 25  # then about one second per chunk
+    chunk_tokens: int = 25  # then one second of audio
+    max_chunk_tokens: int = 100  # doubling up to four seconds per chunk
     context_tokens: int = 25  # left context re-run through S3Gen for continuity
     overlap_tokens: int = 3  # held back and cross-faded (the encoder's lookahead)
+
+    def chunk_size(self, chunks_rendered: int) -> int:
+        if chunks_rendered == 0:
+            return self.first_chunk_tokens
+        return min(
+            self.chunk_tokens << min(chunks_rendered - 1, 16), max(self.max_chunk_tokens, self.chunk_tokens)
+        )
 
 
 class ChunkRenderer:
@@ -53,11 +70,10 @@ class ChunkRenderer:
         self.excitation: torch.Tensor | None = None  # vocoder source of the previous window
         self.excitation_start = 0
         self.rendered_tokens = 0
+        self.chunks_rendered = 0
 
     def next_chunk_due(self) -> bool:
-        pending = len(self.tokens) - self.rendered_tokens
-        size = self.plan.first_chunk_tokens if self.rendered_tokens == 0 else self.plan.chunk_tokens
-        return pending >= size
+        return len(self.tokens) - self.rendered_tokens >= self.plan.chunk_size(self.chunks_rendered)
 
     def render(self, final: bool) -> np.ndarray:
         """Audio for tokens so far; unless final, the last `overlap_tokens` worth is held back."""
@@ -83,6 +99,7 @@ class ChunkRenderer:
         audio = wav[0].float().cpu().numpy()[self.emitted_until - window_start :]
         audio = crossfade(self.tail, audio)
         self.rendered_tokens = end
+        self.chunks_rendered += 1
         if final:
             self.tail = np.zeros(0, dtype=np.float32)
             self.emitted_until += len(audio)

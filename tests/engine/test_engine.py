@@ -198,6 +198,26 @@ def test_stream_matches_one_shot_length_and_joins_smoothly(tiny_engine):
     assert max(_join_jumps([c.audio for c in chunks])) <= largest_step
 
 
+def test_stream_chunks_grow_after_a_small_first_chunk(tiny_engine):
+    """Later chunks double up to 4 s, so a long utterance re-renders its prompt through S3Gen less often."""
+    from chatterbox_engine.streaming import ChunkPlan, ChunkRenderer
+
+    renderer = ChunkRenderer(
+        tiny_engine.s3gen, tiny_engine.default_voice.s3gen_ref, torch.Generator(), ChunkPlan()
+    )
+    tokens = torch.randint(0, 6561, (300,), generator=torch.Generator().manual_seed(0)).tolist()
+    emitted, due_at = [], []
+    with torch.inference_mode():  # as the engine renders
+        for token in tokens:
+            renderer.tokens.append(token)
+            if renderer.next_chunk_due():
+                due_at.append(len(renderer.tokens))
+                emitted.append(renderer.render(final=False))
+        emitted.append(renderer.render(final=True))
+    assert np.diff([0, *due_at]).tolist() == [10, 25, 50, 100, 100]
+    assert sum(chunk.size for chunk in emitted) == len(tokens) * SAMPLES_PER_TOKEN
+
+
 def test_one_token_chunks_still_cover_the_whole_utterance(tiny_engine):
     one_shot = tiny_engine.generate("Tiny chunks.", seed=3)
     chunks = list(tiny_engine.generate_stream("Tiny chunks.", seed=3, chunk_tokens=1))
