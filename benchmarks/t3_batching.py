@@ -12,7 +12,7 @@ share of the wall time spent in batched decode steps; the rest is mostly prefill
 request i drops 4*i text tokens, so prefill lengths differ and the batched pass carries padding.
 
     .venv/bin/python benchmarks/t3_batching.py [--tokens 60] [--concurrency 1 2 4 8] [--dtype bfloat16]
-        [--varied-text]
+        [--varied-text] [--prefill-length-slack N]
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ def text_for(index: int, varied: bool) -> torch.Tensor:
 class Run:
     """One batcher and the seconds its decode steps took."""
 
-    def __init__(self, t3, max_requests: int, batched_prefill: bool) -> None:
+    def __init__(self, t3, max_requests: int, batched_prefill: bool, slack: int | None = None) -> None:
         self.step_seconds = 0.0
         self.batcher = DecodeBatcher(
-            t3, max_requests=max_requests, batched_prefill=batched_prefill, on_step=self._count
+            t3,
+            max_requests=max_requests,
+            batched_prefill=batched_prefill,
+            prefill_length_slack=slack,
+            on_step=self._count,
         )
 
     def _count(self, stats: StepStats) -> None:
@@ -87,6 +91,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--varied-text", action="store_true", help="different text lengths per request")
+    parser.add_argument(
+        "--prefill-length-slack", type=int, default=None, help="positions (default: the device's)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -95,7 +102,9 @@ def main() -> None:
     ours = in_dtype(ours, getattr(torch, args.dtype))
     cond = our_cond(ours, args.device)
     runs = {
-        "batched prefill": Run(ours, max(args.concurrency), batched_prefill=True),
+        "batched prefill": Run(
+            ours, max(args.concurrency), batched_prefill=True, slack=args.prefill_length_slack
+        ),
         "lone prefills": Run(ours, max(args.concurrency), batched_prefill=False),
     }
     run_upstream(upstream, args.device, 3)  # warm-up
