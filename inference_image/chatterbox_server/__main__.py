@@ -27,8 +27,25 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _is_aborted_stream(error: BaseException | None) -> bool:
+    from .services.speech import StreamAborted
+
+    if isinstance(error, BaseExceptionGroup):
+        return any(_is_aborted_stream(member) for member in error.exceptions)
+    return isinstance(error, StreamAborted)
+
+
+class _AbortedStreamFilter(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" traceback for a stream we cut on purpose: the
+    speech service has already logged one warning line saying why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_aborted_stream(record.exc_info[1]))
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_AbortedStreamFilter())
     if settings.log_json:
         handler.setFormatter(_JsonFormatter())
     else:
