@@ -29,6 +29,8 @@ _PYAV_FORMATS: dict[str, tuple[str, str, int | None]] = {
     "aac": ("adts", "aac", 128_000),
     "flac": ("flac", "flac", None),
 }
+# Sent in one piece at the end, so the header can state the length (see StreamEncoder).
+_WHOLE_FILE_FORMATS = frozenset({"flac"})
 # Ogg holds pages for up to a second by default; short pages let opus stream like the other formats.
 _CONTAINER_OPTIONS = {"ogg": {"page_duration": "20000"}}
 
@@ -67,10 +69,13 @@ class StreamEncoder:
         self.audio_format = audio_format
         self.sample_rate = sample_rate
         self._header_pending = audio_format == "wav"
+        # FLAC's header states the length, which readers such as libsndfile (soundfile) need: it is written
+        # into a seekable buffer, which the muxer rewrites at the end, and sent whole when done.
+        self._whole_file = audio_format in _WHOLE_FILE_FORMATS
         self._container = None
         if audio_format in _PYAV_FORMATS:
             container_format, codec, bit_rate = _PYAV_FORMATS[audio_format]
-            self._sink = _ByteSink()
+            self._sink = io.BytesIO() if self._whole_file else _ByteSink()
             self._container = av.open(
                 self._sink, "w", format=container_format, options=_CONTAINER_OPTIONS.get(container_format, {})
             )
@@ -92,7 +97,7 @@ class StreamEncoder:
         self._next_pts += audio.size
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
-        return self._sink.take()
+        return b"" if self._whole_file else self._sink.take()
 
     def finish(self) -> bytes:
         if self._container is None:
@@ -101,7 +106,7 @@ class StreamEncoder:
             self._container.mux(packet)
         self._container.close()
         self._container = None
-        return self._sink.take()
+        return self._sink.getvalue() if self._whole_file else self._sink.take()
 
     def close(self) -> None:
         """Release the codec when a stream is abandoned before `finish`."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import httpx
 import numpy as np
 import pytest
+import soundfile
 from openai import OpenAI
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, decode_audio, pcm_seconds
@@ -60,6 +62,19 @@ def test_every_format_decodes_with_the_right_rate_and_length(
     assert rate == sample_rate
     # Same seed, same audio: the encoded clip lasts as long as the raw one (give or take codec padding).
     assert abs(samples.size / rate - pcm_seconds(reference_pcm)) < 0.15
+
+
+def test_flac_is_a_complete_file_that_soundfile_reads(client: OpenAI, reference_pcm: bytes) -> None:
+    response = client.audio.speech.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format="flac", extra_body={"seed": 7}
+    )
+    samples, rate = soundfile.read(io.BytesIO(response.content), dtype="int16")
+    assert rate == 24_000
+    # Sent whole, its header states the length; lossless, its samples are the PCM clip's (up to how the
+    # encoder rounds float samples to 16 bits).
+    pcm = np.frombuffer(reference_pcm, "<i2").astype(np.int32)
+    assert samples.shape == pcm.shape
+    assert np.abs(samples.astype(np.int32) - pcm).max() <= 1
 
 
 def test_speed_changes_duration_not_rate(client: OpenAI, reference_pcm: bytes) -> None:
