@@ -37,8 +37,9 @@ _LENGTH_QUANTUM = 256  # the shared cache grows in these steps (fewer regrowths,
 # Requests whose prefill lengths differ by more than this many positions get separate passes. On CPU a
 # prefill is compute-bound: padding costs as much as real positions and sharing a pass saves little
 # (8 full-size bf16 requests: one pass 1.1x faster than 8 at equal lengths with CFG, 1.3x without; 0.9x
-# and 1.05x when lengths spread over 28 positions), so only near-equal lengths share. On GPU a prefill of a few hundred positions is launch-bound, padding is
-# nearly free and one pass replaces several.
+# and 1.05x when lengths spread over 28 positions), so only near-equal lengths share. On GPU a prefill of
+# a few hundred positions is launch-bound, padding nearly free and one pass replaces several (not yet
+# measured there).
 PREFILL_LENGTH_SLACK = {"cpu": 8, "cuda": 128}
 _FINISHED = object()
 
