@@ -29,7 +29,9 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 SAMPLE_RATE = 24_000
 
 
-def start_server(model: str, dtype: str, workers: int, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model: str, dtype: str, workers: int, batch_s3gen: bool, workdir: Path
+) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -40,6 +42,7 @@ def start_server(model: str, dtype: str, workers: int, workdir: Path) -> tuple[s
         "WATERMARK": "false",
         "MAX_CONCURRENT": str(workers),
         "MAX_QUEUE": str(4 * workers),
+        "BATCH_S3GEN": str(batch_s3gen).lower(),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),
         "VOICE_LIBRARY_DIR": str(workdir / "voices"),
@@ -111,13 +114,17 @@ def main() -> None:
     parser.add_argument("--model", default="random:full")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--batch-s3gen", action="store_true", help="share S3Gen calls between streams (a GPU's default)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_server(args.model, args.dtype, args.concurrency, Path(tmp))
+        process, url = start_server(args.model, args.dtype, args.concurrency, args.batch_s3gen, Path(tmp))
         try:
             print(
                 f"HTTP end to end, {args.model} {args.dtype}, one sentence ({len(SENTENCE)} chars), PCM, "
-                f"{args.concurrency} workers sharing one continuous T3 batch"
+                f"{args.concurrency} workers sharing one continuous T3 batch, "
+                f"S3Gen calls {'shared' if args.batch_s3gen else 'per request'}"
             )
             for concurrent in (1, args.concurrency):
                 for stream in (True, False):
