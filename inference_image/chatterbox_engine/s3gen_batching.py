@@ -109,7 +109,10 @@ class WindowBatcher:
                     job.result.set_result(result)
                 self._last_call_seconds = time.perf_counter() - started
                 if self.on_batch is not None:
-                    self.on_batch(WindowBatchStats(len(group), self._last_call_seconds))
+                    try:
+                        self.on_batch(WindowBatchStats(len(group), self._last_call_seconds))
+                    except Exception:  # metrics must never stop the worker every stream waits on
+                        log.exception("S3Gen batch callback failed")
 
     def _next_group(self) -> list[_Job]:
         """Wait for work, give peers up to `gather_seconds`, then take the oldest window's shape group."""
