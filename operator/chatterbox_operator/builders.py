@@ -330,11 +330,31 @@ def ingress(owner: Owner, spec: dict[str, Any]) -> Manifest:
         ingress_spec["ingressClassName"] = settings["className"]
     if settings.get("tlsSecretName"):
         ingress_spec["tls"] = [{"hosts": [settings["host"]], "secretName": settings["tlsSecretName"]}]
+    metadata = _metadata(owner)
+    metadata["annotations"] = {**ingress_nginx_annotations(spec), **settings.get("annotations", {})}
     return {
         "apiVersion": r.INGRESSES.api_version,
         "kind": r.INGRESSES.kind,
-        "metadata": _metadata(owner),
+        "metadata": metadata,
         "spec": ingress_spec,
+    }
+
+
+# The server's largest voice upload (MAX_VOICE_UPLOAD_BYTES, 10 MiB) plus multipart overhead.
+INGRESS_BODY_SIZE = "12m"
+
+
+def ingress_nginx_annotations(spec: dict[str, Any]) -> dict[str, str]:
+    """What ingress-nginx needs to pass the API through unchanged (other controllers ignore them): audio
+    streamed as it is made instead of buffered, requests as long as the server allows them, and voice
+    uploads beyond its 1m body default."""
+    timeout = str(spec["serving"]["requestTimeoutSeconds"])
+    prefix = "nginx.ingress.kubernetes.io/"
+    return {
+        prefix + "proxy-buffering": "off",
+        prefix + "proxy-read-timeout": timeout,
+        prefix + "proxy-send-timeout": timeout,
+        prefix + "proxy-body-size": INGRESS_BODY_SIZE,
     }
 
 

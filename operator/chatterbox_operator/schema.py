@@ -183,15 +183,17 @@ NO_DELETE_OF_FOREIGN_CLAIM = Rule(
 )
 
 QUEUE_CAN_REACH_HPA_TARGET = Rule(
+    # The HPA scales up only when the average exceeds its target by its 10% tolerance, and a pod never
+    # queues more than maxQueue: so maxQueue must exceed 1.1 x target (integers: 10 maxQueue > 11 target).
     # A quantity string ("1500m") is left to the user: parsing it would make the rule costly in CEL.
     cel="!self.autoscaling.enabled || type(self.autoscaling.targetQueueDepth) != int"
-    " || self.autoscaling.targetQueueDepth < self.serving.maxQueue",
-    message="autoscaling.targetQueueDepth must be below serving.maxQueue: a pod never queues more than"
-    " maxQueue requests, so the autoscaler would never scale up",
+    " || self.autoscaling.targetQueueDepth * 11 < self.serving.maxQueue * 10",
+    message="autoscaling.targetQueueDepth must stay under serving.maxQueue / 1.1: a pod never queues more"
+    " than maxQueue requests, and the autoscaler scales up only when the average exceeds 1.1 x its target",
     check=lambda v: (
         not v["autoscaling"]["enabled"]
         or not _is_integer(v["autoscaling"]["targetQueueDepth"])
-        or v["autoscaling"]["targetQueueDepth"] < v["serving"]["maxQueue"]
+        or v["autoscaling"]["targetQueueDepth"] * 11 < v["serving"]["maxQueue"] * 10
     ),
 )
 
@@ -290,7 +292,7 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "maxReplicas": integer("Upper bound.", minimum=1, default=4),
                 "targetQueueDepth": int_or_string(
                     "Average queued requests per pod to aim for: requests waiting for a free slot"
-                    " beyond the serving.maxConcurrent a pod decodes at once (below serving.maxQueue).",
+                    " beyond the serving.maxConcurrent a pod decodes at once (under serving.maxQueue / 1.1).",
                     default=2,
                 ),
             },
@@ -342,6 +344,11 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "className": string("IngressClass name."),
                 "tlsSecretName": string("Secret with the TLS certificate for host."),
                 "path": string("Path prefix.", default="/", pattern="^/"),
+                "annotations": string_map(
+                    "Annotations of the Ingress, over the operator's ingress-nginx defaults (proxy buffering"
+                    " off so audio streams as made, read and send timeouts of serving.requestTimeoutSeconds,"
+                    " a 12m request body for voice uploads); set a key to override it."
+                ),
             },
             default={},
             rules=[

@@ -244,6 +244,26 @@ def test_service_ingress_and_url() -> None:
     assert builders.service_url("demo", "speech", spec_of({})) == "http://demo.speech.svc.cluster.local"
 
 
+def test_ingress_passes_streams_long_requests_and_voice_uploads_through_ingress_nginx() -> None:
+    nginx = "nginx.ingress.kubernetes.io/"
+    raw = {**FULL_SPEC, "serving": {"requestTimeoutSeconds": 120}}
+    annotations = children(raw)["Ingress"].manifest["metadata"]["annotations"]
+    assert annotations == {
+        nginx + "proxy-buffering": "off",  # audio reaches the client as it is made
+        nginx + "proxy-read-timeout": "120",
+        nginx + "proxy-send-timeout": "120",
+        nginx + "proxy-body-size": "12m",  # a 10 MiB voice sample plus its multipart envelope
+    }
+    # The user's annotations win by key and add to ours.
+    raw["ingress"] = {
+        **FULL_SPEC["ingress"],
+        "annotations": {nginx + "proxy-body-size": "50m", "team": "tts"},
+    }
+    annotations = children(raw)["Ingress"].manifest["metadata"]["annotations"]
+    assert annotations[nginx + "proxy-body-size"] == "50m" and annotations["team"] == "tts"
+    assert annotations[nginx + "proxy-buffering"] == "off"
+
+
 def test_variant_is_a_pod_label_outside_the_selector() -> None:
     deployment = builders.deployment(OWNER, spec_of({"model": {"variant": "turbo"}}), None)
     assert deployment["spec"]["template"]["metadata"]["labels"][builders.VARIANT_LABEL] == "turbo"

@@ -153,6 +153,9 @@ RULE_CASES = {
         {"ingress": {"tlsSecretName": "tls"}},
         {"autoscaling": {"minReplicas": 3, "maxReplicas": 3}},
         {"autoscaling": {"enabled": True, "targetQueueDepth": 8}, "serving": {"maxQueue": 8}},
+        # 11 / 10 is a ratio the HPA's 10% tolerance never acts on; 12 / 10 it does.
+        {"autoscaling": {"enabled": True, "targetQueueDepth": 10}, "serving": {"maxQueue": 11}},
+        {"autoscaling": {"enabled": True, "targetQueueDepth": 10}, "serving": {"maxQueue": 12}},
         {"autoscaling": {"enabled": True, "targetQueueDepth": "1500m"}, "serving": {"maxQueue": 1}},
         {"autoscaling": {"enabled": False}, "serving": {"maxQueue": 0}},
     ],
