@@ -274,4 +274,7 @@ class DecodeBatcher:
             member.logits = logits[member.first_row : member.first_row + member.rows]
             member.position += 1
         if self.on_step is not None:
-            self.on_step(StepStats(len(self._active), embeds.shape[0], time.perf_counter() - started))
+            try:
+                self.on_step(StepStats(len(self._active), embeds.shape[0], time.perf_counter() - started))
+            except Exception:  # metrics must never fail the requests in the batch
+                log.exception("decode step callback failed")

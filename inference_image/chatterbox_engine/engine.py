@@ -20,7 +20,7 @@ from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
 from .s3gen.config import S3_SR, S3GEN_SR
-from .s3gen_batching import WindowBatcher, WindowBatchStats
+from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
 from .sampling import SamplingParams
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .t3_gpt2 import decode_turbo_tokens
@@ -183,7 +183,7 @@ class Engine:
         shared). Returns False when this model's T3 has no batched step (Turbo); S3Gen is still batched."""
         if batch_s3gen:
             self._window_batcher = WindowBatcher(
-                self.s3gen, max_windows=max_requests, on_batch=on_s3gen_batch
+                self.s3gen, max_windows=min(max_requests, MAX_WINDOWS), on_batch=on_s3gen_batch
             )
         if not hasattr(self.t3, "step"):
             return False

@@ -25,6 +25,8 @@ from .s3gen import S3Gen, SynthesisWindow
 
 log = logging.getLogger(__name__)
 
+# Most windows one S3Gen call takes: beyond this a batch mostly adds memory (and what one failure touches).
+MAX_WINDOWS = 16
 # Adaptive wait for peers' windows, seconds: thread wake-ups take a few ms; a CPU S3Gen call takes seconds.
 GATHER_BOUNDS = (0.002, 0.25)
 
@@ -97,22 +99,46 @@ class WindowBatcher:
         with torch.inference_mode():
             while True:
                 group = self._next_group()
-                started = time.perf_counter()
                 try:
-                    results = self.s3gen.synthesize([job.window for job in group])
-                except Exception as error:  # a failed batch fails its requests, never the server
-                    log.exception("batched S3Gen call failed")
+                    self._render_group(group)
+                except BaseException as error:  # never leave a caller waiting, never stop the worker
+                    log.exception("S3Gen batcher failed")
                     for job in group:
-                        job.result.set_exception(error)
-                    continue
-                for job, result in zip(group, results, strict=True):
-                    job.result.set_result(result)
-                self._last_call_seconds = time.perf_counter() - started
-                if self.on_batch is not None:
-                    try:
-                        self.on_batch(WindowBatchStats(len(group), self._last_call_seconds))
-                    except Exception:  # metrics must never stop the worker every stream waits on
-                        log.exception("S3Gen batch callback failed")
+                        if not job.result.done():
+                            job.result.set_exception(error)
+
+    def _render_group(self, group: list[_Job]) -> None:
+        started = time.perf_counter()
+        generators = [job.window.generator for job in group]
+        states = [g.get_state() if g is not None else None for g in generators]
+        try:
+            results = self.s3gen.synthesize([job.window for job in group])
+        except Exception as error:
+            if len(group) == 1:
+                group[0].result.set_exception(error)
+                return
+            # One window's trouble (or memory for the whole batch) must not fail the others: go one by one,
+            # from the generator states the batch started with, so each gets the audio it would alone.
+            log.warning(
+                "batched S3Gen call of %d windows failed (%r); rendering them one by one", len(group), error
+            )
+            for generator, state in zip(generators, states, strict=True):
+                if generator is not None:
+                    generator.set_state(state)
+            for job in group:
+                try:
+                    job.result.set_result(self.s3gen.synthesize([job.window])[0])
+                except Exception as single_error:
+                    job.result.set_exception(single_error)
+            return
+        for job, result in zip(group, results, strict=True):
+            job.result.set_result(result)
+        self._last_call_seconds = time.perf_counter() - started
+        if self.on_batch is not None:
+            try:
+                self.on_batch(WindowBatchStats(len(group), self._last_call_seconds))
+            except Exception:  # metrics must never stop the worker every stream waits on
+                log.exception("S3Gen batch callback failed")
 
     def _next_group(self) -> list[_Job]:
         """Wait for work, give peers up to `gather_seconds`, then take the oldest window's shape group."""

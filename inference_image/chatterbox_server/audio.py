@@ -30,7 +30,7 @@ _PYAV_FORMATS: dict[str, tuple[str, str, int | None]] = {
     "flac": ("flac", "flac", None),
 }
 # Sent in one piece at the end, so the header can state the length (see StreamEncoder).
-_WHOLE_FILE_FORMATS = frozenset({"flac"})
+WHOLE_FILE_FORMATS = frozenset({"flac"})
 # Ogg holds pages for up to a second by default; short pages let opus stream like the other formats.
 _CONTAINER_OPTIONS = {"ogg": {"page_duration": "20000"}}
 
@@ -71,7 +71,7 @@ class StreamEncoder:
         self._header_pending = audio_format == "wav"
         # FLAC's header states the length, which readers such as libsndfile (soundfile) need: it is written
         # into a seekable buffer, which the muxer rewrites at the end, and sent whole when done.
-        self._whole_file = audio_format in _WHOLE_FILE_FORMATS
+        self._whole_file = audio_format in WHOLE_FILE_FORMATS
         self._container = None
         if audio_format in _PYAV_FORMATS:
             container_format, codec, bit_rate = _PYAV_FORMATS[audio_format]

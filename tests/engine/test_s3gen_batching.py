@@ -97,6 +97,26 @@ def test_a_bad_window_fails_alone(s3gen, ref):
     torch.testing.assert_close(good[0], s3gen.synthesize([window(ref, 10, 1)])[0][0], rtol=0, atol=1e-5)
 
 
+def test_a_failed_batch_falls_back_to_one_window_at_a_time(s3gen, ref, monkeypatch):
+    """E.g. out of memory for the whole batch: each window still gets the audio it would get alone."""
+    real_synthesize = type(s3gen).synthesize
+
+    def fail_when_batched(self, windows, n_timesteps=None):
+        if len(windows) > 1:
+            for w in windows:  # fail after drawing, as a real failure deep inside the flow would
+                torch.rand(3, generator=w.generator)
+            raise RuntimeError("out of memory")
+        return real_synthesize(self, windows, n_timesteps)
+
+    monkeypatch.setattr(type(s3gen), "synthesize", fail_when_batched)
+    batches = []
+    batcher = WindowBatcher(s3gen, gather_seconds=5.0, on_batch=batches.append)
+    results = render_concurrently(batcher, [window(ref, 10, seed) for seed in range(3)])
+    for seed, (wav, _) in enumerate(results):
+        expected, _ = real_synthesize(s3gen, [window(ref, 10, seed)])[0]
+        assert torch.equal(wav, expected)
+
+
 def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
     batched = ce.load("random:tiny", watermark=False)
     windows = []

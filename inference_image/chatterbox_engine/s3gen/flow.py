@@ -87,7 +87,7 @@ class Flow(nn.Module):
         """tokens (B, Np + N) -> (mu (B, 80, T), mask (B, 1, T)); T = 2(Np + N), minus the lookahead frames
         when `finalize` is False (those frames still depend on tokens not generated yet)."""
         lengths = torch.full((tokens.size(0),), tokens.size(1), device=tokens.device)
-        h, mask = self.encoder(self.input_embedding(tokens), lengths)  # (1, T, C), (1, 1, T)
+        h, mask = self.encoder(self.input_embedding(tokens), lengths)  # (B, T, C), (B, 1, T)
         if not finalize:
             keep = h.size(1) - self.pre_lookahead_len * TOKEN_MEL_RATIO
             h, mask = h[:, :keep], mask[..., :keep]

@@ -263,6 +263,8 @@ class S3Gen(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """mel (B, 80, F) -> (wav (B, 480 F), excitation (B, 1, 480 F)); row i's excitation is drawn from
         generators[i] alone (as if unbatched) and starts with sources[i] when given."""
+        if mel.size(0) != len(generators):
+            raise ValueError(f"need one generator per mel row: {len(generators)} for {mel.size(0)} rows")
         rows = []
         for i, (generator, source) in enumerate(zip(generators, sources, strict=True)):
             excitation = self.mel2wav.source(mel[i : i + 1], generator)
@@ -292,7 +294,8 @@ class S3Gen(nn.Module):
             [self.check_tokens(w.tokens) for w in windows], [w.ref for w in windows], generators, n_timesteps
         )
         wav, excitation = self._hift(mel, generators, [w.source for w in windows])
-        return [(wav[i : i + 1], excitation[i : i + 1]) for i in range(len(windows))]
+        # Copies, so that a stream keeping its row does not keep the whole batch alive.
+        return [(wav[i : i + 1].clone(), excitation[i : i + 1].clone()) for i in range(len(windows))]
 
     @torch.inference_mode()
     def inference(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import numpy as np
 
-from ..audio import StreamEncoder, TempoChanger
+from ..audio import WHOLE_FILE_FORMATS, StreamEncoder, TempoChanger
 from ..engine_adapter import EngineAdapter, SamplingParams
 from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
@@ -175,10 +175,11 @@ class SpeechService:
             first = await _first_item_unless_disconnected(rest, is_disconnected)
         finally:
             admission.withdraw()  # a no-op once it ran; frees the queue place if it was cancelled first
-        stream_label = "true" if request.stream_format == "sse" else "false"
-        self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
-            time.perf_counter() - accepted_at
-        )
+        if request.response_format not in WHOLE_FILE_FORMATS:  # flac's first byte comes with its last
+            stream_label = "true" if request.stream_format == "sse" else "false"
+            self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
+                time.perf_counter() - accepted_at
+            )
         ignored = [name for name in self._engine.ignored_parameters if name in request.model_fields_set]
         return SpeechStream(
             first,
