@@ -37,6 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = min(1.0, RESYNC_SECONDS)
     memo.api = kube.KubeApi()
+    memo.warned = {}  # (uid, condition) -> reason of the last Warning event posted
 
 
 @kopf.on.cleanup()
@@ -47,6 +48,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def _write_status(
     body: kopf.Body,
     patch: kopf.Patch,
+    memo: kopf.Memo,
     new_status: dict[str, Any],
     condition: str,
     bad: str,
@@ -54,8 +56,17 @@ def _write_status(
 ) -> None:
     """Stage the new status; post one Warning event when a problem appears (not on every resync),
     unless its reason is `routine` (an expected transient state)."""
-    if status.new_problem(body.get("status"), new_status, condition, bad):
-        problem = status.find_condition(new_status, condition)
+    problem = status.find_condition(new_status, condition)
+    key = (body.metadata.uid, condition)
+    if problem.get("status") != bad:
+        memo.warned.pop(key, None)
+    # A change handler and a resync tick can both see the old status before either patch lands: the
+    # memo of what was last posted keeps that race from posting the same warning twice.
+    elif (
+        status.new_problem(body.get("status"), new_status, condition, bad)
+        and memo.warned.get(key) != problem["reason"]
+    ):
+        memo.warned[key] = problem["reason"]
         if problem["reason"] not in routine:
             kopf.warn(body, reason=problem["reason"], message=problem["message"])
     patch.status.update(new_status)
@@ -72,7 +83,17 @@ _ROUTINE_LIBRARY_STATES = frozenset({"ClaimPending"})
 @kopf.on.update(*_TTS)
 @kopf.timer(*_TTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    _write_status(body, patch, await reconcile.tts_deployment(memo.api, body), status.DEGRADED, "True")
+    generation = body.metadata.get("generation")
+    new_status = await reconcile.tts_deployment(memo.api, body)
+    if _spec_changed_since(body, generation):
+        return
+    _write_status(body, patch, memo, new_status, status.DEGRADED, "True")
+
+
+def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
+    """kopf's body is a live view: a timer tick that began on an older spec must not overwrite the status
+    (or repeat the events) of the newer one, whose own reconcile reports it."""
+    return body.metadata.get("generation") != generation
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
@@ -89,8 +110,11 @@ async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo,
 async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
         return  # the finalizer handler below owns a library that is going away
+    generation = body.metadata.get("generation")
     new_status = await reconcile.voice_library(memo.api, body)
-    _write_status(body, patch, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
+    if _spec_changed_since(body, generation):
+        return
+    _write_status(body, patch, memo, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
 
 
 @kopf.on.delete(*_LIBRARY)

@@ -62,6 +62,7 @@ async def _voice_claim(api: KubeApi, namespace: str, spec: dict[str, Any]) -> st
 async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
     """Apply every child of a TTSDeployment and return its new status."""
     name, namespace, _ = _identity(body)
+    generation = body["metadata"].get("generation")
     try:
         spec = checked_spec(TTS_DEPLOYMENT, body)
         voice_claim = await _voice_claim(api, namespace, spec)
@@ -77,6 +78,8 @@ async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
     deployment: dict[str, Any] | None = None
     failure: status.Problem | None = None
     for child in children:
+        if body["metadata"].get("generation") != generation:
+            break  # kopf's body is live: the spec changed meanwhile, and its own reconcile applies it
         try:
             if child.manifest is None:
                 await api.delete(child.resource, namespace, child.name)
