@@ -10,6 +10,7 @@ server-side apply. This subclass adds what a kopf operator relies on:
 - R3 409 on duplicate create, 422 on a failed JSON-patch `test` (kopf's guarded finalizer patches);
 - R4 lists with kind, apiVersion and the current resourceVersion;
 - R5 server-side apply that creates missing objects;
+- R6 server-side apply that removes the fields its field manager applied before and now leaves out;
 plus the `status` and `scale` subresources (status writes do not touch spec and vice versa; `/scale`
 reads and writes `.spec.replicas` as an autoscaling/v1 Scale) and equality label selectors.
 Like kmock, there are no controllers and no garbage collection: tests play the controllers.
@@ -46,6 +47,17 @@ def _parse_path_with_namespaces(path: str) -> parsing.ParsedPath:
 parsing.parse_path = _parse_path_with_namespaces
 
 
+def _drop_fields_left_out(obj: dict[str, Any], before: Any, after: Any) -> None:
+    """Delete from `obj` every mapping key present in the `before` applied config but not in `after`."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return
+    for field, old in before.items():
+        if field not in after:
+            obj.pop(field, None)
+        elif isinstance(obj.get(field), dict):
+            _drop_fields_left_out(obj[field], old, after[field])
+
+
 def _matches_selector(obj: dict[str, Any], selector: str | None) -> bool:
     if not selector:
         return True
@@ -62,6 +74,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _revision: int = attrs.field(default=0, init=False)
     # Every published event as (resource, resourceVersion, event), for watches that resume (R2).
     _event_log: list[tuple[Any, int, dict[str, Any]]] = attrs.field(factory=list, init=False)
+    # The last configuration each (object, field manager) applied, for server-side apply (R6).
+    _applied: dict[tuple[Any, str], Any] = attrs.field(factory=dict, init=False)
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -182,10 +196,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     self.objects[key].last.raw if self.objects[key].deleted else last
                 )
             content_type = request.headers.get("Content-Type", "")
-            if content_type.startswith(APPLY_PATCH) and request.subresource is None and not self._exists(key):
+            is_apply = content_type.startswith(APPLY_PATCH) and request.subresource is None
+            manager = (key, request.params.get("fieldManager", ""))
+            if is_apply and not self._exists(key):
+                self._applied[manager] = copy.deepcopy(request.data)
                 await self._create(key, request.data)
                 return aiohttp.web.json_response(self.objects[key].raw, status=201)
             self._existing(key)
+            if is_apply:
+                # R6: a field this manager applied before and leaves out now is removed, as the apiserver
+                # does for fields a manager owns (lists are replaced whole, as atomic lists are).
+                _drop_fields_left_out(self.objects[key].raw, self._applied.get(manager), request.data)
+                self._applied[manager] = copy.deepcopy(request.data)
             if request.subresource == "scale":
                 replicas = (request.data or {}).get("spec", {}).get("replicas")
                 await self._update(key, {"spec": {"replicas": replicas}}, None)

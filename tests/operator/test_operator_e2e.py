@@ -339,6 +339,36 @@ async def test_restarted_operator_converges(emulator, client: Client, tmp_path, 
     assert_calls_covered_by_rbac_table(emulator, rbac_calls_seen)
 
 
+async def test_settings_removed_from_the_spec_leave_the_children(
+    emulator, client: Client, operator, rbac_calls_seen: set
+) -> None:
+    """Server-side apply drops what the operator applied before and no longer renders (the emulator
+    removes such fields as the apiserver does: R6 in kube_emulator)."""
+    spec = {"gpu": {"count": 0, "nodeSelector": {"pool": "tts"}}, "env": [{"name": "EXTRA", "value": "1"}]}
+    await client.create(r.TTS_DEPLOYMENTS, tts_deployment("pruned", **spec))
+
+    def pod_spec(deployment: dict) -> dict:
+        return deployment["spec"]["template"]["spec"]
+
+    async def placed() -> dict | None:
+        deployment = await client.get(r.DEPLOYMENTS, "pruned")
+        return deployment if deployment and pod_spec(deployment).get("nodeSelector") else None
+
+    deployment = await eventually(placed, what="the Deployment with its node selector")
+    assert pod_spec(deployment)["nodeSelector"] == {"pool": "tts"}
+    assert container_env(deployment)["EXTRA"] == "1"
+
+    await client.patch(r.TTS_DEPLOYMENTS, "pruned", {"spec": {"gpu": {"nodeSelector": None}, "env": None}})
+
+    async def pruned() -> dict | None:
+        deployment = await client.get(r.DEPLOYMENTS, "pruned")
+        return None if "nodeSelector" in pod_spec(deployment) else deployment
+
+    deployment = await eventually(pruned, what="the node selector removed from the Deployment")
+    assert "EXTRA" not in container_env(deployment)
+    assert_calls_covered_by_rbac_table(emulator, rbac_calls_seen)
+
+
 @pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced", "cluster-wide"])
 async def test_operator_in_a_peering_group(
     emulator, client: Client, tmp_path, namespaced: bool, rbac_calls_seen: set
