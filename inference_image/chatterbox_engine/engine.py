@@ -180,13 +180,14 @@ class Engine:
         with batch_s3gen concurrent streams' chunk windows of equal shape run through S3Gen together
         (`s3gen_batching.py`; on_s3gen_batch(WindowBatchStats) after every S3Gen call). A seed gives the
         same tokens batched or alone, and the same audio (up to float rounding where S3Gen calls were
-        shared). Returns False when this model's T3 has no batched step (Turbo); S3Gen is still batched."""
+        shared). Returns False, batching nothing, when this model's T3 has no batched step (Turbo): its
+        streams would not advance in step, so their windows would rarely match and only wait for peers."""
+        if not hasattr(self.t3, "step"):
+            return False
         if batch_s3gen:
             self._window_batcher = WindowBatcher(
                 self.s3gen, max_windows=min(max_requests, MAX_WINDOWS), on_batch=on_s3gen_batch
             )
-        if not hasattr(self.t3, "step"):
-            return False
         self._batcher = DecodeBatcher(self.t3, max_requests=max_requests, on_step=on_step)
         return True
 
