@@ -5,7 +5,8 @@
 #   here:            bash benchmarks/gpu_device.sh fetch     # cp312 wheels of what the image lacks -> .whl/
 #   on the device:   bash benchmarks/gpu_device.sh run [gpu_check.py args]   (carry: [".whl"])
 #
-# `run` installs the carried wheels into /tmp/site and runs gpu_check.py with the image's python3.
+# `run` installs the carried wheels into /tmp/site, runs the CUDA-graph tests and gpu_check.py with the
+# image's python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,11 @@ case "${1:-}" in
     shift
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PWD/inference_image:$PWD/benchmarks" PYTHONUNBUFFERED=1
-    PYTHON=python3 exec bash benchmarks/gpu_check.sh "$@"
+    # The CUDA-graph replay must equal the eager step (skipped on CPU machines), then the figures.
+    tests=0
+    python3 -m pytest -q -p no:cacheprovider tests/engine/test_cuda_graphs.py || tests=$?
+    PYTHON=python3 bash benchmarks/gpu_check.sh "$@"
+    exit "$tests"
     ;;
   *)
     echo "usage: $0 fetch | run [gpu_check.py args]" >&2
