@@ -140,3 +140,27 @@ def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
         )
         np.testing.assert_allclose(results[index], alone, atol=1e-5)
     assert max(stats.windows for stats in windows) > 1
+
+
+def test_a_stream_closed_early_does_not_hold_up_the_others(tiny_engine):
+    batched = ce.load("random:tiny", watermark=False)
+    assert batched.enable_batching(max_requests=4)
+    batched._window_batcher.gather_seconds = (
+        5.0  # a stream left counted as open would stall the other 5 s a chunk
+    )
+    quitter = batched.generate_stream("This one stops listening early.", seed=1, chunk_tokens=8)
+    next(quitter)
+    stayer: list = []
+    thread = threading.Thread(
+        target=lambda: stayer.extend(
+            batched.generate_stream("This one listens to the end.", seed=2, chunk_tokens=8)
+        )
+    )
+    quitter.close()
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and stayer[-1].is_last
+    alone = list(tiny_engine.generate_stream("This one listens to the end.", seed=2, chunk_tokens=8))
+    np.testing.assert_allclose(
+        np.concatenate([c.audio for c in stayer]), np.concatenate([c.audio for c in alone]), atol=1e-5
+    )
