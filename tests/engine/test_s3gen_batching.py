@@ -145,9 +145,8 @@ def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
 def test_a_stream_closed_early_does_not_hold_up_the_others(tiny_engine):
     batched = ce.load("random:tiny", watermark=False)
     assert batched.enable_batching(max_requests=4)
-    batched._window_batcher.gather_seconds = (
-        5.0  # a stream left counted as open would stall the other 5 s a chunk
-    )
+    # A closed stream still counted as open would make every window of the other wait this long (a hang).
+    batched._window_batcher.gather_seconds = 1000.0
     quitter = batched.generate_stream("This one stops listening early.", seed=1, chunk_tokens=8)
     next(quitter)
     stayer: list = []
