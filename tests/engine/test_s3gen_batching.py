@@ -68,7 +68,7 @@ def render_concurrently(batcher: WindowBatcher, windows: list[SynthesisWindow]) 
             except Exception as error:  # kept to assert on
                 results[index] = error
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(windows))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(windows))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -129,7 +129,7 @@ def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
         chunks = batched.generate_stream(texts[index], seed=index, chunk_tokens=8)
         results[index] = np.concatenate([chunk.audio for chunk in chunks])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(texts))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(texts))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -153,7 +153,8 @@ def test_a_stream_closed_early_does_not_hold_up_the_others(tiny_engine):
     thread = threading.Thread(
         target=lambda: stayer.extend(
             batched.generate_stream("This one listens to the end.", seed=2, chunk_tokens=8)
-        )
+        ),
+        daemon=True,  # a hang fails the test instead of holding up the whole run
     )
     quitter.close()
     thread.start()
