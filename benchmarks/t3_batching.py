@@ -64,21 +64,29 @@ class Run:
         """Aggregate tokens/s of `requests` streams submitted at once, and the decode steps' time share."""
         self.step_seconds = 0.0
         started = time.perf_counter()
-        # Submitted back to back, so they arrive together; tokens queue up in each stream until read.
-        streams = [
-            self.batcher.submit(
-                cond,
-                text_for(index, varied).to(device),
-                SamplingParams(),
-                torch.Generator(device).manual_seed(index),
-                tokens,
-            )
-            for index in range(requests)
-        ]
-        count = sum(len(list(stream)) for stream in streams)
-        sync(device)
-        wall = time.perf_counter() - started
-        return count / wall, self.step_seconds / wall
+        rate = run_batched(self.batcher, cond, device, requests, tokens, varied)
+        return rate, self.step_seconds / (time.perf_counter() - started)
+
+
+def run_batched(
+    batcher: DecodeBatcher, cond: torch.Tensor, device: str, requests: int, tokens: int, varied: bool = False
+) -> float:
+    """Aggregate tokens/s of `requests` streams submitted at once through `batcher`."""
+    started = time.perf_counter()
+    # Submitted back to back, so they arrive together; tokens queue up in each stream until read.
+    streams = [
+        batcher.submit(
+            cond,
+            text_for(index, varied).to(device),
+            SamplingParams(),
+            torch.Generator(device).manual_seed(index),
+            tokens,
+        )
+        for index in range(requests)
+    ]
+    count = sum(len(list(stream)) for stream in streams)
+    sync(device)
+    return count / (time.perf_counter() - started)
 
 
 def main() -> None:
