@@ -228,23 +228,27 @@ class DecodeBatcher:
 
     def _sample_and_retire(self) -> None:
         stop = self.t3.cfg.stop_speech_token
+        live = [member for member in self._active if not member.cancelled]
+        tokens = []
+        for member in live:
+            token = sample_next(
+                member.logits, member.history[:, : member.sampled + 1], member.params, member.generator
+            )
+            member.sampled += 1
+            member.history[:, member.sampled] = token[0]
+            tokens.append(token.view(1))
+        # One device-to-host read for the whole batch, not one per request.
+        token_ids = torch.cat(tokens).tolist() if tokens else []
         staying = []
-        for member in self._active:
-            if not member.cancelled:
-                token = sample_next(
-                    member.logits, member.history[:, : member.sampled + 1], member.params, member.generator
-                )
-                member.sampled += 1
-                member.history[:, member.sampled] = token[0]
-                token_id = int(token)
-                done = token_id == stop or member.sampled == member.max_new_tokens
-                if token_id != stop:
-                    member.out.put(token_id)
-                if not done:
-                    staying.append(member)
-                    continue
+        for member, token_id in zip(live, token_ids, strict=True):
+            if token_id != stop:
+                member.out.put(token_id)
+            if token_id != stop and member.sampled < member.max_new_tokens:
+                staying.append(member)
+            else:
                 member.out.put(_FINISHED)
-            member.logits = None
+        for member in self._active:
+            member.logits = None  # consumed; the next step sets the staying requests' anew
         self._compact(staying)
 
     def _compact(self, staying: list[_Member]) -> None:

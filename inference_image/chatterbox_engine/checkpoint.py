@@ -28,9 +28,7 @@ from .variants import CONDS_FILE, ENGLISH, SPECS, TURBO, s3gen_config, t3_config
 from .voice_encoder import VoiceEncoderConfig
 
 # The English layout's names (every variant's are in `variants.SPECS`).
-VE_FILE = SPECS[ENGLISH].ve_file
 T3_FILE = SPECS[ENGLISH].t3_file
-S3GEN_FILE = SPECS[ENGLISH].s3gen_file
 (TOKENIZER_FILE,) = SPECS[ENGLISH].tokenizer_files
 CONFIG_FILE = "engine_config.json"
 OFFICIAL_FILES = (*SPECS[ENGLISH].required_files, CONDS_FILE)

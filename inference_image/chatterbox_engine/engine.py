@@ -32,7 +32,6 @@ from .watermark import Watermarker
 
 SAMPLE_RATE = S3GEN_SR
 MIN_REFERENCE_SECONDS = 2.0
-T3_PROMPT_SECONDS = 6  # upstream ENC_COND_LEN (English and multilingual; Turbo 15, see variants.py)
 TURBO_REFERENCE_LUFS = -27.0
 S3GEN_PROMPT_SECONDS = 10  # upstream DEC_COND_LEN
 _SILENCE_PEAK = 1e-3
@@ -305,40 +304,32 @@ class Engine:
     @torch.inference_mode()
     def _token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
         """One speech-token iterator per text piece, all conditioned on the same voice."""
-        voice = request.voice
-        if self.variant == TURBO:
-            yield from self._turbo_token_streams(request, generator)
-            return
-        cond = self.t3.embed_conditioning(
-            voice.speaker_emb.to(self.device, self.t3.speech_head.weight.dtype),
-            voice.prompt_tokens.to(self.device),
-            torch.tensor([request.exaggeration], device=self.device, dtype=self.t3.speech_head.weight.dtype),
-        )
-        for text_tokens in request.pieces:
-            args = (cond, text_tokens.to(self.device), request.params, generator, request.max_new_tokens)
-            if self._batcher is not None:
-                yield self._batcher.submit(*args)
-            else:
-                yield decode_speech_tokens(self.t3, *args)
-
-    def _turbo_token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
-        """Turbo: one row, no CFG, its own processor order; its speech tokens end in silence tokens."""
         voice, params = request.voice, request.params
         dtype = self.t3.speech_head.weight.dtype
-        cond = self.t3.embed_conditioning(
-            voice.speaker_emb.to(self.device, dtype), voice.prompt_tokens.to(self.device), None
+        cond = self.t3.embed_conditioning(  # Turbo's T3 has no emotion input and ignores exaggeration
+            voice.speaker_emb.to(self.device, dtype),
+            voice.prompt_tokens.to(self.device),
+            torch.tensor([request.exaggeration], device=self.device, dtype=dtype),
         )
         for text_tokens in request.pieces:
-            yield decode_turbo_tokens(
-                self.t3,
-                cond,
-                text_tokens.to(self.device),
-                params.temperature,
-                params.top_p,
-                params.repetition_penalty,
-                generator,
-                request.max_new_tokens,
-            )
+            text_tokens = text_tokens.to(self.device)
+            if self.variant == TURBO:  # one row, no CFG, its own processor order
+                yield decode_turbo_tokens(
+                    self.t3,
+                    cond,
+                    text_tokens,
+                    params.temperature,
+                    params.top_p,
+                    params.repetition_penalty,
+                    generator,
+                    request.max_new_tokens,
+                )
+            elif self._batcher is not None:
+                yield self._batcher.submit(cond, text_tokens, params, generator, request.max_new_tokens)
+            else:
+                yield decode_speech_tokens(
+                    self.t3, cond, text_tokens, params, generator, request.max_new_tokens
+                )
 
     def _tail_tokens(self) -> list[int]:
         """Tokens appended after each piece before vocoding (Turbo: three S3GEN_SIL)."""
@@ -390,7 +381,7 @@ class Engine:
             language,
         )
         t3_generator, s3gen_generator = self._generators(request.seed)
-        ref = request.voice.s3gen_ref.to(self.device)
+        ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         parts, num_tokens, t3_seconds, s3gen_seconds = [], 0, 0.0, 0.0
         for token_stream in self._token_streams(request, t3_generator):
             started = time.perf_counter()
@@ -469,7 +460,7 @@ class Engine:
         self, request: _Request, plan: ChunkPlan, render_window: RenderWindow | None
     ) -> Iterator[AudioChunk]:
         t3_generator, s3gen_generator = self._generators(request.seed)
-        ref = request.voice.s3gen_ref.to(self.device)
+        ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         covered = 0  # tokens of finished pieces
         last_piece = len(request.pieces) - 1
         for index, token_stream in enumerate(self._token_streams(request, t3_generator)):

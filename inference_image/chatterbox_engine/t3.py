@@ -92,16 +92,15 @@ def llama3_inv_freq(cfg: T3Config) -> Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
-_INV_FREQ_ON_DEVICE: dict[tuple[T3Config, str], Tensor] = {}
+@functools.lru_cache(maxsize=8)
+def _inv_freq_on(cfg: T3Config, device: str) -> Tensor:
+    # Kept per device: a host-to-device copy is not allowed while a CUDA graph is being captured.
+    return llama3_inv_freq(cfg).to(device)
 
 
 def rope_tables(cfg: T3Config, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """cos and sin (N, D) of the rotary angles at float positions (N,)."""
-    key = (cfg, str(positions.device))
-    # Kept per device: a host-to-device copy is not allowed while a CUDA graph is being captured.
-    inv_freq = _INV_FREQ_ON_DEVICE.get(key)
-    if inv_freq is None:
-        inv_freq = _INV_FREQ_ON_DEVICE.setdefault(key, llama3_inv_freq(cfg).to(positions.device))
+    inv_freq = _inv_freq_on(cfg, str(positions.device))
     freqs = positions[:, None] * inv_freq[None, :]  # (N, D/2)
     angles = torch.cat((freqs, freqs), dim=-1)  # (N, D)
     return angles.cos().to(dtype), angles.sin().to(dtype)

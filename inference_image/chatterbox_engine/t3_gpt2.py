@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .sampling import apply_repetition_penalty, apply_top_p
+from .t3 import KVCache
 
 UNUSED_KEYS = ("tfmr.wte.weight",)  # GPT-2's own token table: in the official file, never used
 TOP_K = 1000  # upstream `generate(top_k=1000)`; not a user knob
@@ -74,21 +75,6 @@ class Conv1D(nn.Module):
         return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
 
 
-class GPT2KVCache:
-    """Static per-request cache of keys and values, written in place."""
-
-    def __init__(self, cfg: GPT2T3Config, max_len: int, device, dtype) -> None:
-        shape = (cfg.num_layers, 1, cfg.num_heads, max_len, cfg.head_dim)
-        self.keys = torch.empty(shape, device=device, dtype=dtype)
-        self.values = torch.empty(shape, device=device, dtype=dtype)
-
-    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        end = start + k.shape[2]
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
-
-
 class GPT2Attention(nn.Module):
     def __init__(self, cfg: GPT2T3Config) -> None:
         super().__init__()
@@ -96,7 +82,7 @@ class GPT2Attention(nn.Module):
         self.c_attn = Conv1D(cfg.hidden_size, 3 * cfg.hidden_size)
         self.c_proj = Conv1D(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: Tensor, cache: GPT2KVCache, layer: int, start: int) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
         B, T, C = x.shape
         q, k, v = (
             t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
@@ -126,7 +112,7 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = GPT2MLP(cfg)
 
-    def forward(self, x: Tensor, cache: GPT2KVCache, layer: int, start: int) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer, start)
         return x + self.mlp(self.ln_2(x))
 
@@ -140,7 +126,7 @@ class GPT2Backbone(nn.Module):
         self.h = nn.ModuleList(GPT2Block(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
-    def forward(self, embeds: Tensor, cache: GPT2KVCache, start: int) -> Tensor:
+    def forward(self, embeds: Tensor, cache: KVCache, start: int) -> Tensor:
         x = embeds + self.wpe.weight[start : start + embeds.shape[1]]
         for index, block in enumerate(self.h):
             x = block(x, cache, index, start)
@@ -177,13 +163,13 @@ class GPT2T3(nn.Module):
         bos = torch.full((1, 1), self.cfg.start_speech_token, device=text_tokens.device, dtype=torch.long)
         return torch.cat((cond, self.text_emb(text_tokens), self.speech_emb(bos)), dim=1)
 
-    def forward(self, embeds: Tensor, cache: GPT2KVCache, start: int, last_only: bool = False) -> Tensor:
+    def forward(self, embeds: Tensor, cache: KVCache, start: int, last_only: bool = False) -> Tensor:
         hidden = self.tfmr(embeds, cache, start)
         return self.speech_head(hidden[:, -1:] if last_only else hidden)
 
-    def new_cache(self, max_len: int) -> GPT2KVCache:
+    def new_cache(self, max_len: int) -> KVCache:
         weight = self.speech_head.weight
-        return GPT2KVCache(self.cfg, max_len, weight.device, weight.dtype)
+        return KVCache(self.cfg, 1, max_len, weight.device, weight.dtype)
 
 
 def apply_top_k(logits: Tensor, top_k: int) -> Tensor:

@@ -65,11 +65,6 @@ class S3GenReference:
             )
         if tuple(self.embedding.shape) != (1, XVECTOR_DIM):
             raise ValueError(f"embedding must be (1, {XVECTOR_DIM}), got {tuple(self.embedding.shape)}")
-        # Voices come back from disk: reject what would otherwise fail deep inside the model.
-        if n_prompt and (self.prompt_token.min() < 0 or self.prompt_token.max() >= SPEECH_VOCAB_SIZE):
-            raise ValueError(f"prompt_token values must lie in [0, {SPEECH_VOCAB_SIZE})")
-        if not (torch.isfinite(self.prompt_feat).all() and torch.isfinite(self.embedding).all()):
-            raise ValueError("prompt_feat and embedding must be finite")
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {
@@ -88,7 +83,14 @@ class S3GenReference:
         token_len = tensors.get("prompt_token_len")
         if token_len is None:
             token_len = torch.tensor([prompt_token.size(-1)])
-        return cls(prompt_token, token_len.long().reshape(1), tensors["prompt_feat"], tensors["embedding"])
+        ref = cls(prompt_token, token_len.long().reshape(1), tensors["prompt_feat"], tensors["embedding"])
+        # Voices come back from disk: reject values that would otherwise fail deep inside the model. (Checked
+        # here, once per load, not in __post_init__: `to()` builds a reference for every rendered window.)
+        if prompt_token.numel() and (prompt_token.min() < 0 or prompt_token.max() >= SPEECH_VOCAB_SIZE):
+            raise ValueError(f"prompt_token values must lie in [0, {SPEECH_VOCAB_SIZE})")
+        if not (torch.isfinite(ref.prompt_feat).all() and torch.isfinite(ref.embedding).all()):
+            raise ValueError("prompt_feat and embedding must be finite")
+        return ref
 
     def output_frames(self, n_tokens: int) -> int:
         """Mel frames S3Gen renders for n_tokens new tokens: 2 per token, one less with an odd prompt frame."""
