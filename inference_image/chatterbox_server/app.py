@@ -101,8 +101,8 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         engine.enable_batching(
             max_concurrent,
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
-            batch_s3gen=engine.on_gpu if settings.batch_s3gen is None else settings.batch_s3gen,
-            on_s3gen_batch=lambda windows, seconds: metrics.s3gen_batch_size.observe(windows),
+            batch_s3gen=settings.batch_s3gen,
+            on_s3gen_batch=metrics.s3gen_batch_size.observe,
         )
         app.state.voices = VoiceService(
             library=library, engine=engine, scheduler=scheduler, settings=settings
@@ -128,12 +128,11 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     async def load_in_background(app: FastAPI) -> None:
         try:
             await load_and_warm_up(app)
-        except ModelLoadError as error:
-            logger.error("%s", error)  # written for the operator already; a traceback adds nothing
-            runtime.failed = True
-            runtime.on_load_failure()
-        except Exception:
-            logger.exception("startup failed while loading or warming up the model")
+        except Exception as error:
+            if isinstance(error, ModelLoadError):
+                logger.error("%s", error)  # written for the operator already; a traceback adds nothing
+            else:
+                logger.exception("startup failed while loading or warming up the model")
             runtime.failed = True
             runtime.on_load_failure()
 

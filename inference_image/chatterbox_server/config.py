@@ -27,6 +27,8 @@ OPENAI_VOICE_NAMES = (
     "marin",
     "cedar",
 )
+# Each maps to the model's built-in voice unless VOICE_ALIASES says otherwise.
+DEFAULT_VOICE_ALIASES = dict.fromkeys(OPENAI_VOICE_NAMES, "default")
 
 
 class Settings(BaseSettings):
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     max_voice_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted voice sample.")
     max_voice_seconds: float = Field(60.0, gt=0, description="Longest accepted voice sample, in seconds.")
     voice_aliases: dict[str, str] = Field(
-        default_factory=lambda: dict.fromkeys(OPENAI_VOICE_NAMES, "default"),
+        default_factory=lambda: dict(DEFAULT_VOICE_ALIASES),
         description="Maps OpenAI voice names to library voice names or ids (JSON object in the env var); "
         "names not given keep mapping to the built-in voice.",
     )
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     @field_validator("voice_aliases", mode="after")
     @classmethod
     def _keep_default_aliases(cls, aliases: dict[str, str]) -> dict[str, str]:
-        return {**dict.fromkeys(OPENAI_VOICE_NAMES, "default"), **aliases}
+        return {**DEFAULT_VOICE_ALIASES, **aliases}
 
     @field_validator("log_level", mode="before")
     @classmethod

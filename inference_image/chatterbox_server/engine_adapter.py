@@ -95,23 +95,21 @@ class EngineAdapter:
         self,
         max_requests: int,
         on_step: Callable[[int, float], None],
-        batch_s3gen: bool,
-        on_s3gen_batch: Callable[[int, float], None],
-    ) -> bool:
+        batch_s3gen: bool | None,
+        on_s3gen_batch: Callable[[int], None],
+    ) -> None:
         """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same tokens as
-        alone); with batch_s3gen, concurrent streams also render their chunks through S3Gen together (same
-        audio up to float rounding). on_step(requests, seconds) after each batched T3 step,
-        on_s3gen_batch(windows, seconds) after each S3Gen call. On a GPU always (the batcher replays the
-        decode step from CUDA graphs); on CPU only with several workers. False if T3 batching is off."""
+        alone); with batch_s3gen (None: on a GPU only), concurrent streams also render their chunks through
+        S3Gen together (same audio up to float rounding). on_step(requests, seconds) after each batched T3
+        step, on_s3gen_batch(windows) after each S3Gen call. On a GPU always (the batcher replays the
+        decode step from CUDA graphs); on CPU only with several workers."""
         if max_requests < 2 and not self.on_gpu:
-            return False
-        return bool(
-            self._engine.enable_batching(
-                max_requests,
-                on_step=lambda stats: on_step(stats.requests, stats.seconds),
-                batch_s3gen=batch_s3gen,
-                on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows, stats.seconds),
-            )
+            return
+        self._engine.enable_batching(
+            max_requests,
+            on_step=lambda stats: on_step(stats.requests, stats.seconds),
+            batch_s3gen=self.on_gpu if batch_s3gen is None else batch_s3gen,
+            on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows),
         )
 
     @property

@@ -133,7 +133,7 @@ class VoiceLibrary:
         try:
             return (self._voices_dir / record.id / "reference.wav").read_bytes()
         except FileNotFoundError:  # deleted by another replica since the index was read
-            raise NotFound(f"voice {voice_id!r} not found", param="voice_id") from None
+            raise _voice_id_not_found(voice_id) from None
 
     def ensure_name_free(self, name: str) -> None:
         if any(record.name == name for record in self._read_index().values()):

@@ -61,8 +61,7 @@ async def _voice_claim(api: KubeApi, namespace: str, spec: dict[str, Any]) -> st
 
 async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
     """Apply every child of a TTSDeployment and return its new status."""
-    name, namespace, _ = _identity(body)
-    generation = body["metadata"].get("generation")
+    name, namespace, generation = _identity(body)
     try:
         spec = checked_spec(TTS_DEPLOYMENT, body)
         voice_claim = await _voice_claim(api, namespace, spec)
