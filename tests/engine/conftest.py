@@ -8,7 +8,7 @@ from pathlib import Path
 import chatterbox_engine as ce
 import pytest
 import torch
-from chatterbox_engine.loading import random_models, write_models
+from chatterbox_engine.loading import random_models
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -27,22 +27,41 @@ def tiny_engine() -> ce.Engine:
 
 
 @pytest.fixture(scope="session")
+def bf16_engine() -> ce.Engine:
+    return ce.load("random:tiny", watermark=False, dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_engine):
     folder = tmp_path_factory.mktemp("tiny_checkpoint")
     tiny_engine.save_checkpoint(folder)
     return folder
 
 
+def write_random_checkpoint(tmp_path_factory, source: str) -> Path:
+    """Random weights (`random:full...`) written in the official layout, with the engine's default voice."""
+    folder = tmp_path_factory.mktemp(source.replace(":", "_"))
+    engine = ce.Engine(
+        random_models(source), source=source, device="cpu", dtype=torch.float32, watermark=False
+    )
+    engine.save_checkpoint(folder)
+    del engine
+    gc.collect()
+    return folder
+
+
+def loaded_then_freed(folder: Path):
+    """Yields our engine loaded from folder, and frees its memory after (full-size weights are large)."""
+    engine = ce.load(str(folder), watermark=False)
+    yield engine
+    del engine
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def full_checkpoint(tmp_path_factory):
     """`random:full` written in the official layout (~3 GB): shared by every full-size test."""
-    folder = tmp_path_factory.mktemp("full_checkpoint")
-    models = random_models("random:full")
-    engine = ce.Engine(models, source="random:full", device="cpu", dtype=ce.torch.float32, watermark=False)
-    write_models(models, folder, engine.default_voice)
-    del engine, models
-    gc.collect()
-    return folder
+    return write_random_checkpoint(tmp_path_factory, "random:full")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import chatterbox_engine as ce
 import numpy as np
-import pytest
 import torch
 from chatterbox_engine.cuda_graphs import EagerStep
 
@@ -20,11 +19,6 @@ TEXT_TOKENS = torch.tensor([[255, *range(20, 40), 0]])
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value.float() - reference.float()).norm() / reference.float().norm())
-
-
-@pytest.fixture(scope="module")
-def bf16_engine() -> ce.Engine:
-    return ce.load("random:tiny", watermark=False, dtype="bfloat16")
 
 
 def prefill(engine: ce.Engine):

@@ -164,10 +164,9 @@ def test_cfg_weight_zero_runs_without_the_unconditional_row(tiny_engine):
     assert tiny_engine.generate("No guidance.", cfg_weight=0.0, seed=2).num_tokens > 0
 
 
-def test_bfloat16_t3_synthesises(tiny_engine):
-    engine = ce.load("random:tiny", dtype="bfloat16", watermark=False)
-    assert engine.info["dtype"] == "bfloat16"
-    result = engine.generate("Half precision.", seed=1)
+def test_bfloat16_t3_synthesises(bf16_engine):
+    assert bf16_engine.info["dtype"] == "bfloat16"
+    result = bf16_engine.generate("Half precision.", seed=1)
     assert result.num_tokens > 0 and np.isfinite(result.audio).all()
 
 

@@ -12,13 +12,13 @@ it (May 2026) and uses 1.2. We follow master, so sampling is compared with the a
 
 import gc
 
-import chatterbox_engine as ce
 import pytest
 import torch
-from chatterbox_engine.loading import random_models, write_models
 from chatterbox_engine.sampling import SamplingParams, process_logits
 from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
+
+from .conftest import loaded_then_freed, write_random_checkpoint
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -39,23 +39,12 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def mtl_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("full_multilingual")
-    models = random_models("random:full-multilingual")
-    engine = ce.Engine(
-        models, source="random:full-multilingual", device="cpu", dtype=torch.float32, watermark=False
-    )
-    write_models(models, folder, engine.default_voice)
-    del engine, models
-    gc.collect()
-    return folder
+    return write_random_checkpoint(tmp_path_factory, "random:full-multilingual")
 
 
 @pytest.fixture(scope="module")
 def ours(mtl_checkpoint):
-    engine = ce.load(str(mtl_checkpoint), watermark=False)
-    yield engine
-    del engine
-    gc.collect()
+    yield from loaded_then_freed(mtl_checkpoint)
 
 
 @pytest.fixture(scope="module")

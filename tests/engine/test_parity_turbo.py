@@ -10,15 +10,15 @@ the meanflow S3Gen mel (2 steps, no CFG) with injected noise.
 
 import gc
 
-import chatterbox_engine as ce
 import numpy as np
 import pytest
 import torch
-from chatterbox_engine.loading import random_models, write_models
 from chatterbox_engine.s3gen import S3GenReference
 from chatterbox_engine.t3_gpt2 import TOP_K, decode_turbo_tokens, process_turbo_logits
 from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
+
+from .conftest import loaded_then_freed, write_random_checkpoint
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -31,21 +31,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def turbo_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("full_turbo")
-    models = random_models("random:full-turbo")
-    engine = ce.Engine(models, source="random:full-turbo", device="cpu", dtype=torch.float32, watermark=False)
-    write_models(models, folder, engine.default_voice)
-    del engine, models
-    gc.collect()
-    return folder
+    return write_random_checkpoint(tmp_path_factory, "random:full-turbo")
 
 
 @pytest.fixture(scope="module")
 def ours(turbo_checkpoint):
-    engine = ce.load(str(turbo_checkpoint), watermark=False)
-    yield engine
-    del engine
-    gc.collect()
+    yield from loaded_then_freed(turbo_checkpoint)
 
 
 @pytest.fixture(scope="module")

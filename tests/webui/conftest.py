@@ -132,15 +132,19 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
+def studio_page(browser, url: str) -> Iterator[object]:
+    """A fresh browser profile (so no sessions persist between tests) on the start page of the studio at url."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=url)
+    context.set_default_timeout(30_000)
+    start_page = context.new_page()
+    start_page.goto("/")
+    yield start_page
+    context.close()
+
+
 @pytest.fixture
 def page(browser, studio_server: StudioServer) -> Iterator[object]:
-    """A fresh browser profile (so no sessions persist between tests) on the studio's start page."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=studio_server.url)
-    context.set_default_timeout(30_000)
-    studio_page = context.new_page()
-    studio_page.goto("/")
-    yield studio_page
-    context.close()
+    yield from studio_page(browser, studio_server.url)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import run_studio_server
+from .conftest import run_studio_server, studio_page
 from .harness import StudioServer, save_screenshot
 
 pytestmark = pytest.mark.e2e
@@ -27,12 +27,7 @@ def multilingual_server(webui_dist: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 def multilingual_page(browser, multilingual_server: StudioServer) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=multilingual_server.url)
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/")
-    yield page
-    context.close()
+    yield from studio_page(browser, multilingual_server.url)
 
 
 def test_language_picker_sends_the_chosen_language(multilingual_page: Page) -> None:
