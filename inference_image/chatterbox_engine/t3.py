@@ -110,6 +110,7 @@ def rope_tables(cfg: T3Config, positions: Tensor, dtype: torch.dtype) -> tuple[T
 class StepRope:
     """Per-row position data of one batched decode step, shared by every layer."""
 
+    rows: Tensor  # (B,) long: arange(B), the rows written
     positions: Tensor  # (B,) long: where each row's token is written
     cos: Tensor  # (B, 1, 1, D)
     sin: Tensor
@@ -159,11 +160,11 @@ class KVCache:
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
     def write_step(
-        self, layer: int, positions: Tensor, k: Tensor, v: Tensor, kv_len: int
+        self, layer: int, rows: Tensor, positions: Tensor, k: Tensor, v: Tensor, kv_len: int
     ) -> tuple[Tensor, Tensor]:
-        """Store one token per row, k, v (B, H, 1, D), at each row's own position (B,) and return rows
-        0..B of the cache up to kv_len (static under CUDA graphs: the whole capacity)."""
-        rows = torch.arange(k.shape[0], device=k.device)
+        """Store one token per row, k, v (B, H, 1, D), for rows 0..B (`rows`, arange(B)) at each row's own
+        position (B,) and return rows 0..B of the cache up to kv_len (static under CUDA graphs: the whole
+        capacity)."""
         self.keys[layer][rows, :, positions] = k[:, :, 0]
         self.values[layer][rows, :, positions] = v[:, :, 0]
         batch = k.shape[0]
@@ -235,7 +236,7 @@ class SelfAttention(nn.Module):
     def step(self, x: Tensor, rope: StepRope, cache: KVCache, layer: int) -> Tensor:
         """One token per row, x (B, 1, C), each row at its own position (continuous batching)."""
         q, k, v = self._project(x, rope.cos, rope.sin)
-        k, v = cache.write_step(layer, rope.positions, k, v, rope.kv_len)
+        k, v = cache.write_step(layer, rope.rows, rope.positions, k, v, rope.kv_len)
         return self._output(F.scaled_dot_product_attention(q, k, v, attn_mask=rope.mask))
 
 
@@ -292,6 +293,7 @@ class LlamaBackbone(nn.Module):
         cos, sin = rope_tables(self.cfg, positions.float(), embeds.dtype)  # (B, D)
         keys = torch.arange(kv_len, device=embeds.device)
         rope = StepRope(
+            rows=torch.arange(embeds.shape[0], device=embeds.device),
             positions=positions,
             cos=cos[:, None, None],
             sin=sin[:, None, None],

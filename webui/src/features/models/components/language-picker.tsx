@@ -19,11 +19,11 @@ export function LanguagePicker() {
   const languages = models?.find((m) => m.id === model)?.languages ?? {};
   const codes = Object.keys(languages).sort((a, b) => languages[a].localeCompare(languages[b]));
 
+  // A boolean dependency: `languages` is a new object on every render.
+  const languageUnavailable = isSuccess && language !== DEFAULT_LANGUAGE && !(language in languages);
   useEffect(() => {
-    if (isSuccess && language !== DEFAULT_LANGUAGE && !(language in languages)) {
-      setParam("language", DEFAULT_LANGUAGE);
-    }
-  }, [isSuccess, language, languages, setParam]);
+    if (languageUnavailable) setParam("language", DEFAULT_LANGUAGE);
+  }, [languageUnavailable, setParam]);
 
   if (codes.length < 2) return null;
   return (
