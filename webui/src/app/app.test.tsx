@@ -2,8 +2,8 @@ import { fireEvent, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { App } from "@/app/app";
-import { toSpeechRequest } from "@/lib/parameters";
-import { useStudioStore } from "@/lib/store";
+import { toSpeechRequest } from "@/config/parameters";
+import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer } from "@/testing/fake-server";
 import { renderWithQueries } from "@/testing/render";
 
@@ -23,7 +23,7 @@ describe("App", () => {
 
     fireEvent.change(screen.getByLabelText("Voice"), { target: { value: "voice_1" } });
     fireEvent.change(screen.getByLabelText("Model"), { target: { value: "tts-1" } });
-    expect(useStudioStore.getState().params).toMatchObject({ voice: "voice_1", model: "tts-1" });
+    expect(useSettingsStore.getState().params).toMatchObject({ voice: "voice_1", model: "tts-1" });
   });
 
   it("offers a language picker only for a model that speaks several languages", async () => {
@@ -40,14 +40,14 @@ describe("App", () => {
     renderWithQueries(<App />);
     expect(await screen.findByRole("option", { name: "Japanese" })).toBeTruthy();
     fireEvent.change(screen.getByLabelText("Language"), { target: { value: "fr" } });
-    expect(useStudioStore.getState().params.language).toBe("fr");
-    expect(toSpeechRequest("Bonjour", useStudioStore.getState().params, "wav").language).toBe("fr");
+    expect(useSettingsStore.getState().params.language).toBe("fr");
+    expect(toSpeechRequest("Bonjour", useSettingsStore.getState().params, "wav").language).toBe("fr");
 
     // An English-only model hides the picker and goes back to English (sent as the default: omitted).
     fireEvent.change(screen.getByLabelText("Model"), { target: { value: "tts-1" } });
-    await waitFor(() => expect(useStudioStore.getState().params.language).toBe("en"));
+    await waitFor(() => expect(useSettingsStore.getState().params.language).toBe("en"));
     expect(screen.queryByLabelText("Language")).toBeNull();
-    expect(toSpeechRequest("Hello", useStudioStore.getState().params, "wav")).not.toHaveProperty("language");
+    expect(toSpeechRequest("Hello", useSettingsStore.getState().params, "wav")).not.toHaveProperty("language");
   });
 
   it("sends the API key typed in the header with every request", async () => {
@@ -55,7 +55,7 @@ describe("App", () => {
       "GET /v1/audio/voices": () => Response.json({ voices: [] }),
       "GET /v1/models": () => Response.json({ data: [] }),
     });
-    useStudioStore.getState().setApiKey("sk-test");
+    useSettingsStore.getState().setApiKey("sk-test");
     renderWithQueries(<App />);
     await screen.findByText("API key ✓");
     await new Promise((resolve) => setTimeout(resolve, 0));

@@ -2,13 +2,13 @@ import { useEffect, useId } from "react";
 
 import { chatterboxAPI } from "@/lib/api";
 import { env } from "@/config/env";
-import { useStudioStore } from "@/lib/store";
+import { useSettingsStore } from "@/stores/settings-store";
 
 /** Optional bearer key for servers started with API keys; a key typed here wins over the build's. */
 export function ConnectionSettings() {
   const id = useId();
-  const apiKey = useStudioStore((s) => s.apiKey);
-  const setApiKey = useStudioStore((s) => s.setApiKey);
+  const apiKey = useSettingsStore((s) => s.apiKey);
+  const setApiKey = useSettingsStore((s) => s.setApiKey);
 
   useEffect(() => chatterboxAPI.setApiKey(apiKey || env.apiKey), [apiKey]);
 

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 
 import { ChatterboxAPIError, createChatterboxAPI, type SpeechStreamEvent } from "@/lib/api";
-import { bytesToBase64 } from "@/lib/pcm";
+import { bytesToBase64 } from "@/utils/pcm";
 
 type Handler = (url: string, init: RequestInit) => Response | Promise<Response>;
 

@@ -6,7 +6,7 @@
  * can show it as-is; aborts surface as the platform's `AbortError`.
  */
 import { env } from "@/config/env";
-import { base64ToBytes } from "@/lib/pcm";
+import { base64ToBytes } from "@/utils/pcm";
 import { readServerSentEvents } from "@/lib/sse";
 
 export const MAX_INPUT_CHARS = 4096;

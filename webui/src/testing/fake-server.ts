@@ -5,7 +5,7 @@
  */
 import { vi } from "vitest";
 
-import { bytesToBase64 } from "@/lib/pcm";
+import { bytesToBase64 } from "@/utils/pcm";
 
 export type Route = (request: Request) => Response | Promise<Response>;
 

@@ -1,14 +1,15 @@
 import { cleanup } from "@testing-library/react";
 import { afterEach, beforeEach, vi } from "vitest";
 
-import { initialStudioState, useStudioStore } from "@/lib/store";
-import { useNotifications } from "@/lib/notifications";
+// @ts-expect-error -- the mock (webui/__mocks__/zustand.ts) adds resetAllStores to zustand's exports.
+import { resetAllStores } from "zustand";
 
-// Every test starts from fresh stores and empty storage (the bulletproof-react reset pattern).
+vi.mock("zustand");
+
+// Every test starts from fresh stores and empty storage.
 beforeEach(() => {
   localStorage.clear();
-  useStudioStore.setState(initialStudioState);
-  useNotifications.setState({ toasts: [] });
+  resetAllStores();
 });
 
 afterEach(() => {

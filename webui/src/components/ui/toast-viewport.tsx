@@ -1,6 +1,6 @@
 import { useEffect } from "react";
 
-import { useNotifications, type Toast } from "@/lib/notifications";
+import { useNotifications, type Toast } from "@/stores/notifications-store";
 
 // Errors stay long enough to read a server message; confirmations get out of the way quickly.
 const AUTO_DISMISS_MS: Record<Toast["kind"], number> = { error: 12_000, info: 4_000 };

@@ -3,9 +3,9 @@
  * compressed formats are encoded by the server, re-running the session with its recorded seed.
  */
 import { chatterboxAPI, type ResponseFormat } from "@/lib/api";
-import { toSpeechRequest } from "@/lib/parameters";
-import { base64ToBytes, concatBytes, pcm16ToWav } from "@/lib/pcm";
-import type { Session } from "@/lib/store";
+import { toSpeechRequest } from "@/config/parameters";
+import { base64ToBytes, concatBytes, pcm16ToWav } from "@/utils/pcm";
+import type { Session } from "@/features/sessions/stores/sessions-store";
 
 const MIME_TYPES: Record<ResponseFormat, string> = {
   mp3: "audio/mpeg",

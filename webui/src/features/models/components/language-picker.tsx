@@ -2,8 +2,8 @@ import { useEffect, useId } from "react";
 
 import { selectClass } from "@/components/ui/select-class";
 import { useModels } from "@/features/models/api/get-models";
-import { DEFAULT_LANGUAGE } from "@/lib/parameters";
-import { useStudioStore } from "@/lib/store";
+import { DEFAULT_LANGUAGE } from "@/config/parameters";
+import { useSettingsStore } from "@/stores/settings-store";
 
 /**
  * Picks the language of the text, from the languages /v1/models lists for the selected model.
@@ -12,9 +12,9 @@ import { useStudioStore } from "@/lib/store";
  */
 export function LanguagePicker() {
   const id = useId();
-  const model = useStudioStore((s) => s.params.model);
-  const language = useStudioStore((s) => s.params.language);
-  const setParam = useStudioStore((s) => s.setParam);
+  const model = useSettingsStore((s) => s.params.model);
+  const language = useSettingsStore((s) => s.params.language);
+  const setParam = useSettingsStore((s) => s.setParam);
   const { data: models, isSuccess } = useModels();
   const languages = models?.find((m) => m.id === model)?.languages ?? {};
   const codes = Object.keys(languages).sort((a, b) => languages[a].localeCompare(languages[b]));

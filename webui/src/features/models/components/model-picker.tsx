@@ -2,13 +2,13 @@ import { useId } from "react";
 
 import { selectClass } from "@/components/ui/select-class";
 import { useModels } from "@/features/models/api/get-models";
-import { useStudioStore } from "@/lib/store";
+import { useSettingsStore } from "@/stores/settings-store";
 
 /** Picks the model name sent with each request. */
 export function ModelPicker() {
   const id = useId();
-  const model = useStudioStore((s) => s.params.model);
-  const setParam = useStudioStore((s) => s.setParam);
+  const model = useSettingsStore((s) => s.params.model);
+  const setParam = useSettingsStore((s) => s.setParam);
   const { data: models = [] } = useModels();
   const options = models.some((m) => m.id === model) ? models : [{ id: model }, ...models];
   return (

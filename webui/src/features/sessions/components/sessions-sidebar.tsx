@@ -2,8 +2,7 @@ import { useId } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
-import { audioPlayer } from "@/lib/pcm-player";
-import { useStudioStore, type Session } from "@/lib/store";
+import { selectIsGenerating, useSessionsStore, type Session } from "@/features/sessions/stores/sessions-store";
 
 const STATUS_STYLES: Record<Session["status"], string> = {
   generating: "bg-amber-100 text-amber-800",
@@ -13,17 +12,14 @@ const STATUS_STYLES: Record<Session["status"], string> = {
 };
 
 function SessionItem({ session, active }: { session: Session; active: boolean }) {
-  const selectSession = useStudioStore((s) => s.selectSession);
-  const deleteSession = useStudioStore((s) => s.deleteSession);
+  const selectSession = useSessionsStore((s) => s.selectSession);
+  const deleteSession = useSessionsStore((s) => s.deleteSession);
   const time = new Date(session.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return (
     <li className={`group flex items-start gap-1 rounded-lg ${active ? "bg-indigo-50 ring-1 ring-indigo-200" : "hover:bg-slate-50"}`}>
       <button
         type="button"
-        onClick={() => {
-          audioPlayer.stop();
-          selectSession(session.id);
-        }}
+        onClick={() => selectSession(session.id)}
         aria-current={active ? "true" : undefined}
         className="min-w-0 flex-1 rounded-lg px-2 py-2 text-left focus-visible:outline-2 focus-visible:outline-indigo-600"
       >
@@ -50,10 +46,10 @@ function SessionItem({ session, active }: { session: Session; active: boolean })
 /** History of generations, newest first; picking one loads it into the player. */
 export function SessionsSidebar() {
   const id = useId();
-  const sessions = useStudioStore((s) => s.sessions);
-  const activeId = useStudioStore((s) => s.activeSessionId);
-  const clearSessions = useStudioStore((s) => s.clearSessions);
-  const isGenerating = useStudioStore((s) => s.isGenerating);
+  const sessions = useSessionsStore((s) => s.sessions);
+  const activeId = useSessionsStore((s) => s.activeSessionId);
+  const clearSessions = useSessionsStore((s) => s.clearSessions);
+  const isGenerating = useSessionsStore(selectIsGenerating);
   return (
     <Panel
       title="Sessions"

@@ -1,13 +1,14 @@
-import { useEffect, useId, useState, useSyncExternalStore } from "react";
+import { useEffect, useId, useState } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { Waveform } from "@/features/speech/components/waveform";
 import { downloadSession, sessionPcm } from "@/features/speech/download";
 import { RESPONSE_FORMATS, type ResponseFormat } from "@/lib/api";
-import { notifyError } from "@/lib/notifications";
-import { audioPlayer } from "@/lib/pcm-player";
-import { selectActiveSession, useStudioStore, type SessionMetrics } from "@/lib/store";
+import { selectActiveSession, useSessionsStore, type SessionMetrics } from "@/features/sessions/stores/sessions-store";
+import { playbackPosition, usePlaybackStore } from "@/features/speech/stores/playback-store";
+import { notifyError } from "@/stores/notifications-store";
+import { useSettingsStore } from "@/stores/settings-store";
 
 function formatSeconds(seconds: number): string {
   const whole = Math.max(0, seconds);
@@ -21,7 +22,7 @@ function usePlaybackPosition(playing: boolean): number {
   useEffect(() => {
     if (!playing) return;
     let frame = requestAnimationFrame(function tick() {
-      setPosition(audioPlayer.position());
+      setPosition(playbackPosition());
       frame = requestAnimationFrame(tick);
     });
     return () => cancelAnimationFrame(frame);
@@ -52,17 +53,27 @@ function Metrics({ metrics }: { metrics: SessionMetrics | null }) {
 /** Plays the active session (live while it streams), with waveform, metrics and download. */
 export function StreamingAudioPlayer() {
   const id = useId();
-  const session = useStudioStore(selectActiveSession);
-  const format = useStudioStore((s) => s.params.responseFormat);
-  const setParam = useStudioStore((s) => s.setParam);
-  const player = useSyncExternalStore(audioPlayer.subscribe, audioPlayer.getState);
-  const playing = player.status === "playing";
+  const session = useSessionsStore(selectActiveSession);
+  const sessionId = session?.id ?? null;
+  const format = useSettingsStore((s) => s.params.responseFormat);
+  const setParam = useSettingsStore((s) => s.setParam);
+  const playerStatus = usePlaybackStore((s) => s.status);
+  const scheduledSeconds = usePlaybackStore((s) => s.scheduledSeconds);
+  const { play, stop } = usePlaybackStore.getState();
+  const playing = playerStatus === "playing";
   const position = usePlaybackPosition(playing);
   const [downloading, setDownloading] = useState(false);
 
   const chunks = session?.audioChunks ?? [];
-  const clipSeconds = session?.metrics?.durationSeconds ?? player.scheduledSeconds;
-  const progress = player.status === "ended" ? 1 : clipSeconds > 0 ? Math.min(1, position / clipSeconds) : 0;
+  // Picking another session silences the one playing (a generation keeps recording quietly);
+  // a session that just started generating owns the speaker, so its start does not count.
+  const sessionGenerating = session?.status === "generating";
+  useEffect(() => {
+    if (!sessionGenerating) stop();
+  }, [sessionId]); // Only a change of session stops playback.
+
+  const clipSeconds = session?.metrics?.durationSeconds ?? scheduledSeconds;
+  const progress = playerStatus === "ended" ? 1 : clipSeconds > 0 ? Math.min(1, position / clipSeconds) : 0;
   const canReplay = session?.status === "done" && chunks.length > 0;
 
   const statusText = !session
@@ -83,7 +94,7 @@ export function StreamingAudioPlayer() {
     <Panel title="Player" titleId={`${id}-title`}>
       <div className="space-y-3">
         <div className="flex items-center justify-between gap-2 text-sm">
-          <p role="status" aria-live="polite" data-testid="player-status" data-player={player.status} className="truncate text-slate-700">
+          <p role="status" aria-live="polite" data-testid="player-status" data-player={playerStatus} className="truncate text-slate-700">
             {statusText}
           </p>
           <span className="shrink-0 font-mono text-xs text-slate-500 tabular-nums" data-testid="player-time">
@@ -103,9 +114,9 @@ export function StreamingAudioPlayer() {
         <Metrics metrics={session?.metrics ?? null} />
         <div className="flex flex-wrap items-center gap-2">
           {playing ? (
-            <Button onClick={() => audioPlayer.stop()}>■ Stop</Button>
+            <Button onClick={stop}>■ Stop</Button>
           ) : (
-            <Button onClick={() => session && void audioPlayer.play(sessionPcm(session))} disabled={!canReplay}>
+            <Button onClick={() => session && void play(sessionPcm(session))} disabled={!canReplay}>
               ▶ Play
             </Button>
           )}

@@ -2,7 +2,7 @@ import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { TextInput } from "@/features/speech/components/text-input";
-import { useStudioStore } from "@/lib/store";
+import { useSessionsStore } from "@/features/sessions/stores/sessions-store";
 import { installFakeServer, speechStream } from "@/testing/fake-server";
 
 describe("TextInput", () => {
@@ -27,7 +27,7 @@ describe("TextInput", () => {
     const box = screen.getByLabelText("Text to speak");
     fireEvent.change(box, { target: { value: "Shortcut" } });
     fireEvent.keyDown(box, { key: "Enter", ctrlKey: true });
-    await waitFor(() => expect(useStudioStore.getState().sessions[0]?.status).toBe("done"));
+    await waitFor(() => expect(useSessionsStore.getState().sessions[0]?.status).toBe("done"));
     expect(fetchMock).toHaveBeenCalledTimes(1);
   });
 });

@@ -2,16 +2,18 @@ import { useId } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
-import { cancelGeneration, inputProblem, startGeneration } from "@/features/speech/generation";
+import { selectIsGenerating, useSessionsStore } from "@/features/sessions/stores/sessions-store";
+import { inputProblem, useGenerationStore } from "@/features/speech/stores/generation-store";
 import { MAX_INPUT_CHARS } from "@/lib/api";
-import { useStudioStore } from "@/lib/store";
 
 /** The script box: character counter against the 4096 limit, Generate button and Ctrl/⌘+Enter. */
 export function TextInput() {
   const id = useId();
-  const text = useStudioStore((s) => s.draftText);
-  const setText = useStudioStore((s) => s.setDraftText);
-  const isGenerating = useStudioStore((s) => s.isGenerating);
+  const text = useGenerationStore((s) => s.draftText);
+  const setText = useGenerationStore((s) => s.setDraftText);
+  const generate = useGenerationStore((s) => s.generate);
+  const cancel = useGenerationStore((s) => s.cancel);
+  const isGenerating = useSessionsStore(selectIsGenerating);
   const problem = inputProblem(text);
   const tooLong = text.length > MAX_INPUT_CHARS;
 
@@ -27,7 +29,7 @@ export function TextInput() {
         onKeyDown={(event) => {
           if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
             event.preventDefault();
-            void startGeneration();
+            void generate();
           }
         }}
         rows={6}
@@ -50,11 +52,11 @@ export function TextInput() {
         <div className="flex items-center gap-2">
           <span className="hidden text-xs text-slate-400 sm:inline">Ctrl+Enter</span>
           {isGenerating ? (
-            <Button variant="secondary" onClick={cancelGeneration}>
+            <Button variant="secondary" onClick={cancel}>
               Stop
             </Button>
           ) : null}
-          <Button variant="primary" onClick={() => void startGeneration()} disabled={problem !== null || isGenerating}>
+          <Button variant="primary" onClick={() => void generate()} disabled={problem !== null || isGenerating}>
             {isGenerating ? "Generating…" : "Generate"}
           </Button>
         </div>

@@ -2,8 +2,8 @@ import { fireEvent, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { TTSParameters } from "@/features/speech/components/tts-parameters";
-import { DEFAULT_PARAMS } from "@/lib/parameters";
-import { useStudioStore } from "@/lib/store";
+import { DEFAULT_PARAMS } from "@/config/parameters";
+import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer } from "@/testing/fake-server";
 import { renderWithQueries } from "@/testing/render";
 
@@ -20,19 +20,19 @@ describe("TTSParameters", () => {
     serveCatalog();
     renderWithQueries(<TTSParameters />);
     fireEvent.change(screen.getByLabelText("Temperature"), { target: { value: "1.5" } });
-    expect(useStudioStore.getState().params.temperature).toBe(1.5);
+    expect(useSettingsStore.getState().params.temperature).toBe(1.5);
     expect(screen.getByText("1.50")).toBeTruthy();
 
     fireEvent.click(screen.getByRole("button", { name: `Reset Temperature to ${DEFAULT_PARAMS.temperature}` }));
-    expect(useStudioStore.getState().params.temperature).toBe(DEFAULT_PARAMS.temperature);
+    expect(useSettingsStore.getState().params.temperature).toBe(DEFAULT_PARAMS.temperature);
   });
 
   it("takes a fixed seed and goes back to random", () => {
     serveCatalog();
     renderWithQueries(<TTSParameters />);
     fireEvent.change(screen.getByLabelText("Seed"), { target: { value: "42" } });
-    expect(useStudioStore.getState().params.seed).toBe(42);
+    expect(useSettingsStore.getState().params.seed).toBe(42);
     fireEvent.click(screen.getByRole("button", { name: "Use a random seed" }));
-    expect(useStudioStore.getState().params.seed).toBeNull();
+    expect(useSettingsStore.getState().params.seed).toBeNull();
   });
 });

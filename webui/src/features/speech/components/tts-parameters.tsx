@@ -3,13 +3,13 @@ import { useId, type ReactNode } from "react";
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { SliderField } from "@/components/ui/slider-field";
-import { DEFAULT_PARAMS, MAX_SEED, SLIDERS } from "@/lib/parameters";
-import { useStudioStore } from "@/lib/store";
+import { DEFAULT_PARAMS, MAX_SEED, SLIDERS } from "@/config/parameters";
+import { useSettingsStore } from "@/stores/settings-store";
 
 function SeedField() {
   const id = useId();
-  const seed = useStudioStore((s) => s.params.seed);
-  const setParam = useStudioStore((s) => s.setParam);
+  const seed = useSettingsStore((s) => s.params.seed);
+  const setParam = useSettingsStore((s) => s.setParam);
   return (
     <div className="space-y-1">
       <label htmlFor={id} className="text-sm font-medium text-slate-800">
@@ -48,10 +48,10 @@ function SeedField() {
  */
 export function TTSParameters({ pickers }: { pickers?: ReactNode }) {
   const id = useId();
-  const params = useStudioStore((s) => s.params);
-  const setParam = useStudioStore((s) => s.setParam);
-  const resetParam = useStudioStore((s) => s.resetParam);
-  const resetParams = useStudioStore((s) => s.resetParams);
+  const params = useSettingsStore((s) => s.params);
+  const setParam = useSettingsStore((s) => s.setParam);
+  const resetParam = useSettingsStore((s) => s.resetParam);
+  const resetParams = useSettingsStore((s) => s.resetParams);
   return (
     <Panel
       title="Parameters"

@@ -1,6 +1,6 @@
 import { useMemo, useRef } from "react";
 
-import { base64ToBytes, pcm16ToFloat32, waveformPeaks } from "@/lib/pcm";
+import { base64ToBytes, pcm16ToFloat32, waveformPeaks } from "@/utils/pcm";
 
 const BARS = 96;
 const SAMPLES_PER_BLOCK = 120; // 5 ms at 24 kHz

@@ -2,10 +2,10 @@ import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { VoiceLibrary } from "@/features/voices/components/voice-library";
-import { useStudioStore } from "@/lib/store";
+import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer, openAIError } from "@/testing/fake-server";
 import { renderWithQueries } from "@/testing/render";
-import { useNotifications } from "@/lib/notifications";
+import { useNotifications } from "@/stores/notifications-store";
 
 /** A tiny voice catalogue behind the fake HTTP layer, so list/clone/delete stay consistent. */
 function serveVoices() {
@@ -43,7 +43,7 @@ describe("VoiceLibrary", () => {
 
     cloneAs("Ada");
     const row = await screen.findByRole("button", { name: "Delete Ada" });
-    expect(useStudioStore.getState().params.voice).toBe("voice_1");
+    expect(useSettingsStore.getState().params.voice).toBe("voice_1");
     const upload = requests.find((r) => r.method === "POST")!;
     const form = await upload.formData();
     expect(form.get("name")).toBe("Ada");
@@ -53,7 +53,7 @@ describe("VoiceLibrary", () => {
     const confirm = screen.getByRole("group", { name: "Confirm deleting Ada" });
     fireEvent.click(within(confirm).getByRole("button", { name: "Confirm delete" }));
     await waitFor(() => expect(screen.queryByText("Ada")).toBeNull());
-    expect(useStudioStore.getState().params.voice).toBe("default");
+    expect(useSettingsStore.getState().params.voice).toBe("default");
   });
 
   it("cancelling the confirmation keeps the voice", async () => {

@@ -7,9 +7,9 @@ import { useDeleteVoice } from "@/features/voices/api/delete-voice";
 import { useVoices } from "@/features/voices/api/get-voices";
 import { useVoiceRecorder, type Recording } from "@/features/voices/hooks/use-voice-recorder";
 import { chatterboxAPI, type Voice } from "@/lib/api";
-import { notifyError, useNotifications } from "@/lib/notifications";
-import { DEFAULT_PARAMS } from "@/lib/parameters";
-import { useStudioStore } from "@/lib/store";
+import { notifyError, useNotifications } from "@/stores/notifications-store";
+import { DEFAULT_PARAMS } from "@/config/parameters";
+import { useSettingsStore } from "@/stores/settings-store";
 
 const MAX_SAMPLE_BYTES = 10 * 1024 * 1024;
 
@@ -43,7 +43,7 @@ function CloneForm() {
   const [sample, setSample] = useState<Recording | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
   const cloneVoice = useCloneVoice();
-  const setParam = useStudioStore((s) => s.setParam);
+  const setParam = useSettingsStore((s) => s.setParam);
   const recorder = useVoiceRecorder(setSample);
   const tooBig = (sample?.blob.size ?? 0) > MAX_SAMPLE_BYTES;
 
@@ -114,13 +114,13 @@ function VoiceRow({ voice }: { voice: Voice }) {
   const [confirming, setConfirming] = useState(false);
   const [previewing, setPreviewing] = useState(false);
   const deleteVoice = useDeleteVoice();
-  const selected = useStudioStore((s) => s.params.voice === voice.id);
-  const setParam = useStudioStore((s) => s.setParam);
+  const selected = useSettingsStore((s) => s.params.voice === voice.id);
+  const setParam = useSettingsStore((s) => s.setParam);
 
   async function confirmDelete() {
     try {
       await deleteVoice.mutateAsync(voice.id);
-      if (useStudioStore.getState().params.voice === voice.id) setParam("voice", DEFAULT_PARAMS.voice);
+      if (useSettingsStore.getState().params.voice === voice.id) setParam("voice", DEFAULT_PARAMS.voice);
     } catch (error) {
       notifyError(`Could not delete "${voice.name}"`, error);
     } finally {

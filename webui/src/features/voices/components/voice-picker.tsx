@@ -2,13 +2,13 @@ import { useId } from "react";
 
 import { selectClass } from "@/components/ui/select-class";
 import { useVoices } from "@/features/voices/api/get-voices";
-import { useStudioStore } from "@/lib/store";
+import { useSettingsStore } from "@/stores/settings-store";
 
 /** Picks the voice to speak with from the server's library. */
 export function VoicePicker() {
   const id = useId();
-  const voice = useStudioStore((s) => s.params.voice);
-  const setParam = useStudioStore((s) => s.setParam);
+  const voice = useSettingsStore((s) => s.params.voice);
+  const setParam = useSettingsStore((s) => s.setParam);
   const { data: voices = [], isPending } = useVoices();
   // Keep the stored choice visible even before the list loads (or if it was deleted elsewhere).
   const options = voices.some((v) => v.id === voice) ? voices : [{ id: voice, name: voice }, ...voices];

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 
-import { notifyError } from "@/lib/notifications";
+import { notifyError } from "@/stores/notifications-store";
 
 export interface Recording {
   blob: Blob;

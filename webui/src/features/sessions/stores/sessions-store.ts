@@ -1,18 +1,18 @@
 /**
- * The studio's client state: generation parameters, the draft text, the generating flag and the
- * history of generations ("sessions", each with its text, parameters, audio and metrics).
- * Parameters and sessions survive reloads; server data (voices, models) lives in the query layer.
+ * The history of generations ("sessions"), each with its text, parameters, audio and metrics,
+ * and which one is active. Persisted across reloads. A session's status is the one record of
+ * whether something is being generated: `selectIsGenerating` reads it, nothing else keeps a flag.
  */
 import { create } from "zustand";
 import { createJSONStorage, persist } from "zustand/middleware";
 
-import { DEFAULT_PARAMS, type GenerationParams } from "@/lib/parameters";
+import type { GenerationParams } from "@/config/parameters";
 import { createStudioStorage } from "@/lib/persist-storage";
 
 export const MAX_SESSIONS = 50;
 
 export interface SessionMetrics {
-  /** Milliseconds from sending the request to the first audio chunk. */
+  /** Milliseconds from sending the request (or the first text, live) to the first audio chunk. */
   timeToFirstAudioMs: number | null;
   /** Milliseconds from sending the request to the end of the stream. */
   totalMs: number;
@@ -35,23 +35,16 @@ export interface Session {
   metrics: SessionMetrics | null;
 }
 
-export interface StudioState {
-  params: GenerationParams;
-  draftText: string;
-  apiKey: string;
-  isGenerating: boolean;
+export interface SessionsState {
   sessions: Session[];
   activeSessionId: string | null;
 }
 
-export interface StudioActions {
-  setParam: <K extends keyof GenerationParams>(key: K, value: GenerationParams[K]) => void;
-  resetParam: (key: keyof GenerationParams) => void;
-  resetParams: () => void;
-  setDraftText: (text: string) => void;
-  setApiKey: (key: string) => void;
+export interface SessionsActions {
   /** Starts a new session (newest first) and makes it active; returns its id. */
   beginSession: (text: string, params: GenerationParams) => string;
+  /** Replaces a session's text (live mode: the text grows while it is spoken). */
+  setSessionText: (id: string, text: string) => void;
   appendAudio: (id: string, chunk: string) => void;
   completeSession: (id: string, metrics: SessionMetrics) => void;
   failSession: (id: string, status: "error" | "cancelled", message: string | null) => void;
@@ -59,17 +52,6 @@ export interface StudioActions {
   deleteSession: (id: string) => void;
   clearSessions: () => void;
 }
-
-export type StudioStore = StudioState & StudioActions;
-
-export const initialStudioState: StudioState = {
-  params: DEFAULT_PARAMS,
-  draftText: "",
-  apiKey: "",
-  isGenerating: false,
-  sessions: [],
-  activeSessionId: null,
-};
 
 function newSessionId(): string {
   return typeof crypto !== "undefined" && "randomUUID" in crypto
@@ -81,23 +63,11 @@ function updateSession(sessions: Session[], id: string, change: (session: Sessio
   return sessions.map((session) => (session.id === id ? change(session) : session));
 }
 
-export const useStudioStore = create<StudioStore>()(
+export const useSessionsStore = create<SessionsState & SessionsActions>()(
   persist(
     (set) => ({
-      ...initialStudioState,
-
-      setParam: (key, value) => set((state) => ({ params: { ...state.params, [key]: value } })),
-      resetParam: (key) => set((state) => ({ params: { ...state.params, [key]: DEFAULT_PARAMS[key] } })),
-      resetParams: () =>
-        // Voice and model are choices, not tuning: "reset all" keeps them.
-        set((state) => ({ params: {
-          ...DEFAULT_PARAMS,
-          voice: state.params.voice,
-          model: state.params.model,
-          language: state.params.language,
-        } })),
-      setDraftText: (draftText) => set({ draftText }),
-      setApiKey: (apiKey) => set({ apiKey }),
+      sessions: [],
+      activeSessionId: null,
 
       beginSession: (text, params) => {
         const session: Session = {
@@ -110,27 +80,18 @@ export const useStudioStore = create<StudioStore>()(
           audioChunks: [],
           metrics: null,
         };
-        set((state) => ({
-          sessions: [session, ...state.sessions].slice(0, MAX_SESSIONS),
-          activeSessionId: session.id,
-          isGenerating: true,
-        }));
+        set((state) => ({ sessions: [session, ...state.sessions].slice(0, MAX_SESSIONS), activeSessionId: session.id }));
         return session.id;
       },
+      setSessionText: (id, text) => set((state) => ({ sessions: updateSession(state.sessions, id, (s) => ({ ...s, text })) })),
       appendAudio: (id, chunk) =>
         set((state) => ({
           sessions: updateSession(state.sessions, id, (s) => ({ ...s, audioChunks: [...s.audioChunks, chunk] })),
         })),
       completeSession: (id, metrics) =>
-        set((state) => ({
-          sessions: updateSession(state.sessions, id, (s) => ({ ...s, status: "done", metrics })),
-          isGenerating: false,
-        })),
+        set((state) => ({ sessions: updateSession(state.sessions, id, (s) => ({ ...s, status: "done", metrics })) })),
       failSession: (id, status, message) =>
-        set((state) => ({
-          sessions: updateSession(state.sessions, id, (s) => ({ ...s, status, error: message })),
-          isGenerating: false,
-        })),
+        set((state) => ({ sessions: updateSession(state.sessions, id, (s) => ({ ...s, status, error: message })) })),
       selectSession: (activeSessionId) => set({ activeSessionId }),
       deleteSession: (id) =>
         set((state) => ({
@@ -140,37 +101,28 @@ export const useStudioStore = create<StudioStore>()(
       clearSessions: () => set({ sessions: [], activeSessionId: null }),
     }),
     {
+      // The key the studio has always used, so existing histories carry over.
       name: "chatterbox-studio",
       version: 1,
       storage: createJSONStorage(() => createStudioStorage()),
-      partialize: (state) => ({
-        params: state.params,
-        draftText: state.draftText,
-        apiKey: state.apiKey,
-        sessions: state.sessions,
-        activeSessionId: state.activeSessionId,
-      }),
+      partialize: (state) => ({ sessions: state.sessions, activeSessionId: state.activeSessionId }),
       merge: (persisted, current) => {
-        const saved = (persisted ?? {}) as Partial<StudioState>;
+        const saved = (persisted ?? {}) as Partial<SessionsState>;
         return {
           ...current,
-          ...saved,
-          // Parameters added in later versions get their defaults.
-          params: { ...DEFAULT_PARAMS, ...saved.params },
+          activeSessionId: saved.activeSessionId ?? null,
           // A generation cannot survive a reload: whatever was streaming then is now interrupted.
           sessions: (saved.sessions ?? []).map((s) =>
             s.status === "generating" ? { ...s, status: "cancelled", error: "Interrupted by a page reload" } : s,
           ),
-          isGenerating: false,
         };
       },
     },
   ),
 );
 
-export const selectActiveSession = (state: StudioState): Session | null =>
+export const selectActiveSession = (state: SessionsState): Session | null =>
   state.sessions.find((s) => s.id === state.activeSessionId) ?? null;
 
-/** The audio to show in the player: the active session's chunks, or none. */
-export const selectCurrentAudio = (state: StudioState): string[] | null =>
-  selectActiveSession(state)?.audioChunks ?? null;
+/** Whether a generation is running: some session is still streaming. */
+export const selectIsGenerating = (state: SessionsState): boolean => state.sessions.some((s) => s.status === "generating");

@@ -8,7 +8,7 @@ import {
   pcm16ToWav,
   pcmDurationSeconds,
   waveformPeaks,
-} from "@/lib/pcm";
+} from "@/utils/pcm";
 
 describe("pcm helpers", () => {
   it("round-trips base64", () => {

@@ -1,40 +1,42 @@
 import { describe, expect, it } from "vitest";
 
-import { cancelGeneration, inputProblem, startGeneration } from "@/features/speech/generation";
-import { useNotifications } from "@/lib/notifications";
-import { useStudioStore } from "@/lib/store";
+import { selectIsGenerating, useSessionsStore } from "@/features/sessions/stores/sessions-store";
+import { inputProblem, useGenerationStore } from "@/features/speech/stores/generation-store";
+import { useNotifications } from "@/stores/notifications-store";
+import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer, openAIError, speechStream } from "@/testing/fake-server";
 
-const store = () => useStudioStore.getState();
+const generation = () => useGenerationStore.getState();
+const sessions = () => useSessionsStore.getState();
 
-describe("startGeneration", () => {
+describe("generate", () => {
   it("streams the draft into a new session with audio and metrics", async () => {
     const { requests } = installFakeServer({
       "POST /v1/audio/speech": () => speechStream([new Uint8Array(24_000), new Uint8Array(24_000)]),
     });
-    store().setDraftText("Hello world");
-    store().setParam("exaggeration", 0.9);
+    generation().setDraftText("Hello world");
+    useSettingsStore.getState().setParam("exaggeration", 0.9);
 
-    await startGeneration();
+    await generation().generate();
 
     const body = await requests[0].json();
     expect(body).toMatchObject({ input: "Hello world", voice: "default", stream_format: "sse", response_format: "pcm", exaggeration: 0.9 });
     expect(Number.isInteger(body.seed)).toBe(true);
-    const [session] = store().sessions;
+    const [session] = sessions().sessions;
     expect(session).toMatchObject({ text: "Hello world", status: "done", error: null });
     expect(session.params.seed).toBe(body.seed);
     expect(session.audioChunks).toHaveLength(2);
     expect(session.metrics?.durationSeconds).toBe(1);
     expect(session.metrics?.timeToFirstAudioMs).toBeGreaterThanOrEqual(0);
     expect(session.metrics?.realTimeFactor).toBeGreaterThanOrEqual(0);
-    expect(store().isGenerating).toBe(false);
+    expect(selectIsGenerating(sessions())).toBe(false);
   });
 
   it("uses a fixed seed when one is set", async () => {
     const { requests } = installFakeServer({ "POST /v1/audio/speech": () => speechStream([new Uint8Array(4)]) });
-    store().setDraftText("Seeded");
-    store().setParam("seed", 99);
-    await startGeneration();
+    generation().setDraftText("Seeded");
+    useSettingsStore.getState().setParam("seed", 99);
+    await generation().generate();
     expect((await requests[0].json()).seed).toBe(99);
   });
 
@@ -42,24 +44,31 @@ describe("startGeneration", () => {
     installFakeServer({
       "POST /v1/audio/speech": () => openAIError(400, "voice 'ghost' not found", "voice"),
     });
-    store().setDraftText("Hi");
-    await startGeneration();
+    generation().setDraftText("Hi");
+    await generation().generate();
 
-    expect(store().sessions[0]).toMatchObject({ status: "error", error: "voice 'ghost' not found" });
+    expect(sessions().sessions[0]).toMatchObject({ status: "error", error: "voice 'ghost' not found" });
     expect(useNotifications.getState().toasts).toEqual([
       expect.objectContaining({ kind: "error", title: "Generation failed", message: "voice 'ghost' not found" }),
     ]);
-    expect(store().isGenerating).toBe(false);
+    expect(selectIsGenerating(sessions())).toBe(false);
   });
 
   it("does not send text that is empty or over the limit", async () => {
     const { fetchMock } = installFakeServer({});
-    store().setDraftText("x".repeat(4097));
-    await startGeneration();
-    store().setDraftText("   ");
-    await startGeneration();
+    generation().setDraftText("x".repeat(4097));
+    await generation().generate();
+    generation().setDraftText("   ");
+    await generation().generate();
     expect(fetchMock).not.toHaveBeenCalled();
-    expect(store().sessions).toEqual([]);
+    expect(sessions().sessions).toEqual([]);
+  });
+
+  it("runs one generation at a time", async () => {
+    const { fetchMock } = installFakeServer({ "POST /v1/audio/speech": () => speechStream([new Uint8Array(4)]) });
+    generation().setDraftText("Once");
+    await Promise.all([generation().generate(), generation().generate()]);
+    expect(fetchMock).toHaveBeenCalledTimes(1);
   });
 
   it("cancelling ends the session as cancelled, without an error toast", async () => {
@@ -69,12 +78,13 @@ describe("startGeneration", () => {
           request.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
         ),
     });
-    store().setDraftText("Long text");
-    const running = startGeneration();
+    generation().setDraftText("Long text");
+    const running = generation().generate();
     await new Promise((resolve) => setTimeout(resolve, 0));
-    cancelGeneration();
+    expect(selectIsGenerating(sessions())).toBe(true);
+    generation().cancel();
     await running;
-    expect(store().sessions[0].status).toBe("cancelled");
+    expect(sessions().sessions[0].status).toBe("cancelled");
     expect(useNotifications.getState().toasts).toEqual([]);
   });
 });

@@ -1,31 +1,20 @@
 import { describe, expect, it, vi } from "vitest";
 
-import { DEFAULT_PARAMS } from "@/lib/parameters";
-import { MAX_SESSIONS, selectActiveSession, selectCurrentAudio, useStudioStore } from "@/lib/store";
+import { DEFAULT_PARAMS } from "@/config/parameters";
+import {
+  MAX_SESSIONS,
+  selectActiveSession,
+  selectIsGenerating,
+  useSessionsStore,
+} from "@/features/sessions/stores/sessions-store";
 
-const store = () => useStudioStore.getState();
+const store = () => useSessionsStore.getState();
 const metrics = { timeToFirstAudioMs: 120, totalMs: 900, durationSeconds: 1.5, realTimeFactor: 0.6 };
 
-describe("studio store parameters", () => {
-  it("sets and resets one parameter", () => {
-    store().setParam("temperature", 1.4);
-    expect(store().params.temperature).toBe(1.4);
-    store().resetParam("temperature");
-    expect(store().params.temperature).toBe(DEFAULT_PARAMS.temperature);
-  });
-
-  it("resets tuning but keeps the chosen voice and model", () => {
-    store().setParam("voice", "voice_1");
-    store().setParam("exaggeration", 1.5);
-    store().resetParams();
-    expect(store().params).toEqual({ ...DEFAULT_PARAMS, voice: "voice_1" });
-  });
-});
-
-describe("studio store sessions", () => {
+describe("sessions store", () => {
   it("records a generation from start to finish", () => {
     const id = store().beginSession("Hello", { ...DEFAULT_PARAMS, seed: 42 });
-    expect(store().isGenerating).toBe(true);
+    expect(selectIsGenerating(store())).toBe(true);
     expect(store().activeSessionId).toBe(id);
 
     store().appendAudio(id, "AAA=");
@@ -35,8 +24,7 @@ describe("studio store sessions", () => {
     const session = selectActiveSession(store());
     expect(session).toMatchObject({ text: "Hello", status: "done", metrics, audioChunks: ["AAA=", "AQA="] });
     expect(session?.params.seed).toBe(42);
-    expect(selectCurrentAudio(store())).toEqual(["AAA=", "AQA="]);
-    expect(store().isGenerating).toBe(false);
+    expect(selectIsGenerating(store())).toBe(false);
   });
 
   it("keeps newest first and caps the history", () => {
@@ -45,11 +33,11 @@ describe("studio store sessions", () => {
     expect(store().sessions[0].text).toBe(`text ${MAX_SESSIONS + 2}`);
   });
 
-  it("marks failures with the message and clears the generating flag", () => {
+  it("marks failures with the message and ends the generation", () => {
     const id = store().beginSession("Hi", DEFAULT_PARAMS);
     store().failSession(id, "error", "model not loaded");
     expect(store().sessions[0]).toMatchObject({ status: "error", error: "model not loaded" });
-    expect(store().isGenerating).toBe(false);
+    expect(selectIsGenerating(store())).toBe(false);
   });
 
   it("deleting the active session clears the selection", () => {
@@ -59,11 +47,8 @@ describe("studio store sessions", () => {
     expect(store().activeSessionId).toBeNull();
     expect(store().sessions.map((s) => s.id)).toEqual([first]);
   });
-});
 
-describe("studio store persistence", () => {
   it("survives a reload, and an interrupted generation comes back as cancelled", async () => {
-    store().setParam("seed", 1234);
     const done = store().beginSession("kept", DEFAULT_PARAMS);
     store().appendAudio(done, "AAA=");
     store().completeSession(done, metrics);
@@ -72,10 +57,8 @@ describe("studio store persistence", () => {
 
     // A reload is a fresh module instance hydrating from the same storage.
     vi.resetModules();
-    const reloaded = (await import("@/lib/store")).useStudioStore.getState();
+    const reloaded = (await import("@/features/sessions/stores/sessions-store")).useSessionsStore.getState();
 
-    expect(reloaded.params.seed).toBe(1234);
-    expect(reloaded.isGenerating).toBe(false);
     expect(reloaded.sessions.map((s) => [s.text, s.status])).toEqual([
       ["streaming when the page closed", "cancelled"],
       ["kept", "done"],

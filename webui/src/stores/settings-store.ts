@@ -1,0 +1,49 @@
+/**
+ * The studio's settings, shared by every feature: the generation parameters (voice, model,
+ * language, tuning, seed) and the API key. Persisted across reloads.
+ */
+import { create } from "zustand";
+import { createJSONStorage, persist } from "zustand/middleware";
+
+import { DEFAULT_PARAMS, type GenerationParams } from "@/config/parameters";
+import { createStudioStorage } from "@/lib/persist-storage";
+
+export interface SettingsState {
+  params: GenerationParams;
+  apiKey: string;
+}
+
+export interface SettingsActions {
+  setParam: <K extends keyof GenerationParams>(key: K, value: GenerationParams[K]) => void;
+  resetParam: (key: keyof GenerationParams) => void;
+  resetParams: () => void;
+  setApiKey: (key: string) => void;
+}
+
+export const useSettingsStore = create<SettingsState & SettingsActions>()(
+  persist(
+    (set) => ({
+      params: DEFAULT_PARAMS,
+      apiKey: "",
+      setParam: (key, value) => set((state) => ({ params: { ...state.params, [key]: value } })),
+      resetParam: (key) => set((state) => ({ params: { ...state.params, [key]: DEFAULT_PARAMS[key] } })),
+      resetParams: () =>
+        // Voice and model are choices, not tuning: "reset all" keeps them.
+        set((state) => ({
+          params: { ...DEFAULT_PARAMS, voice: state.params.voice, model: state.params.model, language: state.params.language },
+        })),
+      setApiKey: (apiKey) => set({ apiKey }),
+    }),
+    {
+      name: "chatterbox-studio-settings",
+      version: 1,
+      storage: createJSONStorage(() => createStudioStorage()),
+      partialize: (state) => ({ params: state.params, apiKey: state.apiKey }),
+      merge: (persisted, current) => {
+        const saved = (persisted ?? {}) as Partial<SettingsState>;
+        // Parameters added in later versions get their defaults.
+        return { ...current, apiKey: saved.apiKey ?? current.apiKey, params: { ...DEFAULT_PARAMS, ...saved.params } };
+      },
+    },
+  ),
+);
