@@ -8,15 +8,13 @@ from typing import Any
 
 import helm_python
 import pytest
-import yaml
 from chatterbox_operator import builders
 from chatterbox_operator.schema import TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
+from cluster import chart as cluster_chart
+from cluster.chart import CHART_DIR, NAMESPACE, RELEASE  # noqa: F401 (re-exported to the tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = REPO_ROOT / "helm" / "chatterbox-platform"
-RELEASE = "demo"
-NAMESPACE = "chatterbox-system"
 
 Manifest = dict[str, Any]
 Render = Callable[[dict[str, Any]], list[Manifest]]
@@ -33,14 +31,7 @@ def render(chart: helm_python.Chart) -> Render:
     """Render the chart's templates with `values` over the defaults, as `helm install` would."""
 
     def _render(values: dict[str, Any]) -> list[Manifest]:
-        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-        return [
-            document
-            for path, text in sorted(rendered.items())
-            if not path.endswith("NOTES.txt")
-            for document in yaml.safe_load_all(text)
-            if document
-        ]
+        return cluster_chart.render(chart, values)
 
     return _render
 
@@ -56,8 +47,7 @@ def inference_env(tts: Manifest) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def chart_crds(chart: helm_python.Chart) -> dict[str, Manifest]:
     """The CRDs the chart installs, by kind."""
-    crds = [doc for crd in chart.crds for doc in yaml.safe_load_all(crd["data"]) if doc]
-    return {crd["spec"]["names"]["kind"]: crd for crd in crds}
+    return {crd["spec"]["names"]["kind"]: crd for crd in cluster_chart.crds(chart)}
 
 
 @pytest.fixture(scope="session")

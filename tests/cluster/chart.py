@@ -1,0 +1,34 @@
+"""The Helm chart rendered offline with helm-python-sdk, as `helm install` would render it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "chatterbox-platform"
+RELEASE = "demo"
+NAMESPACE = "chatterbox-system"
+
+Manifest = dict[str, Any]
+
+
+def render(
+    chart: helm_python.Chart, values: dict[str, Any], *, name: str = RELEASE, namespace: str = NAMESPACE
+) -> list[Manifest]:
+    """The chart's templates (not its CRDs) with `values` over the defaults, one dict per document."""
+    rendered = chart.render(values, name=name, namespace=namespace, is_install=True)
+    return [
+        document
+        for path, text in sorted(rendered.items())
+        if not path.endswith("NOTES.txt")
+        for document in yaml.safe_load_all(text)
+        if document
+    ]
+
+
+def crds(chart: helm_python.Chart) -> list[Manifest]:
+    """The CRDs the chart installs (its crds/ folder)."""
+    return [doc for crd in chart.crds for doc in yaml.safe_load_all(crd["data"]) if doc]
