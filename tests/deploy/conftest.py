@@ -28,12 +28,14 @@ def chart() -> helm_python.Chart:
 
 @pytest.fixture(scope="session")
 def render(chart: helm_python.Chart) -> Render:
-    """Render the chart's templates with `values` over the defaults, as `helm install` would."""
+    """The release's manifests for `values` over the defaults: what `helm install` applies (no hooks)."""
+    return lambda values: cluster_chart.render(chart, values)
 
-    def _render(values: dict[str, Any]) -> list[Manifest]:
-        return cluster_chart.render(chart, values)
 
-    return _render
+@pytest.fixture(scope="session")
+def render_hooks(chart: helm_python.Chart) -> Render:
+    """The hook manifests for `values`: what Helm creates around install, upgrade or uninstall."""
+    return lambda values: cluster_chart.render(chart, values, hooks=True)
 
 
 def inference_env(tts: Manifest) -> dict[str, str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -48,6 +50,10 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "extraSpec": {"autoscaling": {"enabled": True, "targetQueueDepth": 4}},
         }
     },
+    "model-cache": {
+        "ttsDeployment": {"enabled": True, "modelCache": {"size": "20Gi", "storageClassName": "fast"}},
+        "voiceLibrary": {"enabled": True, "accessMode": "ReadWriteMany"},
+    },
     "existing-voice-claim": {
         "ttsDeployment": {"enabled": True},
         "voiceLibrary": {"enabled": True, "existingClaim": "my-voices"},
@@ -82,9 +88,9 @@ def test_chart_lints_without_errors_or_warnings(combination: str) -> None:
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("combination", COMBINATIONS)
 def test_every_rendered_manifest_is_valid(
-    combination: str, kube_version: str, render: Render, chart_crds: dict[str, Manifest]
+    combination: str, kube_version: str, render: Render, render_hooks: Render, chart_crds: dict[str, Manifest]
 ) -> None:
-    manifests = render(COMBINATIONS[combination])
+    manifests = render(COMBINATIONS[combination]) + render_hooks(COMBINATIONS[combination])
     assert manifests
     for manifest in manifests:
         where = f"{manifest['kind']}/{manifest['metadata']['name']}"
@@ -159,7 +165,8 @@ def test_namespaced_operator_gets_roles_only_where_it_watches(render: Render) ->
     assert sorted(p["metadata"]["namespace"] for p in of_kind(manifests, "KopfPeering")) == ["tts-a", "tts-b"]
     (cluster_role,) = of_kind(manifests, "ClusterRole")
     cluster_resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
-    assert cluster_resources == {"customresourcedefinitions"}
+    # kopf follows the listed namespaces appearing and disappearing.
+    assert cluster_resources == {"customresourcedefinitions", "namespaces"}
 
 
 def test_operator_debug_logging(render: Render) -> None:
@@ -176,7 +183,38 @@ def test_default_tts_deployment_follows_values(render: Render) -> None:
     assert tts["spec"]["image"] == DEFAULT_IMAGE
     (library,) = of_kind(manifests, "VoiceLibrary")
     assert tts["spec"]["voiceLibraryRef"] == {"name": library["metadata"]["name"]}
-    assert library["spec"] == {"storage": {"size": "1Gi", "storageClassName": "standard"}}
+    assert library["spec"] == {
+        "storage": {"size": "1Gi", "storageClassName": "standard", "accessMode": "ReadWriteOnce"}
+    }
+    assert "modelCache" not in tts["spec"], "no cache claim unless asked for"
+
+
+def test_model_cache_and_voice_claims_default_to_read_write_once(render: Render) -> None:
+    """ReadWriteMany is refused by local-path, EBS, GCE PD and Azure Disk: pods would stay Pending."""
+    values = {
+        "ttsDeployment": {"enabled": True, "modelCache": {"size": "20Gi"}},
+        "voiceLibrary": {"enabled": True},
+    }
+    manifests = render(values)
+    (tts,) = of_kind(manifests, "TTSDeployment")
+    assert tts["spec"]["modelCache"] == {"size": "20Gi", "accessMode": "ReadWriteOnce"}
+    (library,) = of_kind(manifests, "VoiceLibrary")
+    assert library["spec"]["storage"]["accessMode"] == "ReadWriteOnce"
+
+
+def test_storage_access_modes_and_classes_are_settable(render: Render) -> None:
+    manifests = render(COMBINATIONS["model-cache"])
+    (tts,) = of_kind(manifests, "TTSDeployment")
+    assert tts["spec"]["modelCache"] == {
+        "size": "20Gi",
+        "accessMode": "ReadWriteOnce",
+        "storageClassName": "fast",
+    }
+    (library,) = of_kind(manifests, "VoiceLibrary")
+    assert library["spec"]["storage"]["accessMode"] == "ReadWriteMany"
+    existing = {"ttsDeployment": {"enabled": True, "modelCache": {"existingClaim": "weights"}}}
+    (tts,) = of_kind(render(existing), "TTSDeployment")
+    assert tts["spec"]["modelCache"] == {"existingClaim": "weights"}
 
 
 def test_existing_voice_claim_replaces_the_created_one(render: Render) -> None:
@@ -238,14 +276,24 @@ def test_ingress_sends_the_api_to_inference_and_the_rest_to_the_web_ui(render: R
     assert ingress["spec"]["tls"] == [{"hosts": ["chatterbox.example.com"], "secretName": "chatterbox-tls"}]
     (ui,) = [d for d in of_kind(manifests, "Deployment") if "webui" in d["metadata"]["name"]]
     env = {e["name"]: e["value"] for e in ui["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["CHATTERBOX_API_URL"] == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"
+    # The Service's full name: nginx resolves it per request, without resolv.conf's search domains.
+    assert (
+        env["CHATTERBOX_API_URL"]
+        == f"http://{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{port}"
+    )
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
-def test_pods_run_restricted(combination: str, render: Render) -> None:
-    for deployment in of_kind(render(COMBINATIONS[combination]), "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+def test_pods_run_restricted(combination: str, render: Render, render_hooks: Render) -> None:
+    manifests = render(COMBINATIONS[combination]) + render_hooks(COMBINATIONS[combination])
+    workloads = [m for m in manifests if m["kind"] in ("Deployment", "Job")]
+    assert workloads
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        # OpenShift's restricted-v2 SCC assigns user and group IDs and refuses pods that pick their own.
+        contexts = [pod["securityContext"]] + [c["securityContext"] for c in pod["containers"]]
+        assert not any({"runAsUser", "runAsGroup", "fsGroup"} & set(context) for context in contexts)
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:
             context = container["securityContext"]
@@ -271,6 +319,12 @@ BAD_VALUES = [
     ),
     ({"ttsDeployment": {"serving": {"batchSize": 8}}}, "additional properties 'batchSize'"),
     ({"voiceLibrary": {"size": "lots"}}, "/voiceLibrary/size"),
+    ({"voiceLibrary": {"accessMode": "ReadWriteSometimes"}}, "/voiceLibrary/accessMode"),
+    (
+        {"ttsDeployment": {"modelCache": {"accessMode": "ReadOnlyMany"}}},
+        "/ttsDeployment/modelCache/accessMode",
+    ),
+    ({"uninstallHook": {"timeoutSeconds": 0}}, "/uninstallHook/timeoutSeconds"),
     ({"webui": {"service": {"type": "ExternalName"}}}, "/webui/service/type"),
     ({"ingress": {"enabled": True}}, "/webui/enabled"),
     ({"monitoring": {"prometheusRule": {"errorRatio": 5}}}, "/monitoring/prometheusRule/errorRatio"),
@@ -322,6 +376,37 @@ def test_notes_explain_the_first_tts_deployment(chart: helm_python.Chart) -> Non
         "https://chatterbox.example.com/v1/audio/speech"
         in with_ingress["chatterbox-platform/templates/NOTES.txt"]
     )
+
+
+def test_chart_works_as_a_dependency_with_global_values(tmp_path: Path) -> None:
+    """An umbrella chart passes `global` to every dependency; the strict schema must let it through."""
+    parent = tmp_path / "platform-stack"
+    shutil.copytree(
+        CHART_DIR, parent / "charts" / "chatterbox-platform"
+    )  # links followed, as `helm package` does
+    (parent / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "platform-stack",
+                "version": "1.0.0",
+                "dependencies": [{"name": "chatterbox-platform", "version": "0.1.0"}],
+            }
+        )
+    )
+    (parent / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"imageRegistry": "registry.example.com", "storageClass": "fast"},
+                "chatterbox-platform": {"ttsDeployment": {"enabled": True}},
+            }
+        )
+    )
+    with helm_python.Chart.load(parent) as umbrella:
+        rendered = umbrella.render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    assert any("kind: TTSDeployment" in text for text in rendered.values())
+    with helm_python.Chart.load(CHART_DIR) as alone:
+        alone.validate_schema({**yaml.safe_load((CHART_DIR / "values.yaml").read_text()), "global": {}})
 
 
 def test_values_schema_is_strict_json() -> None:

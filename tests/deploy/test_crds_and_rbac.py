@@ -10,7 +10,7 @@ import helm_python
 import pytest
 from chatterbox_operator import builders
 from chatterbox_operator.resources import API_CALLS
-from chatterbox_operator.schema import TTS_DEPLOYMENT
+from chatterbox_operator.schema import GROUP, TTS_DEPLOYMENT
 from chatterbox_operator.validation import checked_spec
 
 from .conftest import CHART_DIR, REPO_ROOT, Manifest, Render
@@ -62,23 +62,30 @@ def granted(manifests: list[Manifest], kind: str) -> dict[str, set[Permission]]:
 
 
 OPERATOR_CALLS = {(group, resource, verb) for group, resource, verbs in API_CALLS for verb in verbs}
-# Rows of the operator's table that only apply in some modes (kopf's behaviour, see kopf's docs):
-# namespaces are watched only cluster-wide, and each peering kind belongs to one scope.
-CLUSTER_WIDE_ONLY = {call for call in OPERATOR_CALLS if call[1] in ("namespaces", "clusterkopfpeerings")}
+# Not a call the operator makes, but what the API server's OwnerReferencesPermissionEnforcement
+# admission requires of whoever sets blockOwnerDeletion on a child's ownerReference (kopf.adopt does).
+OWNER_FINALIZERS = {
+    (GROUP, f"{plural}/finalizers", "update") for plural in ("ttsdeployments", "voicelibraries")
+}
+# Rows of the operator's table that only apply in some modes (kopf's observation.namespace_observer):
+# kopf lists and watches namespaces only when given --namespace (cluster-wide it never reads them),
+# and each peering kind belongs to one scope.
+NAMESPACED_MODE_ONLY = {call for call in OPERATOR_CALLS if call[1] in ("namespaces", "kopfpeerings")}
 PEERING = {call for call in OPERATOR_CALLS if call[0] == "kopf.dev"}
 CLUSTER_SCOPED = {
     call for call in OPERATOR_CALLS if call[1] in ("namespaces", "customresourcedefinitions")
 } | {call for call in PEERING if call[1] == "clusterkopfpeerings"}
+NEEDED = OPERATOR_CALLS | OWNER_FINALIZERS
 
 
 def test_rbac_grants_exactly_the_operator_calls_cluster_wide(render: Render) -> None:
     (cluster_role,) = granted(render({}), "ClusterRole").values()
-    assert cluster_role == OPERATOR_CALLS - PEERING
+    assert cluster_role == NEEDED - PEERING - NAMESPACED_MODE_ONLY
 
 
 def test_rbac_adds_cluster_peering_for_ha(render: Render) -> None:
     (cluster_role,) = granted(render({"operator": {"ha": {"enabled": True}}}), "ClusterRole").values()
-    assert cluster_role == OPERATOR_CALLS - {call for call in PEERING if call[1] == "kopfpeerings"}
+    assert cluster_role == NEEDED - NAMESPACED_MODE_ONLY
 
 
 def test_rbac_namespaced_mode_grants_roles_per_namespace(render: Render) -> None:
@@ -86,10 +93,10 @@ def test_rbac_namespaced_mode_grants_roles_per_namespace(render: Render) -> None
     manifests = render(values)
     roles = granted(manifests, "Role")
     assert set(roles) == {"tts-a", "tts-b"}
-    namespaced = OPERATOR_CALLS - CLUSTER_SCOPED
+    namespaced = NEEDED - CLUSTER_SCOPED
     assert all(role == namespaced for role in roles.values())
     (cluster_role,) = granted(manifests, "ClusterRole").values()
-    assert cluster_role == CLUSTER_SCOPED - CLUSTER_WIDE_ONLY
+    assert cluster_role == CLUSTER_SCOPED - PEERING
 
 
 def test_bindings_point_at_the_operator_service_account(render: Render) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
+import runpy
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,8 @@ class Image:
     user: int
 
 
+# The chart sets no user IDs (OpenShift assigns them): the images' numeric USER is what runs
+# elsewhere, and runAsNonRoot can check it. The operator's inference pods name theirs.
 IMAGES = [
     Image(
         "chatterbox-inference",
@@ -78,16 +82,11 @@ IMAGES = [
         REPO_ROOT,
         REPO_ROOT / "operator/Dockerfile",
         CHART_VALUES["operator"]["healthPort"],
-        CHART_VALUES["operator"]["podSecurityContext"]["runAsUser"],
+        10001,
     ),
-    Image(
-        "chatterbox-webui",
-        REPO_ROOT / "webui",
-        REPO_ROOT / "webui/Dockerfile",
-        8080,
-        CHART_VALUES["webui"]["podSecurityContext"]["runAsUser"],
-    ),
+    Image("chatterbox-webui", REPO_ROOT / "webui", REPO_ROOT / "webui/Dockerfile", 8080, 101),
 ]
+PYTHON_IMAGES = {"chatterbox-inference": "server", "chatterbox-operator": "operator"}
 WEIGHT_FILES = ("*.safetensors", "*.pt", "*.pth", "*.bin", "*.ckpt")
 
 
@@ -119,10 +118,14 @@ def test_image_copies_only_sources_that_exist_and_no_weights(image: Image) -> No
             )
 
 
-def test_inference_image_has_cuda_runtime_and_operator_paths() -> None:
+def test_inference_image_has_no_cuda_base_and_the_operator_paths() -> None:
+    """torch's PyPI wheels ship the CUDA libraries (nvidia-* packages); a CUDA base image would be a
+    second copy. The NVIDIA container toolkit mounts the driver when asked for compute."""
     stages = parse_dockerfile(REPO_ROOT / "inference_image/Dockerfile")
-    assert all(re.match(r"nvidia/cuda:[\d.]+-(cudnn-)?runtime-", stage.base) for stage in stages[-1:])
+    assert all(re.match(r"python:3\.11[\d.]*-slim", stage.base) for stage in stages)
     env = env_of(stages[-1])
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert "NVIDIA_VISIBLE_DEVICES" not in env, "the device plugin decides which GPUs a pod sees"
     # The operator mounts volumes here; a plain `docker run` should use the same places.
     assert env["MODEL_CACHE_DIR"] == builders.MODEL_CACHE_DIR
     assert env["VOICE_LIBRARY_DIR"] == builders.VOICE_LIBRARY_DIR
@@ -131,12 +134,86 @@ def test_inference_image_has_cuda_runtime_and_operator_paths() -> None:
 
 
 def test_operator_image_is_slim_python_with_the_console_script() -> None:
-    (stage,) = parse_dockerfile(REPO_ROOT / "operator/Dockerfile")
-    assert re.match(r"python:3\.11[\d.]*-slim", stage.base)
-    assert stage.values("ENTRYPOINT") == ['["chatterbox-operator"]']
-    assert not any("inference_image" in copy for copy in stage.values("COPY")), (
-        "the operator image needs no engine"
+    stages = parse_dockerfile(REPO_ROOT / "operator/Dockerfile")
+    assert all(re.match(r"python:3\.11[\d.]*-slim", stage.base) for stage in stages)
+    assert stages[-1].values("ENTRYPOINT") == ['["chatterbox-operator"]']
+    copies = [copy for stage in stages for copy in stage.values("COPY")]
+    assert not any("inference_image" in copy for copy in copies), "the operator image needs no engine"
+
+
+def rebuilt_steps(dockerfile: Path, edited: str) -> list[str]:
+    """The RUN steps a build after editing `edited` (a path in the build context) cannot take from
+    the layer cache: each stage from its first COPY of the file, or of an output of a rebuilt stage."""
+    rebuilt: list[str] = []
+    stale_stages: set[int] = set()
+    for number, stage in enumerate(parse_dockerfile(dockerfile)):
+        stale = False
+        for instruction, argument in stage.instructions:
+            if instruction == "COPY":
+                words = [word for word in argument.split() if not word.startswith("--")]
+                source_stage = re.search(r"--from=(\S+)", argument)
+                if source_stage:
+                    stale |= stage_number(dockerfile, source_stage.group(1)) in stale_stages
+                else:
+                    stale |= any(
+                        edited == src or edited.startswith(src.rstrip("/") + "/") for src in words[:-1]
+                    )
+            elif instruction == "RUN" and stale:
+                rebuilt.append(argument)
+        if stale:
+            stale_stages.add(number)
+    return rebuilt
+
+
+def stage_number(dockerfile: Path, name: str) -> int:
+    froms = [line for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")]
+    return next(i for i, line in enumerate(froms) if line.split()[-1] == name)
+
+
+@pytest.mark.parametrize(
+    ("artifact", "edited"),
+    [
+        ("chatterbox-inference", "inference_image/chatterbox_server/app.py"),
+        ("chatterbox-inference", "inference_image/chatterbox_engine/t3.py"),
+        ("chatterbox-inference", "README.md"),
+        ("chatterbox-operator", "operator/chatterbox_operator/handlers.py"),
+    ],
+)
+def test_a_code_edit_does_not_reinstall_the_dependencies(artifact: str, edited: str) -> None:
+    """`skaffold dev` rebuilds on every save: only the project's own package is reinstalled."""
+    (image,) = [image for image in IMAGES if image.artifact == artifact]
+    rebuilt = rebuilt_steps(image.dockerfile, edited)
+    assert rebuilt, f"{edited} is not in the image at all"
+    assert all("--no-deps" in step for step in rebuilt if "pip install" in step), rebuilt
+    assert not any("requirements" in step for step in rebuilt), rebuilt
+
+
+@pytest.mark.parametrize(("artifact", "extra"), PYTHON_IMAGES.items())
+def test_python_images_install_their_extra_with_a_pip_cache(artifact: str, extra: str) -> None:
+    (image,) = [image for image in IMAGES if image.artifact == artifact]
+    stages = parse_dockerfile(image.dockerfile)
+    runs = [run for stage in stages for run in stage.values("RUN")]
+    assert f"pyproject_requirements.py {extra} > /requirements.txt" in " ".join(runs)
+    pip_runs = [run for run in runs if "pip install" in run]
+    assert pip_runs and all("--mount=type=cache,target=/root/.cache/pip" in run for run in pip_runs)
+    assert all("PIP_NO_CACHE_DIR" not in env_of(stage) for stage in stages), "it would empty the cache mount"
+    assert re.match(r"# syntax=docker/dockerfile:1", image.dockerfile.read_text()), (
+        "cache mounts need BuildKit"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "present", "absent"), [("server", "torch", "kopf"), ("operator", "kopf", "torch")]
+)
+def test_pyproject_requirements_expand_the_extras(extra: str, present: str, absent: str) -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    listed = runpy.run_path(str(REPO_ROOT / "pyproject_requirements.py"))["requirements"]([extra])
+    names = {re.split(r"[=<>!~\[; ]", requirement)[0] for requirement in listed}
+    assert present in names and absent not in names and project["name"] not in names
+    assert set(project["dependencies"]) <= set(listed)
+    assert len(listed) == len(set(listed))
+    if extra == "server":
+        assert set(project["optional-dependencies"]["engine"]) <= set(listed)
 
 
 def test_webui_image_serves_the_build_with_the_api_proxied() -> None:
@@ -144,10 +221,15 @@ def test_webui_image_serves_the_build_with_the_api_proxied() -> None:
     assert build.base.startswith("node:20")
     assert final.base.startswith("nginxinc/nginx-unprivileged:")
     assert "VITE_API_URL=/api" in build.values("ARG")
+    # The entrypoint fills ${NGINX_LOCAL_RESOLVERS} from /etc/resolv.conf only when asked to.
+    assert env_of(final)["NGINX_ENTRYPOINT_LOCAL_RESOLVERS"] == "1"
     conf = (REPO_ROOT / "webui/nginx.conf").read_text()
     assert "listen 8080;" in conf
+    assert (
+        "resolver ${NGINX_LOCAL_RESOLVERS}" in conf and "set $chatterbox_api ${CHATTERBOX_API_URL};" in conf
+    )
     proxy = re.search(r"location /api/ \{(.*?)\n\s*\}\n", conf, re.S)
-    assert proxy and "proxy_pass ${CHATTERBOX_API_URL}/;" in proxy.group(1)
+    assert proxy and "proxy_pass $chatterbox_api;" in proxy.group(1)
     assert "proxy_buffering off;" in proxy.group(1), "streamed speech must not be buffered"
     assert "location = /healthz" in conf and "try_files $uri $uri/ /index.html;" in conf
 

@@ -1,22 +1,30 @@
 """webui/nginx.conf, run by a real nginx in front of a real chatterbox-server: the static UI with
-deep links, and the API under /api with streaming and voice uploads intact.
+deep links, and the API under /api with streaming and voice uploads intact. nginx looks the API's
+Service name up in DNS (a small DNS server here plays the cluster's), so it starts before the
+Service exists.
 
-The web UI image renders the file from a template at start (only ${CHATTERBOX_API_URL} is set);
-the test does the same substitution and points `listen` and `root` at temporary places.
+The web UI image renders the file from a template at start (${CHATTERBOX_API_URL} and
+${NGINX_LOCAL_RESOLVERS} are set); the test does the same substitution and points `listen` and
+`root` at temporary places.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from dnslib import QTYPE, RCODE, RR, A
+from dnslib.server import BaseResolver, DNSServer
 
 from .conftest import REPO_ROOT
 
@@ -54,16 +62,42 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class ClusterDns(BaseResolver):
+    """The cluster's DNS: A records for the Service names that exist now, NXDOMAIN for the rest."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+        self.server = DNSServer(self, address="127.0.0.1", port=0)
+        self.server.start_thread()
+        self.address = f"127.0.0.1:{self.server.server.server_address[1]}"
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        reply = request.reply()
+        name = str(request.q.qname).rstrip(".")
+        if name in self.records and request.q.qtype == QTYPE.A:
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(self.records[name]), ttl=5))
+        elif name not in self.records:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
 @pytest.fixture(scope="module")
-def web_ui(inference_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    run = tmp_path_factory.mktemp("nginx")
+def cluster_dns() -> Iterator[ClusterDns]:
+    dns = ClusterDns()
+    yield dns
+    dns.server.stop()
+
+
+@contextlib.contextmanager
+def running_nginx(run: Path, api_url: str, resolvers: str) -> Iterator[str]:
+    """nginx serving a stand-in UI build with webui/nginx.conf; yields its URL once /healthz answers."""
     html = run / "html"
     (html / "assets").mkdir(parents=True)
     (html / "index.html").write_text(INDEX_HTML)
     (html / "assets" / "app-1234.js").write_text("console.log('studio')")
     port = free_port()
     site = (REPO_ROOT / "webui" / "nginx.conf").read_text()
-    site = site.replace("${CHATTERBOX_API_URL}", inference_server.url)
+    site = site.replace("${CHATTERBOX_API_URL}", api_url).replace("${NGINX_LOCAL_RESOLVERS}", resolvers)
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};").replace(
         "/usr/share/nginx/html", str(html)
     )
@@ -88,6 +122,21 @@ def web_ui(inference_server: Any, tmp_path_factory: pytest.TempPathFactory) -> I
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def service_url(name: str, upstream: str) -> str:
+    """The chart's CHATTERBOX_API_URL shape (the Service's full DNS name) on the upstream's port."""
+    return f"http://{name}.chatterbox-system.svc.cluster.local:{urlsplit(upstream).port}"
+
+
+@pytest.fixture(scope="module")
+def web_ui(
+    inference_server: Any, cluster_dns: ClusterDns, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    api_url = service_url("chatterbox", inference_server.url)
+    cluster_dns.records[urlsplit(api_url).hostname] = "127.0.0.1"
+    with running_nginx(tmp_path_factory.mktemp("nginx"), api_url, cluster_dns.address) as url:
+        yield url
 
 
 def test_deep_links_load_the_app_and_assets_are_cached(web_ui: str) -> None:
@@ -148,3 +197,22 @@ def test_voice_uploads_larger_than_nginx_default_pass(web_ui: str) -> None:
         )
         assert created.status_code == 200, created.text
         assert client.delete(f"/v1/audio/voices/{created.json()['id']}").status_code == 200
+
+
+def test_ui_starts_before_the_api_service_exists(
+    inference_server: Any, cluster_dns: ClusterDns, tmp_path: Path
+) -> None:
+    """Installed together, the web UI pod often starts before the operator has made the API Service."""
+    api_url = service_url("not-yet", inference_server.url)
+    with running_nginx(tmp_path, api_url, cluster_dns.address) as web_ui:
+        assert httpx.get(f"{web_ui}/voices").text == INDEX_HTML
+        waiting = httpx.get(f"{web_ui}/api/v1/audio/voices")
+        assert waiting.status_code == 503 and waiting.headers["retry-after"] == "10"
+        assert waiting.json()["error"]["code"] == "api_unavailable"
+        # The operator creates the Service: nginx finds it without a restart.
+        cluster_dns.records[urlsplit(api_url).hostname] = "127.0.0.1"
+        deadline = time.monotonic() + 60
+        while (answer := httpx.get(f"{web_ui}/api/v1/audio/voices")).status_code != 200:
+            assert answer.status_code == 503 and time.monotonic() < deadline, answer.text
+            time.sleep(0.5)
+        assert answer.json()["voices"]

@@ -57,3 +57,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "chatterbox.apiService" -}}
 {{- default .Values.ttsDeployment.name .Values.webui.apiService -}}
 {{- end -}}
+
+{{/*
+A ClusterRole (namespace "") or a Role in one namespace, with its binding to one ServiceAccount.
+Call with (dict "root" $ "name" NAME "namespace" NS "rules" RULES-YAML "serviceAccount" SA
+"component" COMPONENT "annotations" DICT-or-nil).
+*/}}
+{{- define "chatterbox.roleWithBinding" -}}
+{{- $kind := ternary "Role" "ClusterRole" (ne .namespace "") -}}
+{{- range $object := list $kind (printf "%sBinding" $kind) }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ $object }}
+metadata:
+  name: {{ $.name }}
+  {{- with $.namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "chatterbox.labels" $.root | nindent 4 }}
+    app.kubernetes.io/component: {{ $.component }}
+  {{- with $.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if eq $object $kind }}
+rules:
+  {{- $.rules | nindent 2 }}
+{{- else }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ $kind }}
+  name: {{ $.name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $.serviceAccount }}
+    namespace: {{ $.root.Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- end -}}
