@@ -4,7 +4,8 @@ Loads the official checkpoint files unchanged and reproduces upstream chatterbox
 
     import chatterbox_engine as ce
     engine = ce.load("ResembleAI/chatterbox")          # or a folder, "random:tiny", "random:full-turbo", ...
-    audio = engine.generate("Hello there.", seed=1).audio   # float32 at ce.SAMPLE_RATE
+    request = engine.request("Hello there.", seed=1)        # validated once (ce.GenerationRequest)
+    audio = engine.generate(request).audio                   # float32 at ce.SAMPLE_RATE
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .errors import (  # noqa: E402
     InvalidParameterError,
     InvalidTextError,
 )
+from .request import GenerationRequest  # noqa: E402
+from .sampling import SamplingParams  # noqa: E402
 from .voice import Voice  # noqa: E402
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -77,9 +80,11 @@ __all__ = [
     "CheckpointError",
     "Engine",
     "EngineError",
+    "GenerationRequest",
     "InvalidAudioError",
     "InvalidParameterError",
     "InvalidTextError",
+    "SamplingParams",
     "Synthesis",
     "Voice",
     "load",

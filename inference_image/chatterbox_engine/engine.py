@@ -6,10 +6,10 @@ threads may call it concurrently and identical arguments with a seed give identi
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import librosa
 import numpy as np
@@ -19,15 +19,22 @@ from .batching import DecodeBatcher, StepStats
 from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
+from .request import (
+    DEFAULT_EXAGGERATION,
+    DEFAULT_MAX_NEW_TOKENS,
+    EXAGGERATION_BOUNDS,
+    GenerationRequest,
+    check_max_new_tokens,
+    check_seed,
+)
 from .s3gen.config import S3_SR, S3GEN_SR
 from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
-from .sampling import SamplingParams
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .t3_gpt2 import decode_turbo_tokens
 from .text import check_text, punc_norm, split_sentences
 from .text_mtl import LANGUAGES
 from .variants import MULTILINGUAL, S3GEN_SILENCE_TOKEN, SPECS, TURBO
-from .voice import Voice
+from .voice import Voice, check_voice
 from .watermark import Watermarker
 
 SAMPLE_RATE = S3GEN_SR
@@ -52,16 +59,6 @@ class AudioChunk:
     audio: np.ndarray  # float32, 1-D, at 24 kHz
     num_tokens: int  # speech tokens covered so far
     is_last: bool
-
-
-@dataclass(frozen=True)
-class _Request:
-    pieces: list[torch.Tensor]  # text tokens (1, L) per sentence-aligned piece
-    voice: Voice
-    exaggeration: float
-    params: SamplingParams
-    seed: int
-    max_new_tokens: int
 
 
 def _check_reference(audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECONDS) -> np.ndarray:
@@ -221,39 +218,42 @@ class Engine:
 
     # -- synthesis ----------------------------------------------------------------------------------------
 
-    def _request(
+    def request(
         self,
         text: str,
-        voice: Voice | None,
-        exaggeration: float,
-        cfg_weight: float,
-        temperature: float,
-        top_p: float | None,
-        min_p: float,
-        repetition_penalty: float,
-        seed: int | None,
-        max_new_tokens: int,
-        language: str | None,
-    ) -> _Request:
-        """Validate everything up front, so bad input fails before any work starts."""
+        voice: Voice | None = None,
+        *,
+        language: str | None = None,
+        seed: int | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        exaggeration: float = DEFAULT_EXAGGERATION,
+        cfg_weight: float | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+    ) -> GenerationRequest:
+        """Validate a synthesis up front, so bad input fails (a typed `EngineError`) before any work.
+
+        `voice` None: the built-in voice. `language`: multilingual, one of `supported_languages`; the
+        others, "en" or None. Sampling knobs left None take this variant's defaults (`spec.sampling`,
+        e.g. Turbo top_p 0.95); `ignored_parameters` are accepted and have no effect. `seed` None draws
+        one (kept in the request)."""
         check_text(text)
         language = self._check_language(language)
-        if top_p is None:
-            top_p = self.spec.default_top_p
-        params = SamplingParams(cfg_weight, temperature, top_p, min_p, repetition_penalty)
-        if not isinstance(exaggeration, int | float) or not 0.0 <= exaggeration <= 2.0:
-            raise InvalidParameterError(f"exaggeration must be between 0 and 2, got {exaggeration!r}")
+        sampling = self.spec.sampling.with_overrides(
+            cfg_weight=cfg_weight,
+            temperature=temperature,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+        )
+        exaggeration = EXAGGERATION_BOUNDS.check("exaggeration", exaggeration)
         cfg = self.t3.cfg
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise InvalidParameterError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
-        if not 1 <= max_new_tokens <= cfg.max_speech_tokens:
-            raise InvalidParameterError(f"max_new_tokens must be between 1 and {cfg.max_speech_tokens}")
-        if seed is None:
-            seed = secrets.randbits(63)
-        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise InvalidParameterError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
+        max_new_tokens = check_max_new_tokens(max_new_tokens, cfg.max_speech_tokens)
+        seed = check_seed(seed)
         if voice is not None:
-            self._check_voice(voice)
+            check_voice(voice, self.t3.cfg, self.s3gen_vocab_size)
         rules = self.spec.punctuation_rules()
         pieces = [self._text_tokens(punc_norm(piece, **rules), language) for piece in split_sentences(text)]
         if not pieces:
@@ -261,9 +261,26 @@ class Engine:
         for tokens in pieces:
             if tokens.shape[1] > cfg.max_text_tokens:
                 raise InvalidTextError(f"a sentence is too long: {tokens.shape[1]} text tokens")
-        return _Request(
-            pieces, voice or self.default_voice, float(exaggeration), params, seed, max_new_tokens
+        return GenerationRequest(
+            text,
+            tuple(pieces),
+            voice or self.default_voice,
+            language,
+            sampling,
+            exaggeration,
+            seed,
+            max_new_tokens,
         )
+
+    def _as_request(
+        self, request: GenerationRequest | str, voice: Voice | None, options: dict
+    ) -> GenerationRequest:
+        """generate(request), or the shorthand generate(text, voice, **options of `request`)."""
+        if not isinstance(request, GenerationRequest):
+            return self.request(request, voice, **options)
+        if voice is not None or options:
+            raise TypeError("pass a GenerationRequest alone: its voice and options are already set")
+        return request
 
     def _check_language(self, language: object) -> str:
         if language is None:
@@ -273,8 +290,9 @@ class Engine:
         if isinstance(language, str) and language.lower() == "en":
             return "en"
         raise InvalidParameterError(
-            f"unsupported language {language!r}: the {self.variant} model speaks only English ('en'); "
-            "load the multilingual variant for other languages"
+            f"language {language!r} is not supported by the {self.variant} model, which speaks only English "
+            "('en'); load the multilingual variant for other languages",
+            "language",
         )
 
     def _text_tokens(self, text: str, language: str) -> torch.Tensor:
@@ -282,36 +300,19 @@ class Engine:
             return self.tokenizer.text_tokens(text, language)
         return self.tokenizer.text_tokens(text)
 
-    def _check_voice(self, voice: object) -> None:
-        if not isinstance(voice, Voice):
-            raise InvalidParameterError(f"voice must be a Voice, got {type(voice).__name__}")
-        cfg = self.t3.cfg
-        tokens = voice.prompt_tokens
-        fits = (
-            tuple(voice.speaker_emb.shape) == (1, cfg.speaker_embed_size)
-            and tokens.dim() == 2
-            and tokens.shape[0] == 1
-            and 0 < tokens.shape[1] <= cfg.max_speech_tokens
-            and int(tokens.min()) >= 0
-            and int(tokens.max()) < self.s3gen_vocab_size
-        )
-        if not fits:
-            raise InvalidParameterError(
-                f"this voice was not made for this model (speaker embedding {tuple(voice.speaker_emb.shape)}, "
-                f"prompt tokens {tuple(tokens.shape)}); embed the reference audio again with this engine"
-            )
-
     @torch.inference_mode()
-    def _token_streams(self, request: _Request, generator: torch.Generator) -> Iterator[Iterator[int]]:
+    def _token_streams(
+        self, request: GenerationRequest, generator: torch.Generator
+    ) -> Iterator[Iterator[int]]:
         """One speech-token iterator per text piece, all conditioned on the same voice."""
-        voice, params = request.voice, request.params
+        voice, params = request.voice, request.sampling
         dtype = self.t3.speech_head.weight.dtype
         cond = self.t3.embed_conditioning(  # Turbo's T3 has no emotion input and ignores exaggeration
             voice.speaker_emb.to(self.device, dtype),
             voice.prompt_tokens.to(self.device),
             torch.tensor([request.exaggeration], device=self.device, dtype=dtype),
         )
-        for text_tokens in request.pieces:
+        for text_tokens in request.text_pieces:
             text_tokens = text_tokens.to(self.device)
             if self.variant == TURBO:  # one row, no CFG, its own processor order
                 yield decode_turbo_tokens(
@@ -348,38 +349,11 @@ class Engine:
 
     @torch.inference_mode()
     def generate(
-        self,
-        text: str,
-        voice: Voice | None = None,
-        *,
-        exaggeration: float = 0.5,
-        cfg_weight: float = 0.5,
-        temperature: float = 0.8,
-        top_p: float | None = None,
-        min_p: float = 0.05,
-        repetition_penalty: float = 1.2,
-        seed: int | None = None,
-        max_new_tokens: int = 1000,
-        language: str | None = None,
+        self, request: GenerationRequest | str, voice: Voice | None = None, **options: Any
     ) -> Synthesis:
-        """Synthesise text in one go; long text is split at sentence boundaries and concatenated.
-
-        `language` (multilingual: one of `supported_languages`; others: "en" or None) and `top_p`
-        (None: the variant's default, 0.95 for Turbo, else 1.0) extend the original interface; the
-        arguments in `ignored_parameters` are accepted and have no effect."""
-        request = self._request(
-            text,
-            voice,
-            exaggeration,
-            cfg_weight,
-            temperature,
-            top_p,
-            min_p,
-            repetition_penalty,
-            seed,
-            max_new_tokens,
-            language,
-        )
+        """Synthesise a request (`Engine.request`; or text, voice and its options) in one go; long text
+        is split at sentence boundaries and concatenated."""
+        request = self._as_request(request, voice, options)
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         parts, num_tokens, t3_seconds, s3gen_seconds = [], 0, 0.0, 0.0
@@ -401,38 +375,19 @@ class Engine:
     @torch.inference_mode()
     def generate_stream(
         self,
-        text: str,
+        request: GenerationRequest | str,
         voice: Voice | None = None,
         *,
-        exaggeration: float = 0.5,
-        cfg_weight: float = 0.5,
-        temperature: float = 0.8,
-        top_p: float | None = None,
-        min_p: float = 0.05,
-        repetition_penalty: float = 1.2,
-        seed: int | None = None,
-        max_new_tokens: int = 1000,
-        language: str | None = None,
         chunk_tokens: int | None = None,
+        **options: Any,
     ) -> Iterator[AudioChunk]:
-        """Yield audio chunks as speech tokens arrive: a small first chunk (0.4 s), then chunks doubling
-        from 1 s to 4 s of audio (`streaming.ChunkPlan`); `chunk_tokens` fixes them at that many tokens.
+        """Yield audio chunks of a request (`Engine.request`; or text, voice and its options) as speech
+        tokens arrive: a small first chunk (0.4 s), then chunks doubling from 1 s to 4 s of audio
+        (`streaming.ChunkPlan`); `chunk_tokens` fixes them at that many tokens.
 
         Input is validated before the first chunk; closing the iterator stops work at the next chunk.
         """
-        request = self._request(
-            text,
-            voice,
-            exaggeration,
-            cfg_weight,
-            temperature,
-            top_p,
-            min_p,
-            repetition_penalty,
-            seed,
-            max_new_tokens,
-            language,
-        )
+        request = self._as_request(request, voice, options)
         plan = ChunkPlan()
         if chunk_tokens is not None:
             if (
@@ -440,7 +395,9 @@ class Engine:
                 or not isinstance(chunk_tokens, int)
                 or not 1 <= chunk_tokens <= 500
             ):
-                raise InvalidParameterError(f"chunk_tokens must be between 1 and 500, got {chunk_tokens!r}")
+                raise InvalidParameterError(
+                    f"chunk_tokens must be between 1 and 500, got {chunk_tokens!r}", "chunk_tokens"
+                )
             plan = ChunkPlan(
                 first_chunk_tokens=min(plan.first_chunk_tokens, chunk_tokens),
                 chunk_tokens=chunk_tokens,
@@ -448,7 +405,7 @@ class Engine:
             )
         return self._stream(request, plan)
 
-    def _stream(self, request: _Request, plan: ChunkPlan) -> Iterator[AudioChunk]:
+    def _stream(self, request: GenerationRequest, plan: ChunkPlan) -> Iterator[AudioChunk]:
         if self._window_batcher is None:
             yield from self._stream_chunks(request, plan, None)
             return
@@ -457,12 +414,12 @@ class Engine:
 
     @torch.inference_mode()
     def _stream_chunks(
-        self, request: _Request, plan: ChunkPlan, render_window: RenderWindow | None
+        self, request: GenerationRequest, plan: ChunkPlan, render_window: RenderWindow | None
     ) -> Iterator[AudioChunk]:
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         covered = 0  # tokens of finished pieces
-        last_piece = len(request.pieces) - 1
+        last_piece = len(request.text_pieces) - 1
         for index, token_stream in enumerate(self._token_streams(request, t3_generator)):
             renderer = ChunkRenderer(self.s3gen, ref, s3gen_generator, plan, render_window)
             try:

@@ -18,7 +18,11 @@ class InvalidAudioError(EngineError):
 
 
 class InvalidParameterError(EngineError):
-    """A generation parameter is outside its valid range."""
+    """A generation parameter is outside its valid range; `param` names it where one argument is at fault."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class CheckpointError(EngineError):

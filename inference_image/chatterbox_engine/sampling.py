@@ -6,7 +6,8 @@ All randomness comes from the caller's `torch.Generator` (one per request), neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -14,8 +15,50 @@ from torch import Tensor
 from .errors import InvalidParameterError
 
 
+class Bounds(NamedTuple):
+    """The closed range [low, high] a knob accepts (low itself excluded where low_exclusive)."""
+
+    low: float
+    high: float
+    low_exclusive: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        above_low = value > self.low if self.low_exclusive else value >= self.low
+        return above_low and value <= self.high  # NaN fails both
+
+    def describe(self) -> str:
+        return (
+            f"in ({self.low:g}, {self.high:g}]"
+            if self.low_exclusive
+            else f"between {self.low:g} and {self.high:g}"
+        )
+
+    def check(self, name: str, value: object) -> float:
+        if value not in self:
+            raise InvalidParameterError(f"{name} must be {self.describe()}, got {value!r}", param=name)
+        return float(value)
+
+
+# Upstream's generate bounds none of these; its processors (HF's) need temperature > 0, penalty > 0 and
+# top_p in (0, 1], and guidance weights above 1 are valid CFG (extrapolation away from the unconditional
+# row; the parity suite checks 1.5). We accept all of that, cutting off only the absurd. Upstream's
+# Gradio demo sliders (cfg_weight 0-1, repetition penalty 1-2) are UI suggestions; our web UI keeps them.
+SAMPLING_BOUNDS = {
+    "cfg_weight": Bounds(0.0, 10.0),
+    "temperature": Bounds(0.01, 5.0),
+    "top_p": Bounds(0.0, 1.0, low_exclusive=True),
+    "min_p": Bounds(0.0, 1.0),
+    "repetition_penalty": Bounds(0.1, 10.0),
+}
+
+
 @dataclass(frozen=True)
 class SamplingParams:
+    """T3's next-token knobs. These defaults are upstream's English ones; each variant's own defaults
+    are `VariantSpec.sampling` (e.g. Turbo top_p 0.95)."""
+
     cfg_weight: float = 0.5
     temperature: float = 0.8
     top_p: float = 1.0
@@ -23,17 +66,12 @@ class SamplingParams:
     repetition_penalty: float = 1.2
 
     def __post_init__(self) -> None:
-        checks = [
-            ("cfg_weight", 0.0 <= self.cfg_weight <= 10.0, "between 0 and 10"),
-            ("temperature", 0.01 <= self.temperature <= 5.0, "between 0.01 and 5"),
-            ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
-            ("min_p", 0.0 <= self.min_p <= 1.0, "between 0 and 1"),
-            ("repetition_penalty", 0.1 <= self.repetition_penalty <= 10.0, "between 0.1 and 10"),
-        ]
-        for name, ok, allowed in checks:
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and ok):
-                raise InvalidParameterError(f"{name} must be {allowed}, got {value!r}")
+        for name, bounds in SAMPLING_BOUNDS.items():
+            object.__setattr__(self, name, bounds.check(name, getattr(self, name)))
+
+    def with_overrides(self, **values: float | None) -> SamplingParams:
+        """A copy with the given knobs replaced; None keeps this one's value."""
+        return replace(self, **{name: value for name, value in values.items() if value is not None})
 
 
 def combine_cfg(logits: Tensor, cfg_weight: float) -> Tensor:

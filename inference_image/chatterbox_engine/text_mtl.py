@@ -200,9 +200,13 @@ class MultilingualTokenizer:
         if code in self.languages:
             return code
         if code in self.unavailable:
-            raise InvalidParameterError(f"language {code!r} is not available here: {self.unavailable[code]}")
+            raise InvalidParameterError(
+                f"language {code!r} is not available here: {self.unavailable[code]}", "language"
+            )
         raise InvalidParameterError(
-            f"unsupported language {language!r}; supported: {', '.join(sorted(self.languages))}"
+            f"language {language!r} is not supported by the multilingual model; "
+            f"supported: {', '.join(sorted(self.languages))}",
+            "language",
         )
 
     def _converter(self, language: str):

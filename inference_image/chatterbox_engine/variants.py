@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import CheckpointError
 from .s3gen import S3GenConfig
 from .s3gen.config import CFMConfig, EstimatorConfig
+from .sampling import SamplingParams
 from .t3 import T3Config
 from .t3_gpt2 import GPT2T3Config
 from .text_mtl import CANGJIE_FILE, CJK_SENTENCE_ENDINGS, MTL_TOKENIZER_FILE, MTL_VOCAB_SIZE
@@ -41,7 +42,7 @@ class VariantSpec:
     min_reference_seconds: float
     loudness_normalise: bool  # Turbo levels references to -27 LUFS first
     trailing_silence_tokens: int  # Turbo appends 3 x S3GEN_SIL before vocoding
-    default_top_p: float
+    sampling: SamplingParams  # this variant's defaults for the knobs a request leaves unset
 
     @property
     def required_files(self) -> tuple[str, ...]:
@@ -69,7 +70,7 @@ SPECS = {
         min_reference_seconds=2.0,
         loudness_normalise=False,
         trailing_silence_tokens=0,
-        default_top_p=1.0,
+        sampling=SamplingParams(),
     ),
     MULTILINGUAL: VariantSpec(
         MULTILINGUAL,
@@ -83,7 +84,7 @@ SPECS = {
         min_reference_seconds=2.0,
         loudness_normalise=False,
         trailing_silence_tokens=0,
-        default_top_p=1.0,
+        sampling=SamplingParams(repetition_penalty=2.0),  # upstream 0.1.7's multilingual default
     ),
     TURBO: VariantSpec(
         TURBO,
@@ -97,7 +98,7 @@ SPECS = {
         min_reference_seconds=5.0,
         loudness_normalise=True,
         trailing_silence_tokens=3,
-        default_top_p=0.95,
+        sampling=SamplingParams(top_p=0.95),
     ),
 }
 VARIANTS = tuple(SPECS)

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InvalidParameterError
 from .s3gen import S3GenReference
 
 _FORMAT = "chatterbox-voice/1"
@@ -91,3 +91,25 @@ class Voice:
             },
             "gen": gen,
         }
+
+
+def check_voice(voice: object, t3_cfg, vocab_size: int) -> None:
+    """Raise InvalidParameterError unless voice is a Voice whose shapes and prompt tokens fit this
+    model (T3 config `t3_cfg`, S3 codes below vocab_size): a voice embedded by another model does not."""
+    if not isinstance(voice, Voice):
+        raise InvalidParameterError(f"voice must be a Voice, got {type(voice).__name__}", "voice")
+    tokens = voice.prompt_tokens
+    fits = (
+        tuple(voice.speaker_emb.shape) == (1, t3_cfg.speaker_embed_size)
+        and tokens.dim() == 2
+        and tokens.shape[0] == 1
+        and 0 < tokens.shape[1] <= t3_cfg.max_speech_tokens
+        and int(tokens.min()) >= 0
+        and int(tokens.max()) < vocab_size
+    )
+    if not fits:
+        raise InvalidParameterError(
+            f"this voice was not made for this model (speaker embedding {tuple(voice.speaker_emb.shape)}, "
+            f"prompt tokens {tuple(tokens.shape)}); embed the reference audio again with this engine",
+            "voice",
+        )

@@ -1,6 +1,7 @@
-"""The only module that touches the engine (`chatterbox_engine`) and torch.
+"""The only module that calls the engine (`chatterbox_engine`) and touches torch.
 
-Everything else in the server sees plain numpy audio, opaque voice objects and `errors.APIError`s.
+Everything else in the server sees plain numpy audio, opaque voice and request objects and
+`errors.APIError`s (the API schema only reads the engine's knob bounds and defaults).
 """
 
 from __future__ import annotations
@@ -21,19 +22,6 @@ logger = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """The configured model could not be loaded; the server cannot start."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingParams:
-    """Chatterbox's generation knobs, passed through unchanged."""
-
-    exaggeration: float = 0.5
-    cfg_weight: float = 0.5
-    temperature: float = 0.8
-    top_p: float | None = None  # None: the variant's default
-    min_p: float = 0.05
-    repetition_penalty: float = 1.2
-    language: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,13 +127,18 @@ class EngineAdapter:
     def default_voice(self) -> Any:
         return self._engine.default_voice
 
-    def stream(
-        self, text: str, voice: Any, params: SamplingParams, *, seed: int | None
-    ) -> Iterator[AudioPiece]:
-        """Audio for `text` as it is made; closing the iterator stops the engine at its next chunk."""
+    def request(
+        self, text: str, voice: Any, *, language: str, seed: int | None, options: dict[str, float]
+    ) -> Any:
+        """The engine's validated request (opaque here); bad values are InvalidRequests naming the field.
+        Knobs missing from options take the model's defaults."""
         with self._translated_errors():
-            # The engine validates its arguments when called, and may fail again while generating.
-            chunks = self._engine.generate_stream(text, voice, seed=seed, **dataclasses.asdict(params))
+            return self._engine.request(text, voice, language=language, seed=seed, **options)
+
+    def stream(self, request: Any) -> Iterator[AudioPiece]:
+        """Audio for a `request` as it is made; closing the iterator stops the engine at its next chunk."""
+        with self._translated_errors():
+            chunks = self._engine.generate_stream(request)
             try:
                 for chunk in chunks:
                     yield AudioPiece(
@@ -179,7 +172,7 @@ class EngineAdapter:
         try:
             yield
         except self._ce.EngineError as error:
-            param = {
+            param = getattr(error, "param", None) or {
                 "InvalidTextError": "input",
                 "InvalidAudioError": "voice",
             }.get(type(error).__name__)

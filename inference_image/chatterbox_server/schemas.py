@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from chatterbox_engine.request import DEFAULT_EXAGGERATION, KNOB_BOUNDS, MAX_SEED
+from chatterbox_engine.variants import ENGLISH, SPECS
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .audio import AudioFormat
@@ -12,6 +14,24 @@ MAX_INPUT_CHARS = 4096
 SERVED_MODEL_ID = "chatterbox"
 MAX_VOICE_REF_CHARS = 200
 MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
+
+
+def _knob(name: str, description: str):
+    """An optional generation knob with the engine's bounds; omitted, the model's default applies."""
+    bounds = KNOB_BOUNDS[name]
+    low = {"gt": bounds.low} if bounds.low_exclusive else {"ge": bounds.low}
+    by_variant = {
+        variant: DEFAULT_EXAGGERATION if name == "exaggeration" else getattr(spec.sampling, name)
+        for variant, spec in SPECS.items()
+    }
+    if len(set(by_variant.values())) == 1:
+        default = f"{by_variant[ENGLISH]:g}"
+    else:
+        default = ", ".join(f"{variant} {value:g}" for variant, value in by_variant.items())
+    return Field(
+        None, **low, le=bounds.high, description=f"{description} Omitted: the model's default ({default})."
+    )
+
 
 Speed = Annotated[float, Field(ge=0.25, le=4.0, description="Playback speed; tempo changes, pitch does not.")]
 
@@ -49,19 +69,15 @@ class SpeechRequest(BaseModel):
     stream_format: Literal["audio", "sse"] = Field(
         "audio", description="`audio`: chunked audio bytes; `sse`: speech.audio.delta/done events."
     )
-    exaggeration: float = Field(0.5, ge=0.0, le=2.0, description="Emotion intensity.")
-    cfg_weight: float = Field(0.5, ge=0.0, le=1.0, description="Classifier-free guidance weight.")
-    temperature: float = Field(0.8, gt=0.0, le=5.0, description="Sampling temperature.")
-    top_p: float | None = Field(
-        None,
-        gt=0.0,
-        le=1.0,
-        description="Nucleus sampling mass; omitted: the model's default (Turbo 0.95, else 1).",
-    )
-    min_p: float = Field(0.05, ge=0.0, le=1.0, description="Minimum token probability relative to the best.")
-    repetition_penalty: float = Field(1.2, ge=1.0, le=10.0, description="Penalty on repeated speech tokens.")
+    # Chatterbox's generation knobs: bounds and defaults are the engine's (`chatterbox_engine.request`).
+    exaggeration: float | None = _knob("exaggeration", "Emotion intensity.")
+    cfg_weight: float | None = _knob("cfg_weight", "Classifier-free guidance weight; lower slows the pace.")
+    temperature: float | None = _knob("temperature", "Sampling temperature.")
+    top_p: float | None = _knob("top_p", "Nucleus sampling mass.")
+    min_p: float | None = _knob("min_p", "Minimum token probability relative to the best.")
+    repetition_penalty: float | None = _knob("repetition_penalty", "Penalty on repeated speech tokens.")
     seed: int | None = Field(
-        None, ge=0, le=2**63 - 1, description="Same seed and arguments give the same audio."
+        None, ge=0, le=MAX_SEED, description="Same seed and arguments give the same audio."
     )
     language: str = Field(
         "en",
@@ -83,6 +99,10 @@ class SpeechRequest(BaseModel):
                 f'voice must be a voice name, an id, or {{"id": "<id>"}} (1-{MAX_VOICE_REF_CHARS} characters)'
             )
         return voice
+
+    def generation_options(self) -> dict[str, float]:
+        """The knobs the client set, as `Engine.request` keywords (unset ones take the model's defaults)."""
+        return self.model_dump(include=set(KNOB_BOUNDS), exclude_none=True)
 
 
 class ModelCard(BaseModel):

@@ -150,6 +150,36 @@ def test_bad_requests_are_typed_errors_before_any_work(tiny_engine, text, kwargs
         tiny_engine.generate_stream(text, **kwargs)  # raised at the call, not at the first chunk
 
 
+def test_a_request_is_built_once_and_generates_like_the_shorthand(tiny_engine):
+    request = tiny_engine.request("Built once.", seed=4, temperature=0.7)
+    assert isinstance(request, ce.GenerationRequest) and request.sampling.temperature == 0.7
+    assert request.voice is tiny_engine.default_voice and request.language == "en"
+    np.testing.assert_array_equal(
+        tiny_engine.generate(request).audio,
+        tiny_engine.generate("Built once.", seed=4, temperature=0.7).audio,
+    )
+    with pytest.raises(TypeError, match="GenerationRequest alone"):
+        tiny_engine.generate(request, seed=5)
+
+
+def test_an_unseeded_request_keeps_the_seed_it_drew(tiny_engine):
+    request = tiny_engine.request("Drawn seed.", max_new_tokens=8)
+    assert 0 <= request.seed < 2**63
+    again = tiny_engine.request("Drawn seed.", max_new_tokens=8, seed=request.seed)
+    np.testing.assert_array_equal(tiny_engine.generate(request).audio, tiny_engine.generate(again).audio)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [({"cfg_weight": 11.0}, "cfg_weight"), ({"exaggeration": -1}, "exaggeration"), ({"seed": 2**63}, "seed"),
+     ({"language": "xx"}, "language"), ({"max_new_tokens": 0}, "max_new_tokens")],
+)  # fmt: skip
+def test_a_bad_knob_is_named_by_its_error(tiny_engine, kwargs, param):
+    with pytest.raises(ce.InvalidParameterError) as raised:
+        tiny_engine.request("ok", **kwargs)
+    assert raised.value.param == param and param in str(raised.value)
+
+
 def test_a_voice_from_another_model_is_rejected(tiny_engine):
     voice = tiny_engine.default_voice
     foreign = ce.Voice(torch.ones(1, 256) / 16, voice.prompt_tokens, voice.s3gen_ref)

@@ -69,21 +69,20 @@ def test_multilingual_synthesises_each_script(multilingual_engine, language, tex
 
 def test_language_changes_the_tokens_and_is_validated(multilingual_engine, tiny_engine, turbo_engine):
     tokens = {
-        lang: multilingual_engine._request(
-            "Hola amigo", None, 0.5, 0.5, 0.8, None, 0.05, 1.2, 1, 50, lang
-        ).pieces[0]
-        for lang in ("es", "it")
+        lang: multilingual_engine.request("Hola amigo", language=lang).text_pieces[0] for lang in ("es", "it")
     }
     assert tokens["es"][0, 1] != tokens["it"][0, 1]  # the language tag follows [START]
     assert torch.equal(tokens["es"][0, 2:], tokens["it"][0, 2:])
-    with pytest.raises(ce.InvalidParameterError, match="unsupported language 'xx'"):
+    with pytest.raises(
+        ce.InvalidParameterError, match="language 'xx' is not supported by the multilingual model"
+    ):
         multilingual_engine.generate("Hello", language="xx")
     for engine in (tiny_engine, turbo_engine):
         with pytest.raises(ce.InvalidParameterError, match="speaks only English"):
             engine.generate("Bonjour", language="fr")
     # English is accepted by every variant, in any case.
-    assert multilingual_engine._check_language("EN") == "en"
-    assert tiny_engine._check_language("en") == "en"
+    assert multilingual_engine.request("Hi", language="EN").language == "en"
+    assert tiny_engine.request("Hi", language="en").language == "en"
 
 
 def test_chinese_is_reported_unavailable_without_its_front_end(multilingual_engine):
@@ -97,6 +96,17 @@ def test_chinese_is_reported_unavailable_without_its_front_end(multilingual_engi
 def test_korean_is_split_into_jamo():
     assert korean_to_jamo("한") == "\u1112\u1161\u11ab"
     assert korean_to_jamo("가 a") == "\u1100\u1161 a"
+
+
+def test_unset_knobs_take_the_variants_upstream_defaults(tiny_engine, multilingual_engine, turbo_engine):
+    # Upstream 0.1.7: Turbo samples with top_p 0.95, multilingual with repetition penalty 2.0.
+    english = tiny_engine.request("Hi").sampling
+    assert english == ce.SamplingParams(
+        cfg_weight=0.5, temperature=0.8, top_p=1.0, min_p=0.05, repetition_penalty=1.2
+    )
+    assert turbo_engine.request("Hi").sampling.top_p == 0.95
+    assert multilingual_engine.request("Hi").sampling.repetition_penalty == 2.0
+    assert multilingual_engine.request("Hi", repetition_penalty=1.2).sampling == english
 
 
 def test_turbo_ignores_its_unused_knobs(turbo_engine):

@@ -52,6 +52,8 @@ def assert_openai_error(response, status: int | tuple[int, ...], *words: str) ->
         ({"model": "whisper-1"}, 400, ("model", "chatterbox")),
         ({"stream_format": "video"}, 400, ("stream_format",)),
         ({"temperature": 0}, 400, ("temperature",)),
+        ({"cfg_weight": 10.5}, 400, ("cfg_weight",)),
+        ({"repetition_penalty": 0}, 400, ("repetition_penalty",)),
         ({"seed": -1}, 400, ("seed",)),
         ({"unknown_knob": 1}, 400, ("unknown_knob",)),
         ({"input": ...}, 400, ("input",)),

@@ -84,6 +84,14 @@ def test_unsupported_language_is_a_400(multilingual: RunningServer, language: st
     assert error["param"] == "language" and message in error["message"]
 
 
+def test_omitted_knobs_take_the_models_own_defaults(multilingual: RunningServer) -> None:
+    # Upstream's multilingual model samples with repetition penalty 2.0 (English and Turbo: 1.2).
+    omitted = speech(multilingual, input="Bonjour.", language="fr")
+    explicit = speech(multilingual, input="Bonjour.", language="fr", repetition_penalty=2.0)
+    assert omitted.status_code == explicit.status_code == 200
+    assert omitted.content == explicit.content
+
+
 def test_turbo_synthesises_and_reports_ignored_knobs(turbo: RunningServer) -> None:
     plain = speech(turbo, input="Hello [laugh] there.")
     assert plain.status_code == 200 and pcm_seconds(plain.content) > 0.1

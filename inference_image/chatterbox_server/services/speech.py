@@ -12,11 +12,12 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..audio import WHOLE_FILE_FORMATS, StreamEncoder, TempoChanger
-from ..engine_adapter import EngineAdapter, SamplingParams
+from ..engine_adapter import EngineAdapter
 from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
 from ..scheduler import Scheduler
@@ -39,19 +40,10 @@ class StreamAborted(Exception):
 class _Render:
     """The blocking half of one request, run in a worker thread; keeps the counts for metrics."""
 
-    def __init__(self, engine: EngineAdapter, voice, request: SpeechRequest) -> None:
+    def __init__(self, engine: EngineAdapter, generation: Any, request: SpeechRequest) -> None:
         self._engine = engine
-        self._voice = voice
+        self._generation = generation  # the engine's validated request
         self._request = request
-        self._params = SamplingParams(
-            exaggeration=request.exaggeration,
-            cfg_weight=request.cfg_weight,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            min_p=request.min_p,
-            repetition_penalty=request.repetition_penalty,
-            language=request.language.lower(),
-        )
         self.tokens = 0
         self.samples_out = 0
         self.synthesis_s = 0.0
@@ -62,9 +54,7 @@ class _Render:
         tempo = TempoChanger(self._request.speed, sample_rate) if self._request.speed != 1.0 else None
         started = time.perf_counter()
         try:
-            for piece in self._engine.stream(
-                self._request.input, self._voice, self._params, seed=self._request.seed
-            ):
+            for piece in self._engine.stream(self._generation):
                 self.tokens = piece.num_tokens
                 data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
                 self.synthesis_s = time.perf_counter() - started
@@ -166,9 +156,17 @@ class SpeechService:
                 f"(or one of the aliases {', '.join(MODEL_ALIASES)})",
                 param="model",
             )
-        self._check_language(request.language)
         voice = await self._voices.resolve(request.voice)
-        render = _Render(self._engine, voice, request)
+        # Text front ends may load dictionaries on first use (pykakasi): off the event loop.
+        generation = await asyncio.to_thread(
+            self._engine.request,
+            request.input,
+            voice,
+            language=request.language,
+            seed=request.seed,
+            options=request.generation_options(),
+        )
+        render = _Render(self._engine, generation, request)
         admission = self._scheduler.admit(timeout_s=timeout_s)
         rest = admission.run(render)
         try:
@@ -189,21 +187,6 @@ class SpeechService:
             on_finish=self._record,
             ignored_parameters=ignored,
         )
-
-    def _check_language(self, language: str) -> None:
-        supported = self._engine.supported_languages
-        code = language.lower()
-        if code in self._engine.unavailable_languages:
-            raise InvalidRequest(
-                f"language {language!r} is not available on this server: {self._engine.unavailable_languages[code]}",
-                param="language",
-            )
-        if code not in supported:
-            variant = self._engine.info.get("variant", "loaded")
-            raise InvalidRequest(
-                f"language {language!r} is not supported by the {variant} model; supported: {', '.join(supported)}",
-                param="language",
-            )
 
     async def warm_up(self) -> None:
         """One short synthesis through the whole path, so the first real request is not the slow one."""
