@@ -229,6 +229,10 @@ def test_extra_spec_reaches_the_tts_deployment(render: Render) -> None:
     (tts,) = of_kind(render(values), "TTSDeployment")
     assert tts["spec"]["autoscaling"] == {"enabled": True, "maxReplicas": 6}
     assert tts["spec"]["gpu"] == {"count": 1}
+    # The HPA owns the replica count: a fixed spec.replicas beside it is refused by the CRD.
+    assert "replicas" not in tts["spec"]
+    (fixed,) = of_kind(render({"ttsDeployment": {"enabled": True, "replicas": 3}}), "TTSDeployment")
+    assert fixed["spec"]["replicas"] == 3
 
 
 def test_serving_values_reach_the_inference_server(render: Render) -> None:
