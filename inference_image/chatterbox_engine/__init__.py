@@ -6,6 +6,7 @@ Loads the official checkpoint files unchanged and reproduces upstream chatterbox
     engine = ce.load("ResembleAI/chatterbox")          # or a folder, "random:tiny", "random:full-turbo", ...
     request = engine.request("Hello there.", seed=1)        # validated once (ce.GenerationRequest)
     audio = engine.generate(request).audio                   # float32 at ce.SAMPLE_RATE
+    converted = engine.convert(speech, 16_000, voice).audio  # the same words in another voice
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 SAMPLE_RATE = 24_000
 
+from .conversion import Conversion  # noqa: E402
 from .engine import AudioChunk, Engine, Synthesis  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
@@ -78,6 +80,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AudioChunk",
     "CheckpointError",
+    "Conversion",
     "Engine",
     "EngineError",
     "GenerationRequest",

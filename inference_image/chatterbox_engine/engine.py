@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,14 @@ import numpy as np
 import torch
 
 from .batching import DecodeBatcher, StepStats
+from .conversion import (
+    MIN_SOURCE_SECONDS,
+    ONE_SHOT_PLAN,
+    Conversion,
+    ConversionJob,
+    render_chunks,
+    source_tokens,
+)
 from .decoding import decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
 from .loading import Models, write_models
@@ -61,8 +70,10 @@ class AudioChunk:
     is_last: bool
 
 
-def _check_reference(audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECONDS) -> np.ndarray:
-    """Validate a mono reference recording and return it as float32 numpy."""
+def _check_reference(
+    audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECONDS, what: str = "reference audio"
+) -> np.ndarray:
+    """Validate a mono recording (a voice reference, or `what` else) and return it as float32 numpy."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
         raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
     low, high = _SAMPLE_RATE_RANGE
@@ -83,12 +94,10 @@ def _check_reference(audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECO
         raise InvalidAudioError("audio contains NaN or infinite samples")
     seconds = audio.size / sample_rate
     if seconds < min_seconds:
-        raise InvalidAudioError(
-            f"reference audio is {seconds:.2f} s long; at least {min_seconds:.0f} s are needed"
-        )
+        raise InvalidAudioError(f"{what} is {seconds:.2f} s long; at least {min_seconds:g} s are needed")
     peak = float(np.abs(audio).max())
     if peak < _SILENCE_PEAK:
-        raise InvalidAudioError("reference audio is silent")
+        raise InvalidAudioError(f"{what} is silent")
     if peak > 10.0:
         raise InvalidAudioError(f"audio samples must lie in [-1, 1]; the peak is {peak:.1f}")
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
@@ -406,11 +415,18 @@ class Engine:
         return self._stream(request, plan)
 
     def _stream(self, request: GenerationRequest, plan: ChunkPlan) -> Iterator[AudioChunk]:
+        with self._window_renderer() as render_window:
+            yield from self._stream_chunks(request, plan, render_window)
+
+    @contextmanager
+    def _window_renderer(self) -> Iterator[RenderWindow | None]:
+        """How a stream renders its windows while open: through the shared S3Gen batcher when batching is on
+        (None: alone)."""
         if self._window_batcher is None:
-            yield from self._stream_chunks(request, plan, None)
+            yield None
             return
         with self._window_batcher.stream() as batcher:
-            yield from self._stream_chunks(request, plan, batcher.render)
+            yield batcher.render
 
     @torch.inference_mode()
     def _stream_chunks(
@@ -444,6 +460,57 @@ class Engine:
             covered += spoken
             if tail.size or index == last_piece:
                 yield AudioChunk(self._finish(tail), covered, is_last=index == last_piece)
+
+    # -- voice conversion ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def convert(
+        self, audio: np.ndarray | torch.Tensor, sample_rate: int, voice: Voice | None = None, *,
+        seed: int | None = None,
+    ) -> Conversion:  # fmt: skip
+        """Speak the words of mono float source speech in `voice` (None: the built-in voice), in one go.
+
+        Only S3Gen runs (`conversion.py`): long sources render in 10 s windows; one of up to 10 s is one
+        S3Gen call. `seed` seeds S3Gen's noise as `torch.manual_seed(seed)` seeds upstream's."""
+        started = time.perf_counter()
+        job = self._conversion_job(audio, sample_rate, voice, seed)
+        tokenized = time.perf_counter()
+        parts = [chunk for chunk, _, _ in render_chunks(self.s3gen, job, ONE_SHOT_PLAN)]
+        audio_out = self._finish(np.concatenate(parts))
+        return Conversion(
+            audio_out, SAMPLE_RATE, len(job.tokens), tokenized - started, time.perf_counter() - tokenized
+        )
+
+    def convert_stream(
+        self, audio: np.ndarray | torch.Tensor, sample_rate: int, voice: Voice | None = None, *,
+        seed: int | None = None,
+    ) -> Iterator[AudioChunk]:  # fmt: skip
+        """`convert` as chunks, sized and joined like `generate_stream`'s (a small first chunk, then 1-4 s),
+        so conversion windows share S3Gen calls with speech streams when batching is on.
+
+        Input is validated and tokenized before the first chunk; closing the iterator stops the work."""
+        job = self._conversion_job(audio, sample_rate, voice, seed)
+        return self._convert_chunks(job)
+
+    @torch.inference_mode()
+    def _convert_chunks(self, job: ConversionJob) -> Iterator[AudioChunk]:
+        with self._window_renderer() as render_window:
+            for audio, covered, is_last in render_chunks(self.s3gen, job, ChunkPlan(), render_window):
+                yield AudioChunk(self._finish(audio), covered, is_last)
+
+    @torch.inference_mode()
+    def _conversion_job(self, audio, sample_rate, voice: Voice | None, seed: int | None) -> ConversionJob:
+        """Validate everything, then tokenize the source: bad input fails before any S3Gen work."""
+        source = _check_reference(audio, sample_rate, MIN_SOURCE_SECONDS, what="source audio")
+        seed = check_seed(seed)
+        if voice is not None:
+            check_voice(voice, self.t3.cfg, self.s3gen_vocab_size)
+        # As upstream's ChatterboxVC: the source resampled to 16 kHz by librosa, tokenized whole.
+        tokens = source_tokens(self.s3gen, _resample(source, int(sample_rate), S3_SR))
+        if not tokens:
+            raise InvalidAudioError("source audio is too short to hold any speech")
+        ref = (voice or self.default_voice).s3gen_ref.to(self.device, self.s3gen.dtype)
+        return ConversionJob(tokens, ref, torch.Generator(self.device).manual_seed(seed))
 
     @property
     def s3gen_vocab_size(self) -> int:

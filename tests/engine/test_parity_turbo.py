@@ -245,3 +245,36 @@ def test_builtin_voice_loads_in_upstream(turbo_checkpoint, ours):
     conds = Conditionals.load(turbo_checkpoint / "conds.pt")  # weights_only=True upstream
     assert torch.equal(conds.t3.cond_prompt_speech_tokens, ours.default_voice.prompt_tokens)
     assert conds.t3.cond_prompt_speech_tokens.shape[1] > 150  # Turbo's 15 s prompt
+
+
+def test_voice_conversion_with_meanflow_s3gen_matches_upstream_chatterbox_vc(ours, upstream, tmp_path):
+    """Upstream's `ChatterboxVC` around Turbo's meanflow S3Gen against `convert` for the same source, target
+    reference and noise. The target goes in as upstream embeds it (Turbo voices are loudness-levelled first,
+    which `ChatterboxVC` does not do), so this compares the conversion itself."""
+    import dataclasses
+
+    import soundfile
+    from chatterbox.vc import ChatterboxVC
+    from chatterbox_engine.engine import synthetic_reference
+    from chatterbox_engine.streaming import fade_out
+
+    target, rate = synthetic_reference(seconds=3.2, sample_rate=24_000)
+    source, _ = synthetic_reference(seconds=1.6, sample_rate=24_000)
+    soundfile.write(tmp_path / "target.wav", target, rate, subtype="FLOAT")
+    soundfile.write(tmp_path / "source.wav", 0.8 * source[::-1], rate, subtype="FLOAT")
+    vc = ChatterboxVC(upstream.s3gen, "cpu")
+    vc.watermarker.apply_watermark = lambda wav, sample_rate: wav
+    torch.manual_seed(5)
+    theirs = vc.generate(str(tmp_path / "source.wav"), target_voice_path=str(tmp_path / "target.wav"))[
+        0
+    ].numpy()
+
+    ref = S3GenReference.from_tensors(
+        {k: vc.ref_dict[k] for k in ("prompt_token", "prompt_feat", "embedding")}
+    )
+    voice = dataclasses.replace(ours.default_voice, s3gen_ref=ref)
+    mine = ours.convert(0.8 * source[::-1], rate, voice, seed=5)
+    diff = float(np.abs(mine.audio - fade_out(theirs)).max())
+    print(f"meanflow voice conversion: {mine.num_tokens} tokens, max abs diff {diff:.2e}")
+    assert mine.audio.shape == theirs.shape == (mine.num_tokens * 960,)
+    assert diff <= TOLERANCE
