@@ -7,6 +7,7 @@ import copy
 import fnmatch
 import re
 import runpy
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,15 @@ def test_operator_image_is_slim_python_with_the_console_script() -> None:
     assert stages[-1].values("ENTRYPOINT") == ['["chatterbox-operator"]']
     copies = [copy for stage in stages for copy in stage.values("COPY")]
     assert not any("inference_image" in copy for copy in copies), "the operator image needs no engine"
+
+
+def test_operator_image_has_what_the_uninstall_hook_imports() -> None:
+    """The chart's pre-delete hook runs its script with the operator image's Python."""
+    script = (CHART_DIR / "files" / "delete-custom-resources.py").read_text()
+    imported = set(re.findall(r"^(?:from|import) (\w+)", script, re.M)) - set(sys.stdlib_module_names)
+    installed = runpy.run_path(str(REPO_ROOT / "pyproject_requirements.py"))["requirements"](["operator"])
+    names = {re.split(r"[=<>!~\[; ]", requirement)[0] for requirement in installed}
+    assert imported and imported <= names, imported - names
 
 
 def rebuilt_steps(dockerfile: Path, edited: str) -> list[str]:
