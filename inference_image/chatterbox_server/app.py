@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .api_keys import ApiKeys
 from .config import Settings
 from .engine_adapter import EngineAdapter, ModelLoadError
 from .errors import error_body, install_error_handlers
@@ -159,6 +160,12 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.runtime = runtime
+    app.state.api_keys = ApiKeys(
+        inline_keys=settings.api_keys,
+        keys_file=settings.api_keys_file,
+        limits_file=settings.api_key_limits_file,
+        metrics=metrics,
+    )
     metrics.ready.set_function(lambda: float(runtime.is_ready))
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)

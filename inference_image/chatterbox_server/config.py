@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-logger = logging.getLogger(__name__)
 
 # OpenAI's voice names; requests using them resolve through `Settings.voice_aliases`.
 OPENAI_VOICE_NAMES = (
@@ -66,8 +63,19 @@ class Settings(BaseSettings):
         "names not given keep mapping to the built-in voice.",
     )
 
-    api_keys: str = Field("", description="Comma-separated Bearer keys; empty means no authentication.")
-    api_keys_file: Path | None = Field(None, description="File with one key per line (a mounted Secret).")
+    api_keys: str = Field(
+        "", description="Comma-separated Bearer keys; empty (and no API_KEYS_FILE) means no authentication."
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="YAML mapping of key names to keys (`team-a: sk-...`), or one key per line (a mounted "
+        "Secret); re-read when it changes.",
+    )
+    api_key_limits_file: Path | None = Field(
+        None,
+        description="YAML mapping of key names (and `default`) to per-pod limits: concurrent_requests, "
+        "requests_per_minute, input_characters_per_day; re-read when it changes.",
+    )
 
     max_concurrent: int | None = Field(
         None,
@@ -101,18 +109,3 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
-
-    @property
-    def auth_enabled(self) -> bool:
-        return bool(self.api_keys.strip()) or self.api_keys_file is not None
-
-    def allowed_api_keys(self) -> frozenset[str]:
-        """Keys from API_KEYS plus API_KEYS_FILE, re-read on each call so a rotated Secret applies at once."""
-        keys = {key.strip() for key in self.api_keys.split(",")}
-        if self.api_keys_file is not None:
-            try:
-                keys.update(line.strip() for line in self.api_keys_file.read_text().splitlines())
-            except OSError as error:
-                logger.error("cannot read API_KEYS_FILE %s: %s", self.api_keys_file, error)
-        keys.discard("")
-        return frozenset(keys)

@@ -1,14 +1,15 @@
-"""FastAPI dependencies: the services on app.state, and API-key authentication."""
+"""FastAPI dependencies: the services on app.state, API-key authentication and per-key limits."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import AsyncIterator
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .config import Settings
+from .api_keys import ApiKeys, KeyUsage
 from .errors import NotReady, Unauthorized
+from .schemas import SpeechRequest
 from .services.speech import SpeechService
 from .services.voices import VoiceService
 
@@ -34,16 +35,33 @@ def get_voice_service(request: Request, _: None = Depends(require_loaded)) -> Vo
     return request.app.state.voices
 
 
-def require_api_key(
+async def require_api_key(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> None:
-    settings: Settings = request.app.state.settings
-    if not settings.auth_enabled:
-        return
+) -> str | None:
+    """The caller's key name (None when the server has no keys); 401 for a missing or unknown key."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return None
     offered = credentials.credentials if credentials is not None else ""
     if not offered:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-    # Compare against every key in constant time, so timing reveals nothing about which was close.
-    matches = [hmac.compare_digest(offered.encode(), key.encode()) for key in settings.allowed_api_keys()]
-    if not any(matches):
+    name = keys.identify(offered)
+    if name is None:
         raise Unauthorized("invalid API key", code="invalid_api_key")
+    request.state.api_key_name = name  # for the per-key request and error counters (metrics.py)
+    return name
+
+
+async def admit_speech(
+    request: Request,
+    body: SpeechRequest,
+    key_name: str | None = Depends(require_api_key),
+    _: None = Depends(require_loaded),
+) -> AsyncIterator[KeyUsage]:
+    """Counts a speech request against its key's limits (429 when one is reached) and holds the key's
+    concurrency place until the response's last byte is sent or the client is gone."""
+    usage = request.app.state.api_keys.admit(key_name, input_characters=len(body.input))
+    try:
+        yield usage
+    finally:
+        usage.release()

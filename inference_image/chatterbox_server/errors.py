@@ -67,6 +67,14 @@ class Overloaded(APIError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class KeyLimitExceeded(Overloaded):
+    """An API key reached one of its limits (api_keys.py); the message names the limit."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.code = "rate_limit_exceeded"
+
+
 class NotReady(APIError):
     status_code = 503
     error_type = "server_error"

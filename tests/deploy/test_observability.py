@@ -24,6 +24,7 @@ KUBE_STATE_METRICS = {
     "kube_deployment_status_replicas_updated",
     "kube_deployment_status_replicas_unavailable",
 }
+API_KEY = "sk-dashboards-0001"
 MONITORING_ON = {
     "monitoring": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
 }
@@ -82,6 +83,8 @@ def test_dashboard_covers_what_operators_watch(dashboard: dict[str, Any]) -> Non
         "in-flight",
         "gpu memory",
         "replicas ready vs desired",
+        "requests by key",
+        "limit rejections by key",
     ):
         assert topic in titles, f"no panel about {topic}"
 
@@ -108,6 +111,7 @@ def test_alerts_cover_the_failure_modes(render: Render) -> None:
     assert "chatterbox_queue_depth" in expressions["ChatterboxQueueSaturated"]
     assert 'status=~"5.."' in expressions["ChatterboxHighErrorRate"]
     assert "chatterbox_time_to_first_audio_seconds_bucket" in expressions["ChatterboxSlowTimeToFirstAudio"]
+    assert "chatterbox_key_limit_rejections_total" in expressions["ChatterboxKeyLimitReached"]
 
 
 def test_alert_thresholds_come_from_values(render: Render) -> None:
@@ -133,9 +137,24 @@ def test_only_kube_state_metrics_besides_the_server(dashboard: dict[str, Any], r
 
 
 @pytest.fixture(scope="module")
-def scraped_metrics(inference_server: Any) -> str:
+def keyed_inference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real `chatterbox-server` (random:tiny) with a named API key limited to 2 requests per minute."""
+    from server.conftest import start_server
+
+    workdir = tmp_path_factory.mktemp("keyed-inference-server")
+    (workdir / "keys.yaml").write_text(f"dashboards: {API_KEY}\n")
+    (workdir / "limits.yaml").write_text("dashboards: {requests_per_minute: 2}\n")
+    server = start_server(
+        workdir, api_keys_file=workdir / "keys.yaml", api_key_limits_file=workdir / "limits.yaml"
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scraped_metrics(keyed_inference_server: Any) -> str:
     """/metrics of a real chatterbox-server (random:tiny) after the requests every panel is about."""
-    with inference_server.client() as client:
+    with keyed_inference_server.client(headers={"Authorization": f"Bearer {API_KEY}"}) as client:
         speech = {"model": "chatterbox", "input": "Metrics, please.", "voice": "alloy"}
         assert client.post("/v1/audio/speech", json={**speech, "response_format": "wav"}).status_code == 200
         streamed = {**speech, "response_format": "pcm", "stream_format": "audio"}
@@ -143,6 +162,8 @@ def scraped_metrics(inference_server: Any) -> str:
             assert response.status_code == 200
             response.read()
         assert client.post("/v1/audio/speech", json={"input": ""}).status_code == 400
+        # The key's third speech request within a minute reaches its limit.
+        assert client.post("/v1/audio/speech", json=speech).status_code == 429
         response = client.get("/metrics")
         assert response.status_code == 200
         return response.text

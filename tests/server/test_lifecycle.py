@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chatterbox_server.api_keys import legacy_key_name
 
 from .conftest import (
     CLIENT_TIMEOUT_S,
@@ -151,6 +152,14 @@ def test_api_keys_guard_the_api_but_not_probes(keyed_server: RunningServer) -> N
     assert "missing" in missing.json()["error"]["message"] and "invalid" in wrong.json()["error"]["message"]
     assert right.status_code == 200
     assert probes == [200, 200, 200]
+
+
+def test_a_key_from_a_one_per_line_file_is_named_by_its_hash(keyed_server: RunningServer) -> None:
+    with keyed_server.client() as http:
+        assert http.get("/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+        metrics = http.get("/metrics").text
+    assert f'chatterbox_key_requests_total{{key="{legacy_key_name(API_KEY)}"}}' in metrics
+    assert API_KEY not in metrics
 
 
 def test_web_ui_is_served_at_the_root(keyed_server: RunningServer) -> None:

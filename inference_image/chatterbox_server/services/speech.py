@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,26 @@ class StreamAborted(Exception):
     """Raised from an audio body after its first bytes went out: the server drops the connection."""
 
 
+@dataclass(frozen=True)
+class SpeechUsage:
+    """What one request used. Chatterbox's English tokenizer works on characters, so input tokens are
+    input characters."""
+
+    input_characters: int
+    output_tokens: int
+    audio_seconds: float
+
+    def as_dict(self) -> dict[str, int | float]:
+        """OpenAI's usage fields, plus the characters and audio seconds that limits and metrics count."""
+        return {
+            "input_tokens": self.input_characters,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_characters + self.output_tokens,
+            "input_characters": self.input_characters,
+            "audio_seconds": round(self.audio_seconds, 6),
+        }
+
+
 class _Render:
     """The blocking half of one request, run in a worker thread; keeps the counts for metrics."""
 
@@ -47,6 +68,11 @@ class _Render:
         self.tokens = 0
         self.samples_out = 0
         self.synthesis_s = 0.0
+        self.complete = False  # the counts above are final
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.samples_out / self._engine.sample_rate
 
     def __call__(self) -> Iterator[bytes]:
         sample_rate = self._engine.sample_rate
@@ -62,6 +88,7 @@ class _Render:
                     yield data
             tail = tempo.flush() if tempo else np.zeros(0, np.float32)
             data = self._encode(encoder, tail) + encoder.finish()
+            self.complete = True
             if data:
                 yield data
         finally:
@@ -77,13 +104,28 @@ class SpeechStream:
     """The audio of one admitted request: iterate `chunks()` or `sse_events()` exactly once."""
 
     def __init__(self, first: bytes, rest: AsyncIterator[bytes], render: _Render, *, input_chars: int,
-                 on_finish: Callable[[_Render], None], ignored_parameters: list[str]) -> None:  # fmt: skip
+                 on_finish: Callable[[_Render], None], ignored_parameters: list[str],
+                 on_end: Callable[[SpeechUsage], None] | None = None) -> None:  # fmt: skip
         self.ignored_parameters = ignored_parameters  # knobs the client set that this model ignores
         self._first = first
         self._rest = rest
         self._render = render
         self._input_chars = input_chars
         self._on_finish = on_finish
+        self._on_end = on_end
+
+    def usage(self) -> SpeechUsage:
+        """What the request has used so far (all of it once the audio is complete)."""
+        render = self._render
+        return SpeechUsage(self._input_chars, render.tokens, render.audio_seconds)
+
+    def usage_header(self) -> str:
+        """The usage known before the body: all of it when the whole audio is ready (flac, or any format
+        whose audio fit the first piece), else the input only; the rest is in SSE's speech.audio.done."""
+        usage = self.usage().as_dict()
+        if not self._render.complete:
+            usage = {name: usage[name] for name in ("input_tokens", "input_characters")}
+        return json.dumps(usage, separators=(",", ":"))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         completed = False
@@ -99,9 +141,7 @@ class SpeechStream:
             logger.warning("speech stream aborted after audio started: %s", reason)
             raise StreamAborted(reason) from error
         finally:
-            await self._rest.aclose()
-            if completed:
-                self._on_finish(self._render)
+            await self._end(completed)
 
     async def sse_events(self) -> AsyncIterator[bytes]:
         """OpenAI's speech.audio.delta events (base64 of the response_format bytes), then speech.audio.done."""
@@ -111,12 +151,7 @@ class SpeechStream:
             async for data in self._rest:
                 yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
             completed = True
-            # Chatterbox's English tokenizer works on characters, so the input count is characters.
-            usage = {
-                "input_tokens": self._input_chars,
-                "output_tokens": self._render.tokens,
-                "total_tokens": self._input_chars + self._render.tokens,
-            }
+            usage = self.usage().as_dict()
             if self.ignored_parameters:
                 usage["ignored_parameters"] = self.ignored_parameters
             yield _sse({"type": "speech.audio.done", "usage": usage})
@@ -124,9 +159,14 @@ class SpeechStream:
             logger.warning("speech stream ended early: %s", error.message)
             yield _sse({"type": "error", "error": {"message": error.message, "type": error.error_type}})
         finally:
-            await self._rest.aclose()
-            if completed:
-                self._on_finish(self._render)
+            await self._end(completed)
+
+    async def _end(self, completed: bool) -> None:
+        await self._rest.aclose()
+        if completed:
+            self._on_finish(self._render)
+        if self._on_end is not None:
+            self._on_end(self.usage())
 
 
 class SpeechService:
@@ -143,11 +183,13 @@ class SpeechService:
         is_disconnected: Callable[[], Awaitable[bool]],
         *,
         timeout_s: float | None = None,
+        on_end: Callable[[SpeechUsage], None] | None = None,
     ) -> SpeechStream:
         """Validates, admits and starts a request; returns once the first audio bytes exist.
 
         Everything that can be refused (bad model, voice, text, full queue) is refused here, before a
-        200 status goes out: the engine checks its arguments before it makes the first audio.
+        200 status goes out: the engine checks its arguments before it makes the first audio. `on_end` gets
+        the request's usage once its audio ends, finished or cut short.
         """
         accepted_at = time.perf_counter()
         if request.model != SERVED_MODEL_ID and request.model not in MODEL_ALIASES:
@@ -186,6 +228,7 @@ class SpeechService:
             input_chars=len(request.input),
             on_finish=self._record,
             ignored_parameters=ignored,
+            on_end=on_end,
         )
 
     async def warm_up(self) -> None:
@@ -199,7 +242,7 @@ class SpeechService:
     def _record(self, render: _Render) -> None:
         self._metrics.record_synthesis(
             wall_s=render.synthesis_s,
-            audio_s=render.samples_out / self._engine.sample_rate,
+            audio_s=render.audio_seconds,
             tokens=render.tokens,
         )
 
