@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import KeyLimitExceeded
+from .errors import KeyLimitExceeded, Unauthorized
 from .metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -210,6 +210,18 @@ class ApiKeys:
         self._names_by_digest: dict[bytes, str] = {}
         self._seen: dict[str, str] | None = None
         self._refresh()
+
+    def authenticate(self, offered: str) -> str | None:
+        """The name of key `offered` (None when the server has no keys); 401 when it is missing or unknown.
+        For any transport: HTTP's Bearer header, a WebSocket's header or query parameter."""
+        if not self.enabled:
+            return None
+        if not offered:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        name = self.identify(offered)
+        if name is None:
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        return name
 
     def identify(self, offered: str) -> str | None:
         """The name of the key `offered`, or None. Compares digests, so timing says nothing about the keys."""

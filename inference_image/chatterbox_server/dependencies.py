@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .api_keys import ApiKeys, KeyUsage
-from .errors import NotReady, Unauthorized
+from .errors import NotReady
 from .schemas import SpeechRequest
 from .services.speech import SpeechService
 from .services.voices import VoiceService
@@ -40,15 +40,9 @@ async def require_api_key(
 ) -> str | None:
     """The caller's key name (None when the server has no keys); 401 for a missing or unknown key."""
     keys: ApiKeys = request.app.state.api_keys
-    if not keys.enabled:
-        return None
-    offered = credentials.credentials if credentials is not None else ""
-    if not offered:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-    name = keys.identify(offered)
-    if name is None:
-        raise Unauthorized("invalid API key", code="invalid_api_key")
-    request.state.api_key_name = name  # for the per-key request and error counters (metrics.py)
+    name = keys.authenticate(credentials.credentials if credentials is not None else "")
+    if name is not None:
+        request.state.api_key_name = name  # for the per-key request and error counters (metrics.py)
     return name
 
 
