@@ -23,9 +23,10 @@ from .config import Settings
 from .engine_adapter import EngineAdapter, ModelLoadError
 from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
-from .routers import speech, system, voices
+from .routers import conversion, speech, system, voices
 from .scheduler import Scheduler
 from .schemas import ErrorResponse
+from .services.conversion import ConversionService
 from .services.speech import ClientGone, SpeechService
 from .services.voices import VoiceService
 from .voices import VoiceLibrary
@@ -112,6 +113,9 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         app.state.speech = SpeechService(
             engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics
         )
+        app.state.conversion = ConversionService(
+            engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics, settings=settings
+        )
         info = engine.info
         metrics.model_info.labels(
             model=str(info.get("model", settings.chatterbox_model)),
@@ -170,7 +174,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
 
-    for router in (system.router, system.models_router, speech.router, voices.router):
+    for router in (system.router, system.models_router, speech.router, conversion.router, voices.router):
         app.include_router(router)
     _serve_webui(app, settings.webui_dir or _REPO_WEBUI_DIST)
     app.openapi = lambda: _openapi_with_openai_errors(app)

@@ -223,7 +223,7 @@ def decode_upload(data: bytes, *, max_seconds: float, param: str = "audio_sample
                     total += samples.size
                 if total > max_seconds * sample_rate:
                     raise InvalidRequest(
-                        f"the voice sample is longer than the {max_seconds:g} s limit; trim it", param=param
+                        f"the uploaded audio is longer than the {max_seconds:g} s limit; trim it", param=param
                     )
         except av.FFmpegError as error:
             raise InvalidRequest("the uploaded audio could not be decoded", param=param) from error

@@ -55,8 +55,13 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="Run one short synthesis before reporting ready.")
 
     voice_library_dir: Path = Field(Path(".voices"), description="Directory holding cloned voices.")
-    max_voice_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted voice sample.")
+    max_voice_upload_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest accepted upload: a voice sample or a conversion source."
+    )
     max_voice_seconds: float = Field(60.0, gt=0, description="Longest accepted voice sample, in seconds.")
+    max_conversion_seconds: float = Field(
+        300.0, gt=0, description="Longest accepted source for voice conversion, in seconds."
+    )
     voice_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_VOICE_ALIASES),
         description="Maps OpenAI voice names to library voice names or ids (JSON object in the env var); "

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .api_keys import ApiKeys, KeyUsage
 from .errors import NotReady
 from .schemas import SpeechRequest
+from .services.conversion import ConversionService
 from .services.speech import SpeechService
 from .services.voices import VoiceService
 
@@ -29,6 +30,10 @@ def require_loaded(request: Request) -> None:
 
 def get_speech_service(request: Request, _: None = Depends(require_loaded)) -> SpeechService:
     return request.app.state.speech
+
+
+def get_conversion_service(request: Request, _: None = Depends(require_loaded)) -> ConversionService:
+    return request.app.state.conversion
 
 
 def get_voice_service(request: Request, _: None = Depends(require_loaded)) -> VoiceService:
@@ -54,7 +59,22 @@ async def admit_speech(
 ) -> AsyncIterator[KeyUsage]:
     """Counts a speech request against its key's limits (429 when one is reached) and holds the key's
     concurrency place until the response's last byte is sent or the client is gone."""
-    usage = request.app.state.api_keys.admit(key_name, input_characters=len(body.input))
+    async for usage in _held_key_usage(request, key_name, input_characters=len(body.input)):
+        yield usage
+
+
+async def admit_conversion(
+    request: Request, key_name: str | None = Depends(require_api_key), _: None = Depends(require_loaded)
+) -> AsyncIterator[KeyUsage]:
+    """As `admit_speech`, for a voice conversion: its input is audio, so it counts no input characters."""
+    async for usage in _held_key_usage(request, key_name, input_characters=0):
+        yield usage
+
+
+async def _held_key_usage(
+    request: Request, key_name: str | None, *, input_characters: int
+) -> AsyncIterator[KeyUsage]:
+    usage = request.app.state.api_keys.admit(key_name, input_characters=input_characters)
     try:
         yield usage
     finally:

@@ -138,14 +138,15 @@ class EngineAdapter:
     def stream(self, request: Any) -> Iterator[AudioPiece]:
         """Audio for a `request` as it is made; closing the iterator stops the engine at its next chunk."""
         with self._translated_errors():
-            chunks = self._engine.generate_stream(request)
-            try:
-                for chunk in chunks:
-                    yield AudioPiece(
-                        np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens)
-                    )
-            finally:
-                chunks.close()
+            yield from _pieces(self._engine.generate_stream(request))
+
+    def convert_stream(
+        self, audio: np.ndarray, sample_rate: int, voice: Any, *, seed: int | None
+    ) -> Iterator[AudioPiece]:
+        """Source speech spoken in `voice`, as it is made (num_tokens: source tokens covered so far). Checks
+        and tokenizes the source first; unusable audio is an InvalidRequest on `file`."""
+        with self._translated_errors(audio_param="file"):
+            yield from _pieces(self._engine.convert_stream(audio, sample_rate, voice, seed=seed))
 
     def embed_voice(self, audio: np.ndarray, sample_rate: int) -> Any:
         try:
@@ -168,15 +169,24 @@ class EngineAdapter:
         return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved()}
 
     @contextlib.contextmanager
-    def _translated_errors(self) -> Iterator[None]:
+    def _translated_errors(self, audio_param: str = "voice") -> Iterator[None]:
         try:
             yield
         except self._ce.EngineError as error:
             param = getattr(error, "param", None) or {
                 "InvalidTextError": "input",
-                "InvalidAudioError": "voice",
+                "InvalidAudioError": audio_param,
             }.get(type(error).__name__)
             raise InvalidRequest(str(error), param=param) from error
+
+
+def _pieces(chunks: Iterator[Any]) -> Iterator[AudioPiece]:
+    """The engine's AudioChunks as plain numpy pieces; closing stops the engine at its next chunk."""
+    try:
+        for chunk in chunks:
+            yield AudioPiece(np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens))
+    finally:
+        chunks.close()
 
 
 def _resolve_device(device: str) -> str:

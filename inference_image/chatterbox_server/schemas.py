@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from chatterbox_engine.request import DEFAULT_EXAGGERATION, KNOB_BOUNDS, MAX_SEED
 from chatterbox_engine.variants import ENGLISH, SPECS
+from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from .audio import AudioFormat
 
@@ -34,6 +36,12 @@ def _knob(name: str, description: str):
 
 
 Speed = Annotated[float, Field(ge=0.25, le=4.0, description="Playback speed; tempo changes, pitch does not.")]
+ResponseFormat = Annotated[AudioFormat, Field(description="mp3, opus, aac, flac, wav or pcm (24 kHz s16le).")]
+StreamFormat = Annotated[
+    Literal["audio", "sse"],
+    Field(description="`audio`: chunked audio bytes; `sse`: speech.audio.delta/done events."),
+]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="Same seed and arguments give the same audio.")]
 
 
 class VoiceRef(BaseModel):
@@ -62,13 +70,9 @@ class SpeechRequest(BaseModel):
     instructions: str | None = Field(
         None, max_length=MAX_INPUT_CHARS, description="Accepted for compatibility; Chatterbox ignores it."
     )
-    response_format: AudioFormat = Field(
-        "mp3", description="mp3, opus, aac, flac, wav or pcm (24 kHz s16le)."
-    )
+    response_format: ResponseFormat = "mp3"
     speed: Speed = 1.0
-    stream_format: Literal["audio", "sse"] = Field(
-        "audio", description="`audio`: chunked audio bytes; `sse`: speech.audio.delta/done events."
-    )
+    stream_format: StreamFormat = "audio"
     # Chatterbox's generation knobs: bounds and defaults are the engine's (`chatterbox_engine.request`).
     exaggeration: float | None = _knob("exaggeration", "Emotion intensity.")
     cfg_weight: float | None = _knob("cfg_weight", "Classifier-free guidance weight; lower slows the pace.")
@@ -76,9 +80,7 @@ class SpeechRequest(BaseModel):
     top_p: float | None = _knob("top_p", "Nucleus sampling mass.")
     min_p: float | None = _knob("min_p", "Minimum token probability relative to the best.")
     repetition_penalty: float | None = _knob("repetition_penalty", "Penalty on repeated speech tokens.")
-    seed: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Same seed and arguments give the same audio."
-    )
+    seed: Seed | None = None
     language: str = Field(
         "en",
         min_length=2,
@@ -103,6 +105,32 @@ class SpeechRequest(BaseModel):
     def generation_options(self) -> dict[str, float]:
         """The knobs the client set, as `Engine.request` keywords (unset ones take the model's defaults)."""
         return self.model_dump(include=set(KNOB_BOUNDS), exclude_none=True)
+
+
+class VoiceConversionForm(BaseModel):
+    """A voice conversion's multipart form: the source speech `file` and how to render it."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    file: UploadFile = Field(description="The speech to convert: any common audio format, ≤ 10 MiB.")
+    voice: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_VOICE_REF_CHARS,
+        description="Target voice: a library voice's name or id, an OpenAI voice name, or `default`. "
+        "Omitted: the model's built-in voice.",
+    )
+    response_format: ResponseFormat = "mp3"
+    speed: Speed = 1.0
+    stream_format: StreamFormat = "audio"
+    seed: Seed | None = None
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _a_file_not_a_text_field(cls, file: object) -> object:
+        if not isinstance(file, StarletteUploadFile):
+            raise ValueError("file must be an uploaded audio file (a multipart file part, not a text field)")
+        return file
 
 
 class ModelCard(BaseModel):

@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["speech"], dependencies=[Depends(require_
 _AUDIO_CONTENT = {
     media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in MEDIA_TYPES.values()
 }
+AUDIO_RESPONSES = {200: {"content": {**_AUDIO_CONTENT, "text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 @router.post(
@@ -23,7 +24,7 @@ _AUDIO_CONTENT = {
     summary="Generate speech (OpenAI-compatible)",
     response_class=AudioStreamResponse,
     status_code=200,
-    responses={200: {"content": {**_AUDIO_CONTENT, "text/event-stream": {"schema": {"type": "string"}}}}},
+    responses=AUDIO_RESPONSES,
 )
 async def create_speech(
     body: SpeechRequest,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import WHOLE_FILE_FORMATS, StreamEncoder, TempoChanger
-from ..engine_adapter import EngineAdapter
+from ..engine_adapter import AudioPiece, EngineAdapter
 from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
 from ..scheduler import Scheduler
@@ -80,7 +80,7 @@ class _Render:
         tempo = TempoChanger(self._request.speed, sample_rate) if self._request.speed != 1.0 else None
         started = time.perf_counter()
         try:
-            for piece in self._engine.stream(self._generation):
+            for piece in self._pieces():
                 self.tokens = piece.num_tokens
                 data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
                 self.synthesis_s = time.perf_counter() - started
@@ -94,6 +94,9 @@ class _Render:
         finally:
             self.synthesis_s = time.perf_counter() - started
             encoder.close()
+
+    def _pieces(self) -> Iterator[AudioPiece]:
+        return self._engine.stream(self._generation)
 
     def _encode(self, encoder: StreamEncoder, audio: np.ndarray) -> bytes:
         self.samples_out += audio.size
@@ -209,12 +212,7 @@ class SpeechService:
             options=request.generation_options(),
         )
         render = _Render(self._engine, generation, request)
-        admission = self._scheduler.admit(timeout_s=timeout_s)
-        rest = admission.run(render)
-        try:
-            first = await _first_item_unless_disconnected(rest, is_disconnected)
-        finally:
-            admission.withdraw()  # a no-op once it ran; frees the queue place if it was cancelled first
+        first, rest = await start_render(self._scheduler, render, is_disconnected, timeout_s)
         if request.response_format not in WHOLE_FILE_FORMATS:  # flac's first byte comes with its last
             stream_label = "true" if request.stream_format == "sse" else "false"
             self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
@@ -245,6 +243,23 @@ class SpeechService:
             audio_s=render.audio_seconds,
             tokens=render.tokens,
         )
+
+
+async def start_render(
+    scheduler: Scheduler,
+    render: Callable[[], Iterator[bytes]],
+    is_disconnected: Callable[[], Awaitable[bool]],
+    timeout_s: float | None,
+) -> tuple[bytes, AsyncIterator[bytes]]:
+    """Admits a render (429 when the queue is full), runs it in a worker and waits for its first bytes:
+    anything the engine refuses before making audio is raised here, before a 200 status goes out."""
+    admission = scheduler.admit(timeout_s=timeout_s)
+    rest = admission.run(render)
+    try:
+        first = await _first_item_unless_disconnected(rest, is_disconnected)
+    finally:
+        admission.withdraw()  # a no-op once it ran; frees the queue place if it was cancelled first
+    return first, rest
 
 
 async def _first_item_unless_disconnected(
