@@ -15,6 +15,10 @@ from chatterbox_operator.schema import (
     API_VERSION,
     DEFAULT_MAX_CONCURRENT_CPU,
     DEFAULT_MAX_CONCURRENT_GPU,
+    DEFAULT_REPLICAS,
+    MODEL_CACHE_SUFFIX,
+    PRE_STOP_SECONDS,
+    VOICES_SUFFIX,
 )
 
 MANAGER = "chatterbox-operator"
@@ -27,8 +31,13 @@ QUEUE_DEPTH_METRIC = "chatterbox_queue_depth"
 LIBRARY_LABEL = "tts.chatterbox.dev/voice-library"
 # The model family is implied by the checkpoint; the label lets dashboards and queries tell pods apart.
 VARIANT_LABEL = "tts.chatterbox.dev/variant"
-# Non-root user of the inference image.
+# Non-root user of the inference image, set where the cluster does not assign one (OpenShift's
+# restricted-v2 SCC assigns UIDs and fsGroups from the namespace's range and refuses others).
 RUN_AS_USER = 1000
+# A Deployment reports ProgressDeadlineExceeded only after a new pod had its whole startup budget
+# (spec.model.loadTimeoutSeconds) plus this much for scheduling and pulling a multi-GB image.
+ROLLOUT_ALLOWANCE_SECONDS = 600
+STARTUP_PROBE_PERIOD = 10
 
 Manifest = dict[str, Any]
 
@@ -90,11 +99,28 @@ def service_url(name: str, namespace: str, spec: dict[str, Any]) -> str:
 
 
 def model_cache_claim_name(name: str) -> str:
-    return f"{name}-model-cache"
+    return f"{name}{MODEL_CACHE_SUFFIX}"
 
 
 def voice_claim_name(library_name: str, spec: dict[str, Any]) -> str:
-    return spec.get("existingClaim") or f"{library_name}-voices"
+    return spec.get("existingClaim") or f"{library_name}{VOICES_SUFFIX}"
+
+
+def autoscaled(spec: dict[str, Any]) -> bool:
+    return bool(spec["autoscaling"]["enabled"])
+
+
+def desired_replicas(spec: dict[str, Any], deployment: dict[str, Any] | None) -> int:
+    """Pods wanted now: the HPA's choice (on the Deployment) when autoscaling, else spec.replicas."""
+    if autoscaled(spec):
+        return ((deployment or {}).get("spec") or {}).get("replicas", spec["autoscaling"]["minReplicas"])
+    return spec.get("replicas", DEFAULT_REPLICAS)
+
+
+def termination_grace_seconds(spec: dict[str, Any]) -> int:
+    """Long enough for the preStop pause and then the longest request to finish."""
+    minimum = spec["serving"]["requestTimeoutSeconds"] + PRE_STOP_SECONDS
+    return spec.get("terminationGracePeriodSeconds") or minimum
 
 
 def _metadata(owner: Owner, name: str | None = None) -> dict[str, Any]:
@@ -164,13 +190,14 @@ def _probes(spec: dict[str, Any]) -> dict[str, Any]:
     def http_get(path: str) -> dict[str, Any]:
         return {"httpGet": {"path": path, "port": "http"}}
 
-    startup_period = 10
     return {
-        # Generous: the first pod on a cluster downloads several GB of weights before it listens.
+        # Until the model is loaded and warmed up (readiness, not just a listening socket), the other
+        # probes wait: the first pod on a cluster downloads several GB of weights first.
         "startupProbe": {
-            **http_get("/healthz"),
-            "periodSeconds": startup_period,
-            "failureThreshold": math.ceil(spec["model"]["loadTimeoutSeconds"] / startup_period),
+            **http_get("/readyz"),
+            "periodSeconds": STARTUP_PROBE_PERIOD,
+            "timeoutSeconds": 3,
+            "failureThreshold": math.ceil(spec["model"]["loadTimeoutSeconds"] / STARTUP_PROBE_PERIOD),
         },
         "readinessProbe": {
             **http_get("/readyz"),
@@ -236,7 +263,10 @@ def _placement(spec: dict[str, Any]) -> dict[str, Any]:
     return placement
 
 
-def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> Manifest:
+def deployment(
+    owner: Owner, spec: dict[str, Any], voice_claim: str | None, *, assigns_uids: bool = False
+) -> Manifest:
+    """The inference Deployment. `assigns_uids`: the cluster picks the pods' UID and fsGroup (OpenShift)."""
     volumes, mounts = _volumes(owner, spec, voice_claim)
     container = {
         "name": "inference",
@@ -248,7 +278,7 @@ def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> M
         **_probes(spec),
         # Stop receiving new traffic before SIGTERM: endpoints are removed while this sleeps, then the
         # server drains in-flight requests within the grace period.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -260,12 +290,15 @@ def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> M
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
-        "terminationGracePeriodSeconds": spec["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
+            # fsGroup makes claims on root-owned filesystems (EBS, GCE PD) writable for the server.
+            **(
+                {}
+                if assigns_uids
+                else {"runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER}
+            ),
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "enableServiceLinks": False,
@@ -273,25 +306,28 @@ def deployment(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> M
     }
     if spec.get("imagePullSecrets"):
         pod_spec["imagePullSecrets"] = [{"name": name} for name in spec["imagePullSecrets"]]
+    deployment_spec: dict[str, Any] = {
+        # With autoscaling on the HPA owns the Deployment's replicas: the operator leaves them out.
+        **({} if autoscaled(spec) else {"replicas": desired_replicas(spec, None)}),
+        "progressDeadlineSeconds": spec["model"]["loadTimeoutSeconds"] + ROLLOUT_ALLOWANCE_SECONDS,
+        "selector": {"matchLabels": selector_labels(owner.name)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": spec["rollout"]["maxSurge"],
+                "maxUnavailable": spec["rollout"]["maxUnavailable"],
+            },
+        },
+        "template": {
+            "metadata": {"labels": {**labels(owner.name), VARIANT_LABEL: spec["model"]["variant"]}},
+            "spec": pod_spec,
+        },
+    }
     return {
         "apiVersion": r.DEPLOYMENTS.api_version,
         "kind": r.DEPLOYMENTS.kind,
         "metadata": _metadata(owner),
-        "spec": {
-            "replicas": spec["replicas"],
-            "selector": {"matchLabels": selector_labels(owner.name)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {
-                    "maxSurge": spec["rollout"]["maxSurge"],
-                    "maxUnavailable": spec["rollout"]["maxUnavailable"],
-                },
-            },
-            "template": {
-                "metadata": {"labels": {**labels(owner.name), VARIANT_LABEL: spec["model"]["variant"]}},
-                "spec": pod_spec,
-            },
-        },
+        "spec": deployment_spec,
     }
 
 
@@ -365,9 +401,14 @@ def horizontal_pod_autoscaler(owner: Owner, spec: dict[str, Any]) -> Manifest:
         "kind": r.HPAS.kind,
         "metadata": _metadata(owner),
         "spec": {
-            # The HPA scales the TTSDeployment itself (scale subresource); the operator copies
-            # spec.replicas to the Deployment, so there is exactly one writer per field.
-            "scaleTargetRef": {"apiVersion": API_VERSION, "kind": owner.kind, "name": owner.name},
+            # The HPA scales the Deployment, whose replicas the operator then leaves alone, and the CRD
+            # refuses spec.replicas meanwhile: one writer per field, and `kubectl apply` or a GitOps tool
+            # never resets what the HPA chose.
+            "scaleTargetRef": {
+                "apiVersion": r.DEPLOYMENTS.api_version,
+                "kind": r.DEPLOYMENTS.kind,
+                "name": owner.name,
+            },
             "minReplicas": scaling["minReplicas"],
             "maxReplicas": scaling["maxReplicas"],
             "metrics": [
@@ -401,10 +442,13 @@ def pod_disruption_budget(owner: Owner, spec: dict[str, Any]) -> Manifest:
 
 
 def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    metadata = _metadata(owner)
+    # Ours win: the monitor must stay recognisable as this TTSDeployment's child.
+    metadata["labels"] = {**spec["monitoring"].get("labels", {}), **metadata["labels"]}
     return {
         "apiVersion": r.SERVICE_MONITORS.api_version,
         "kind": r.SERVICE_MONITORS.kind,
-        "metadata": _metadata(owner),
+        "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": selector_labels(owner.name)},
             "endpoints": [{"port": "http", "path": "/metrics", "interval": spec["monitoring"]["interval"]}],
@@ -463,7 +507,12 @@ def voice_library_claim(name: str, namespace: str, spec: dict[str, Any]) -> Mani
 
 
 def tts_children(
-    owner: Owner, spec: dict[str, Any], *, voice_claim: str | None, monitoring_available: bool
+    owner: Owner,
+    spec: dict[str, Any],
+    *,
+    voice_claim: str | None,
+    monitoring_available: bool,
+    assigns_uids: bool = False,
 ) -> list[Child]:
     """Everything a TTSDeployment owns: present ones with their manifest, switched-off ones as None."""
 
@@ -471,17 +520,18 @@ def tts_children(
         return Child(resource, name or owner.name, build(owner, spec) if wanted else None)
 
     children = [
-        Child(r.DEPLOYMENTS, owner.name, deployment(owner, spec, voice_claim)),
-        Child(r.SERVICES, owner.name, service(owner, spec)),
-        optional(r.INGRESSES, spec["ingress"]["enabled"], ingress),
-        optional(r.HPAS, spec["autoscaling"]["enabled"], horizontal_pod_autoscaler),
-        optional(r.PDBS, spec["podDisruptionBudget"]["enabled"], pod_disruption_budget),
+        # The claim before the pods that mount it, so the scheduler never sees them without it.
         optional(
             r.PVCS,
             bool(spec.get("modelCache", {}).get("size")),
             model_cache_claim,
             model_cache_claim_name(owner.name),
         ),
+        Child(r.DEPLOYMENTS, owner.name, deployment(owner, spec, voice_claim, assigns_uids=assigns_uids)),
+        Child(r.SERVICES, owner.name, service(owner, spec)),
+        optional(r.INGRESSES, spec["ingress"]["enabled"], ingress),
+        optional(r.HPAS, spec["autoscaling"]["enabled"], horizontal_pod_autoscaler),
+        optional(r.PDBS, spec["podDisruptionBudget"]["enabled"], pod_disruption_budget),
     ]
     # Without the Prometheus Operator's CRD there is nothing to create, and nothing to delete either.
     if monitoring_available:

@@ -63,11 +63,13 @@ def open_api_schema(kind: Kind) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": {**kind.spec, "default": {}},
+            # Declared so that the name rule can point its errors at metadata.name.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "spec": {**kind.spec, "default": {}} if kind.spec_default else kind.spec,
             "status": kind.status,
         },
         "required": ["spec"],
+        "x-kubernetes-validations": [rule.render() for rule in kind.object_rules],
     }
 
 

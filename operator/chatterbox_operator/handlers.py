@@ -2,8 +2,10 @@
 
 Every TTSDeployment change, operator restart and resync tick runs the same idempotent reconcile
 (render all children, apply them, delete the switched-off ones, write status), so a deleted or
-hand-edited child is restored and a restart mid-reconcile converges. Deployment events refresh the
-owner's status between ticks.
+hand-edited child is restored and a restart mid-reconcile converges. Events of the Deployments and pods
+the operator manages refresh the owner's status at once (Ready within seconds of its pods, a pod that
+cannot start reported as it happens); those watches carry a label selector, so the API server sends
+only the operator's own objects, not every Deployment and pod in the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from chatterbox_operator.schema import GROUP
 # Drift-correction and retry period; short in tests, where nothing else would advance the clock.
 RESYNC_SECONDS = float(os.environ.get("CHATTERBOX_OPERATOR_RESYNC_SECONDS", "30"))
 
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={builders.MANAGER}"
+_MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGER}
 _TTS = (r.TTS_DEPLOYMENTS.group, r.TTS_DEPLOYMENTS.version, r.TTS_DEPLOYMENTS.plural)
 _LIBRARY = (r.VOICE_LIBRARIES.group, r.VOICE_LIBRARIES.version, r.VOICE_LIBRARIES.plural)
 
@@ -36,26 +40,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = min(1.0, RESYNC_SECONDS)
-    memo.api = kube.KubeApi()
+    for group_kind in (("apps", "deployments"), ("", "pods")):
+        settings.watching.label_selectors[group_kind] = MANAGED_SELECTOR
+    memo.api = kube.KubeApi(settings)
     memo.warned = {}  # (uid, condition) -> reason of the last Warning event posted
 
 
-@kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    await memo.api.close()
-
-
-def _write_status(
-    body: kopf.Body,
-    patch: kopf.Patch,
+def _announce(
+    body: Any,
     memo: kopf.Memo,
     new_status: dict[str, Any],
     condition: str,
     bad: str,
     routine: frozenset[str] = frozenset(),
 ) -> None:
-    """Stage the new status; post one Warning event when a problem appears (not on every resync),
-    unless its reason is `routine` (an expected transient state)."""
+    """Post one Warning event when a problem appears (not on every resync), unless its reason is
+    `routine` (an expected transient state)."""
     problem = status.find_condition(new_status, condition)
     key = (body.metadata.uid, condition)
     if problem.get("status") != bad:
@@ -69,7 +69,6 @@ def _write_status(
         memo.warned[key] = problem["reason"]
         if problem["reason"] not in routine:
             kopf.warn(body, reason=problem["reason"], message=problem["message"])
-    patch.status.update(new_status)
 
 
 # A new claim is Pending until bound, for a while or (WaitForFirstConsumer) until a pod mounts it.
@@ -87,7 +86,8 @@ async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kop
     new_status = await reconcile.tts_deployment(memo.api, body)
     if _spec_changed_since(body, generation):
         return
-    _write_status(body, patch, memo, new_status, status.DEGRADED, "True")
+    _announce(body, memo, new_status, status.DEGRADED, "True")
+    patch.status.update(new_status)
 
 
 def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
@@ -96,11 +96,42 @@ def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
     return body.metadata.get("generation") != generation
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
 async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type in (None, "DELETED"):
         return  # initial listing or gone: the owner's reconcile recreates it
-    await reconcile.refresh_tts_status_from(memo.api, body)
+    await _refresh(memo, body.metadata.namespace, _owner_name(body), dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels=_MANAGED)
+async def pod_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type is None:
+        return  # the initial listing: the resume reconcile covers it
+    await _refresh(memo, body.metadata.namespace, _owner_name(body))
+
+
+def _owner_name(child: kopf.Body) -> str | None:
+    return child.metadata.labels.get("app.kubernetes.io/instance")
+
+
+async def _refresh(
+    memo: kopf.Memo, namespace: str, name: str | None, deployment: dict[str, Any] | None = None
+) -> None:
+    if not name:
+        return
+    refreshed = await reconcile.refreshed_tts_status(memo.api, namespace, name, deployment)
+    if refreshed is None:
+        return
+    owner, new_status = refreshed
+    _announce(owner, memo, new_status, status.DEGRADED, "True")
+    await memo.api.patch_status(r.TTS_DEPLOYMENTS, namespace, name, new_status)
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+async def crd_changed(type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A CRD came or went (e.g. the Prometheus Operator was installed): ask discovery again."""
+    if type is not None:
+        memo.api.forget_discovery()
 
 
 @kopf.on.resume(*_LIBRARY)
@@ -114,7 +145,8 @@ async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf
     new_status = await reconcile.voice_library(memo.api, body)
     if _spec_changed_since(body, generation):
         return
-    _write_status(body, patch, memo, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
+    _announce(body, memo, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
+    patch.status.update(new_status)
 
 
 @kopf.on.delete(*_LIBRARY)

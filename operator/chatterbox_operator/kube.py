@@ -1,23 +1,29 @@
-"""A small async Kubernetes API client for the operator's own calls.
+"""The operator's own Kubernetes API calls, sent through kopf's authenticated client.
 
-kopf brings aiohttp and its own credential discovery (`KUBECONFIG`, then in-cluster service account);
-this layer reuses those credentials, so there is no second Kubernetes client library to configure.
-Every call goes through `_request`, and `resources.API_CALLS` lists the (group, resource, verb)
-combinations used here, which is what the RBAC role grants.
+kopf logs in (through the `kubernetes` library: in-cluster service account, or any kubeconfig with exec
+plugins, OIDC and token refresh) and keeps the credentials in its vault; every call here goes through
+kopf's `request`, so it uses those same credentials, kopf's session and retries, and a 401 makes kopf log
+in again. There is no second login. `resources.API_CALLS` lists the (group, resource, verb) combinations
+used here, which is what the RBAC role grants.
+
+These calls need kopf's operator context (its handlers and startup run in it); tests that call them
+directly set one up with `authenticated_context`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import ssl
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
-import aiohttp
 import kopf
+from kopf._cogs.clients import api as kopf_api  # kopf's authenticated request (pinned kopf version)
+from kopf._cogs.clients import auth as kopf_auth
+from kopf._cogs.clients import errors as kopf_errors
+from kopf._cogs.structs import credentials as kopf_credentials
 
 from chatterbox_operator.resources import Resource
 
@@ -26,6 +32,11 @@ _JSON = "application/json"
 _MERGE_PATCH = "application/merge-patch+json"
 # The apiserver accepts JSON under the apply content type (JSON is YAML).
 _APPLY_PATCH = "application/apply-patch+yaml"
+# Whether an optional API (the Prometheus Operator's, OpenShift's) is served changes rarely: ask again
+# after this long instead of on every reconcile.
+DISCOVERY_TTL_SECONDS = 60.0
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -38,69 +49,27 @@ class ApiError(Exception):
         self.message = message
 
 
-def discover_credentials() -> kopf.ConnectionInfo:
-    """In-cluster service account first, then KUBECONFIG / ~/.kube/config (kopf's own order)."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise kopf.LoginError("no Kubernetes credentials: not in a cluster and no KUBECONFIG")
-    return info
-
-
-def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext | bool:
-    if not info.server.startswith("https"):
-        return False
-    if info.insecure:
-        return False
-    context = ssl.create_default_context(cafile=str(info.ca_path) if info.ca_path else None)
-    if info.ca_data:
-        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
-        context.load_verify_locations(cadata=data if "BEGIN" in data else base64.b64decode(data).decode())
-    cert, key = info.certificate_path, info.private_key_path
-    # ssl only loads client certificates from files.
-    if info.certificate_data:
-        cert = scratch / "client.crt"
-        cert.write_bytes(_pem(info.certificate_data))
-    if info.private_key_data:
-        key = scratch / "client.key"
-        key.write_bytes(_pem(info.private_key_data))
-    if cert:
-        context.load_cert_chain(str(cert), str(key) if key else None)
-    return context
-
-
-def _auth_headers(info: kopf.ConnectionInfo) -> dict[str, str]:
-    if info.token:
-        return {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
-    if info.username and info.password:
-        return {"Authorization": aiohttp.BasicAuth(info.username, info.password).encode()}
-    return {}
-
-
-def _pem(data: str | bytes) -> bytes:
-    raw = data.encode() if isinstance(data, str) else data
-    return raw if b"BEGIN" in raw else base64.b64decode(raw)
+@contextlib.asynccontextmanager
+async def authenticated_context(info: kopf.ConnectionInfo) -> AsyncIterator[None]:
+    """Outside a running operator (tests, tools): a kopf vault holding `info` for the calls made inside."""
+    vault = kopf_credentials.Vault()
+    await vault.populate({"login": info})
+    token = kopf_auth.vault_var.set(vault)
+    try:
+        yield
+    finally:
+        kopf_auth.vault_var.reset(token)
+        await vault.close()
 
 
 class KubeApi:
-    """Namespaced CRUD, server-side apply and status patches over one aiohttp session."""
+    """Namespaced CRUD, server-side apply and status patches over kopf's authenticated session."""
 
-    def __init__(self, login: Callable[[], kopf.ConnectionInfo] = discover_credentials) -> None:
-        self._login = login
-        info = login()
-        self._server = info.server.rstrip("/")
-        self._scratch = tempfile.TemporaryDirectory(prefix="chatterbox-operator-")
-        connector = aiohttp.TCPConnector(ssl=_ssl_context(info, Path(self._scratch.name)))
-        self._session = aiohttp.ClientSession(
-            headers={"Accept": _JSON, "User-Agent": FIELD_MANAGER},
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=30),
-        )
-        self._auth_headers = _auth_headers(info)
-
-    async def close(self) -> None:
-        await self._session.close()
-        self._scratch.cleanup()
+    def __init__(self, settings: kopf.OperatorSettings | None = None) -> None:
+        self._settings = settings or kopf.OperatorSettings()
+        self._served: dict[str, tuple[float, bool]] = {}
+        # Requests sent, for the scale benchmark's requests-per-reconcile figure.
+        self.requests = 0
 
     async def _request(
         self,
@@ -111,32 +80,19 @@ class KubeApi:
         content_type: str = _JSON,
         params: dict | None = None,
     ) -> dict[str, Any]:
+        url = path + (f"?{urlencode(params)}" if params else "")
+        headers = {"Content-Type": content_type, "User-Agent": FIELD_MANAGER}
+        self.requests += 1
         try:
-            return await self._send(method, path, body, content_type, params)
-        except ApiError as error:
-            if error.status != 401:
-                raise
-        # Service-account tokens are rotated on disk: log in again once, then retry.
-        self._auth_headers = _auth_headers(self._login())
-        return await self._send(method, path, body, content_type, params)
-
-    async def _send(
-        self, method: str, path: str, body: Any, content_type: str, params: dict | None
-    ) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body)
-        headers = {**self._auth_headers, **({"Content-Type": content_type} if body is not None else {})}
-        try:
-            async with self._session.request(
-                method, self._server + path, data=data, headers=headers, params=params
-            ) as response:
-                payload = await response.json(content_type=None) if response.content_length != 0 else {}
-                status, reason = response.status, response.reason or ""
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise ApiError(503, "Unavailable", f"{method} {path}: {error!r}") from error
-        if status >= 400:
-            payload = payload if isinstance(payload, dict) else {}
-            raise ApiError(status, payload.get("reason", reason), payload.get("message", ""))
-        return payload or {}
+            response = await kopf_api.request(
+                method, url, payload=body, headers=headers, settings=self._settings, logger=logger
+            )
+            async with response:
+                return await response.json() if response.content_length != 0 else {}
+        except kopf_errors.APIError as error:
+            payload = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], dict) else {}
+            message = error.message or (str(error.args[0]) if error.args and error.args[0] else "")
+            raise ApiError(error.status, payload.get("reason", ""), message) from error
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -147,10 +103,18 @@ class KubeApi:
             raise
 
     async def list(
-        self, resource: Resource, namespace: str, label_selector: str | None = None
+        self,
+        resource: Resource,
+        namespace: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        listing = await self._request("GET", resource.path(namespace), params=params)
+        params = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        listing = await self._request("GET", resource.path(namespace), params=params or None)
         return listing.get("items", [])
 
     async def apply(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -185,13 +149,23 @@ class KubeApi:
             raise
         return True
 
+    def forget_discovery(self) -> None:
+        self._served.clear()
+
     async def serves(self, resource: Resource) -> bool:
-        """Whether the cluster serves `resource` (e.g. the Prometheus Operator's CRD is installed).
-        Discovery is readable by every authenticated client, so this needs no RBAC rule."""
+        """Whether the cluster serves `resource` (e.g. the Prometheus Operator's CRD is installed),
+        remembered for DISCOVERY_TTL_SECONDS. An API group that is not installed answers 404 with a
+        plain-text body. Discovery is readable by every authenticated client: no RBAC rule needed."""
+        key = resource.path()
+        checked_at, served = self._served.get(key, (float("-inf"), False))
+        if time.monotonic() - checked_at < DISCOVERY_TTL_SECONDS:
+            return served
         try:
-            listing = await self._request("GET", resource.path().rsplit("/", 1)[0])
+            listing = await self._request("GET", key.rsplit("/", 1)[0])
+            served = any(item.get("name") == resource.plural for item in listing.get("resources", []))
         except ApiError as error:
-            if error.status == 404:
-                return False
-            raise
-        return any(item.get("name") == resource.plural for item in listing.get("resources", []))
+            if error.status != 404:
+                raise
+            served = False
+        self._served[key] = (time.monotonic(), served)
+        return served

@@ -7,6 +7,8 @@ to write and raises nothing for problems a user can fix: those become conditions
 from __future__ import annotations
 
 import logging
+import os
+import time
 from typing import Any
 
 from chatterbox_operator import builders, status
@@ -16,6 +18,10 @@ from chatterbox_operator.schema import TTS_DEPLOYMENT, VOICE_LIBRARY
 from chatterbox_operator.validation import InvalidSpec, checked_spec
 
 logger = logging.getLogger(__name__)
+
+# A claim the pods need that is still Pending after this long is a problem (Degraded, Warning event);
+# shorter, it is the normal wait for provisioning or binding.
+CLAIM_PENDING_SECONDS = float(os.environ.get("CHATTERBOX_OPERATOR_CLAIM_PENDING_SECONDS", "120"))
 
 
 def _identity(body: dict[str, Any]) -> tuple[str, str, int | None]:
@@ -72,8 +78,13 @@ async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
         return _status(body, status.failed_conditions(error.problem))
 
     owner = builders.Owner.of(body)
-    monitoring = await api.serves(r.SERVICE_MONITORS)
-    children = builders.tts_children(owner, spec, voice_claim=voice_claim, monitoring_available=monitoring)
+    children = builders.tts_children(
+        owner,
+        spec,
+        voice_claim=voice_claim,
+        monitoring_available=await api.serves(r.SERVICE_MONITORS),
+        assigns_uids=await api.serves(r.SECURITY_CONTEXT_CONSTRAINTS),
+    )
     deployment: dict[str, Any] | None = None
     failure: status.Problem | None = None
     for child in children:
@@ -101,11 +112,9 @@ async def _observed_status(
 ) -> dict[str, Any]:
     name, namespace, _ = _identity(body)
     dep_status = (deployment or {}).get("status", {})
-    desired = spec["replicas"]
+    desired = builders.desired_replicas(spec, deployment)
     if problem is None and deployment is not None and dep_status.get("readyReplicas", 0) < desired:
-        # Only look at pods when something is missing; they tell why (e.g. no GPU to schedule on).
-        pods = await api.list(r.PODS, namespace, builders.selector_string(name))
-        problem = status.scheduling_problem(pods, spec["gpu"]["resourceName"])
+        problem = await _why_not_ready(api, namespace, name, spec, deployment)
     return _status(
         body,
         status.tts_conditions(desired, deployment, problem),
@@ -116,29 +125,57 @@ async def _observed_status(
     )
 
 
-async def refresh_tts_status_from(api: KubeApi, deployment: dict[str, Any]) -> None:
-    """A managed Deployment changed: recompute its owner's status without touching children."""
-    owners = [
-        ref
-        for ref in deployment["metadata"].get("ownerReferences", [])
-        if ref.get("kind") == r.TTS_DEPLOYMENTS.kind and ref.get("controller")
+async def _why_not_ready(
+    api: KubeApi, namespace: str, name: str, spec: dict[str, Any], deployment: dict[str, Any]
+) -> status.Problem | None:
+    """Only asked when pods are missing: the pods, then their claims and Warning events, tell why."""
+    pods = await api.list(r.PODS, namespace, builders.selector_string(name))
+    problem = status.stuck_container(pods)
+    if problem is not None:
+        return problem
+    claims = [
+        claim
+        for claim_name in _claim_names(deployment)
+        if (claim := await api.get(r.PVCS, namespace, claim_name)) is not None
     ]
-    if not owners:
-        return
-    namespace = deployment["metadata"]["namespace"]
-    owner = await api.get(r.TTS_DEPLOYMENTS, namespace, owners[0]["name"])
+    pending = [c for c in claims if c.get("status", {}).get("phase", "Pending") == "Pending"]
+    creating = status.waiting_to_start(pods)
+    events = await api.list(r.EVENTS, namespace, field_selector="type=Warning") if pending or creating else []
+    # Most specific first: a refused claim also leaves its pods unschedulable or waiting.
+    return (
+        status.provisioning_failed(pending, events)
+        or status.unschedulable(pods, spec["gpu"]["resourceName"])
+        or status.volume_problem(creating, events)
+        or status.pending_too_long(pending, time.time(), CLAIM_PENDING_SECONDS)
+    )
+
+
+def _claim_names(deployment: dict[str, Any]) -> list[str]:
+    volumes = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    return [v["persistentVolumeClaim"]["claimName"] for v in volumes if v.get("persistentVolumeClaim")]
+
+
+async def refreshed_tts_status(
+    api: KubeApi, namespace: str, name: str, deployment: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A child changed (its Deployment or a pod): the owner and its recomputed status, children untouched;
+    None when there is nothing to refresh."""
+    owner = await api.get(r.TTS_DEPLOYMENTS, namespace, name)
     if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return
+        return None
     try:
         spec = checked_spec(TTS_DEPLOYMENT, owner)
     except InvalidSpec:
-        return  # the owner's own reconcile reports this
+        return None  # the owner's own reconcile reports this
     # A failure found by the last full reconcile stays until a reconcile clears it.
     degraded = status.find_condition(owner.get("status"), status.DEGRADED)
     if degraded.get("status") == "True" and degraded.get("reason") in RECONCILE_FAILURES:
-        return
-    new_status = await _observed_status(api, owner, spec, deployment, None)
-    await api.patch_status(r.TTS_DEPLOYMENTS, namespace, owner["metadata"]["name"], new_status)
+        return None
+    if deployment is None:
+        deployment = await api.get(r.DEPLOYMENTS, namespace, name)
+        if deployment is None:
+            return None
+    return owner, await _observed_status(api, owner, spec, deployment, None)
 
 
 # Degraded reasons that only a full reconcile can clear (not a Deployment status change).

@@ -2,8 +2,9 @@
 
 `API_CALLS` is the contract with the Helm chart's RBAC role: one row per (API group, resource) with the
 verbs the operator needs, both its own calls (`kube.KubeApi`) and what kopf does on its behalf (watching
-the custom resources, storing progress, posting events). The end-to-end tests record every request the
-operator sends to the emulator and check each one is covered by this table.
+the custom resources, storing progress, posting events). The end-to-end tests run the operator against a
+real API server with exactly the chart's RBAC, read the API server's audit log, and check that every
+request is covered by this table and every row is used.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 SERVICE_MONITORS = Resource("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor")
+EVENTS = Resource("", "v1", "events", "Event")
+# Only asked whether it is served: OpenShift, whose SCCs assign the pods' UIDs.
+SECURITY_CONTEXT_CONSTRAINTS = Resource(
+    "security.openshift.io", "v1", "securitycontextconstraints", "SecurityContextConstraints"
+)
 
 # Server-side apply needs `patch`, plus `create` when the object does not exist yet.
 _APPLY = ("create", "patch")
@@ -57,13 +63,17 @@ _KOPF_WATCH = ("list", "watch", "patch")
 # (API group, resource[/subresource], verbs): everything the operator process calls.
 API_CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # The custom resources: kopf watches and annotates them; the operator reads references and
-    # writes status (kopf through its patch, the Deployment watcher directly).
+    # writes status (kopf through its patch, the child watchers directly).
     (GROUP, "ttsdeployments", ("get", *_KOPF_WATCH)),
     (GROUP, "ttsdeployments/status", ("patch",)),
+    # Children carry blockOwnerDeletion, which OwnerReferencesPermissionEnforcement allows only to who
+    # may update the owner's finalizers.
+    (GROUP, "ttsdeployments/finalizers", ("update",)),
     (GROUP, "voicelibraries", ("get", *_KOPF_WATCH)),
     (GROUP, "voicelibraries/status", ("patch",)),
-    # Children of a TTSDeployment; optional ones are deleted when switched off.
-    ("apps", "deployments", ("list", "watch", *_APPLY)),
+    # Children of a TTSDeployment; optional ones are deleted when switched off. Deployments are
+    # watched (label-selected) and read to refresh the owner's status.
+    ("apps", "deployments", ("get", "list", "watch", *_APPLY)),
     ("", "services", _APPLY),
     ("networking.k8s.io", "ingresses", (*_APPLY, "delete")),
     ("autoscaling", "horizontalpodautoscalers", (*_APPLY, "delete")),
@@ -71,11 +81,13 @@ API_CALLS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("monitoring.coreos.com", "servicemonitors", (*_APPLY, "delete")),
     # Model-cache and voice-library claims.
     ("", "persistentvolumeclaims", ("get", *_APPLY, "delete")),
-    # Pod scheduling failures become a Degraded condition.
-    ("", "pods", ("list",)),
-    # kopf: Warning events when a problem appears (core v1 events only), CRDs appearing at runtime,
-    # and with --namespace the namespaces matching it.
-    ("", "events", ("create",)),
+    # Pods that cannot be scheduled or started become a Degraded condition (label-selected watch).
+    ("", "pods", ("list", "watch")),
+    # Warning events: kopf posts them (core v1 events only); the operator reads those that explain a
+    # pod stuck in ContainerCreating (FailedMount, Multi-Attach) or a claim that cannot be provisioned.
+    ("", "events", ("create", "list")),
+    # kopf: CRDs appearing at runtime, and with --namespace the namespaces matching it (cluster-wide
+    # it watches no namespaces).
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
     ("", "namespaces", ("list", "watch")),
     # kopf peering with --peering (hot standby): cluster-wide, or per namespace with --namespace.

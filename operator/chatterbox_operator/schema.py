@@ -7,10 +7,15 @@ the example tests validate `crds/examples/` against them.
 
 Cross-field rules are `Rule`s: the CEL text goes into `x-kubernetes-validations` for the apiserver, and
 the Python twin of the same rule lives next to it so the operator and tests can evaluate it without CEL.
+The API server also checks every schema default against the rules, before nested defaults are filled in:
+so a rule reads an optional field only behind `has()`, falling back to that field's default.
+Transition rules (`self == oldSelf`, immutable fields) have no Python twin: only the API server sees
+the old object.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +32,17 @@ DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 # (the server batches on CPU only from 2 up) without oversubscribing them.
 DEFAULT_MAX_CONCURRENT_GPU = 8
 DEFAULT_MAX_CONCURRENT_CPU = 2
+# Pods when spec.replicas is unset and autoscaling is off (with autoscaling on, the HPA decides).
+DEFAULT_REPLICAS = 1
+# The pod's preStop pause: endpoints drop the pod while it sleeps, then SIGTERM starts the drain.
+PRE_STOP_SECONDS = 10
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300
+# Suffixes the operator appends to a TTSDeployment's / VoiceLibrary's name for its children.
+MODEL_CACHE_SUFFIX = "-model-cache"
+VOICES_SUFFIX = "-voices"
+# Longest name whose children's names and label values stay within 63 characters.
+MAX_TTS_NAME = 63 - len(MODEL_CACHE_SUFFIX)
+MAX_LIBRARY_NAME = 63 - len(VOICES_SUFFIX)
 
 Schema = dict[str, Any]
 
@@ -38,9 +54,14 @@ class Rule:
     cel: str
     message: str
     check: Callable[[dict[str, Any]], bool]
+    # The field the API server names in its error (default: the object the rule sits on).
+    field_path: str | None = None
 
     def render(self) -> dict[str, str]:
-        return {"rule": self.cel, "message": self.message}
+        rendered = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            rendered["fieldPath"] = self.field_path
+        return rendered
 
 
 # Every cross-field rule placed in a schema, by its CEL text (filled in as the schemas below are built).
@@ -103,6 +124,14 @@ def obj(
     return schema
 
 
+IMMUTABLE = "self == oldSelf"
+
+
+def immutable(schema: Schema, message: str) -> Schema:
+    """A field that cannot change once set (a transition rule: the API server compares with the old object)."""
+    return {**schema, "x-kubernetes-validations": [{"rule": IMMUTABLE, "message": message}]}
+
+
 def free_form(description: str) -> Schema:
     """A Kubernetes core type (affinity, tolerations) we pass through untouched."""
     return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
@@ -119,6 +148,7 @@ def name_ref(description: str) -> Schema:
 
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 CONDITIONS = {
     "type": "array",
@@ -151,8 +181,15 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _autoscaling_on(spec: dict[str, Any]) -> bool:
+    return bool((spec.get("autoscaling") or {}).get("enabled"))
+
+
+# CEL: spec.autoscaling.enabled, false when absent (the default of a default).
+_CEL_AUTOSCALING_ON = "(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled)"
+
 MIN_LE_MAX = Rule(
-    cel="self.minReplicas <= self.maxReplicas",
+    cel="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
     message="autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
     check=lambda v: v["minReplicas"] <= v["maxReplicas"],
 )
@@ -167,7 +204,8 @@ REVISION_NOT_TWICE = Rule(
     check=lambda v: not _has(v, "revision") or "@" not in v["source"],
 )
 ROLLOUT_CAN_PROGRESS = Rule(
-    cel="string(self.maxSurge) != '0' || string(self.maxUnavailable) != '0'",
+    cel="!has(self.maxSurge) || !has(self.maxUnavailable)"
+    " || string(self.maxSurge) != '0' || string(self.maxUnavailable) != '0'",
     message="rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
     check=lambda v: str(v["maxSurge"]) != "0" or str(v["maxUnavailable"]) != "0",
 )
@@ -186,7 +224,8 @@ QUEUE_CAN_REACH_HPA_TARGET = Rule(
     # The HPA scales up only when the average exceeds its target by its 10% tolerance, and a pod never
     # queues more than maxQueue: so maxQueue must exceed 1.1 x target (integers: 10 maxQueue > 11 target).
     # A quantity string ("1500m") is left to the user: parsing it would make the rule costly in CEL.
-    cel="!self.autoscaling.enabled || type(self.autoscaling.targetQueueDepth) != int"
+    cel=f"!{_CEL_AUTOSCALING_ON} || !has(self.autoscaling.targetQueueDepth)"
+    " || type(self.autoscaling.targetQueueDepth) != int || !has(self.serving) || !has(self.serving.maxQueue)"
     " || self.autoscaling.targetQueueDepth * 11 < self.serving.maxQueue * 10",
     message="autoscaling.targetQueueDepth must stay under serving.maxQueue / 1.1: a pod never queues more"
     " than maxQueue requests, and the autoscaler scales up only when the average exceeds 1.1 x its target",
@@ -196,6 +235,56 @@ QUEUE_CAN_REACH_HPA_TARGET = Rule(
         or v["autoscaling"]["targetQueueDepth"] * 11 < v["serving"]["maxQueue"] * 10
     ),
 )
+HPA_OWNS_REPLICAS = Rule(
+    cel=f"!{_CEL_AUTOSCALING_ON} || !has(self.replicas)",
+    message="spec.replicas must be unset while autoscaling.enabled is true: the HorizontalPodAutoscaler owns the"
+    " replica count (set autoscaling.minReplicas and autoscaling.maxReplicas instead)",
+    check=lambda v: not _autoscaling_on(v) or not _has(v, "replicas"),
+)
+ONE_GPU_PER_POD = Rule(
+    cel="!has(self.count) || self.count <= 1",
+    message="gpu.count above 1 is not supported: a pod runs one engine on one GPU, so more GPUs per pod would"
+    " sit idle; scale out with replicas (one GPU each) instead",
+    check=lambda v: v.get("count", 1) <= 1,
+)
+GRACE_COVERS_A_REQUEST = Rule(
+    # A rollout or drain must never cut a synthesis short: the pod's grace period has to cover the
+    # preStop pause plus the longest request.
+    cel=f"!has(self.terminationGracePeriodSeconds) || self.terminationGracePeriodSeconds >="
+    f" (has(self.serving) && has(self.serving.requestTimeoutSeconds) ? self.serving.requestTimeoutSeconds"
+    f" : {DEFAULT_REQUEST_TIMEOUT_SECONDS}) + {PRE_STOP_SECONDS}",
+    message=f"terminationGracePeriodSeconds must be at least serving.requestTimeoutSeconds + {PRE_STOP_SECONDS}"
+    " (the preStop pause), so that stopping a pod never cuts a request short",
+    check=lambda v: (
+        not _has(v, "terminationGracePeriodSeconds")
+        or v["terminationGracePeriodSeconds"]
+        >= v["serving"].get("requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_SECONDS) + PRE_STOP_SECONDS
+    ),
+)
+
+
+def _name_rule(max_length: int, dns_1035: bool, kind: str) -> Rule:
+    pattern = DNS_1035 if dns_1035 else DNS_LABEL
+    shape = (
+        "a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)"
+        if dns_1035
+        else "a DNS-1123 label (lowercase letters, digits and '-')"
+    )
+    return Rule(
+        cel=f"self.metadata.name.matches('{pattern}') && size(self.metadata.name) <= {max_length}",
+        message=f"a {kind} name must be {shape} of at most {max_length} characters, so that the names and"
+        " labels of the objects made from it stay valid",
+        check=lambda v: (
+            re.fullmatch(pattern, v["metadata"]["name"]) is not None
+            and len(v["metadata"]["name"]) <= max_length
+        ),
+        field_path=".metadata.name",
+    )
+
+
+TTS_NAME = _name_rule(MAX_TTS_NAME, True, "TTSDeployment")
+LIBRARY_NAME = _name_rule(MAX_LIBRARY_NAME, False, "VoiceLibrary")
+RULES.update((rule.cel, rule) for rule in (TTS_NAME, LIBRARY_NAME))
 
 
 # -- TTSDeployment --------------------------------------------------------------------------------
@@ -223,7 +312,8 @@ TTS_DEPLOYMENT_SPEC = obj(
                 ),
                 "dtype": enum("Weights dtype.", ["float32", "bfloat16", "float16"], "float32"),
                 "loadTimeoutSeconds": integer(
-                    "How long a pod may take to download and warm up the model before it is restarted.",
+                    "How long a pod may take to download and warm up the model until it is ready (its"
+                    " startup probe budget) before it is restarted; rollouts wait at least as long.",
                     minimum=60,
                     default=1800,
                 ),
@@ -239,14 +329,14 @@ TTS_DEPLOYMENT_SPEC = obj(
             "items": {"type": "string"},
         },
         "replicas": integer(
-            "Inference pods; driven by the HPA through the scale subresource when autoscaling is on.",
+            f"Inference pods (unset: {DEFAULT_REPLICAS}); `kubectl scale` sets it through the scale subresource."
+            " Must be unset while autoscaling is on: the HPA then owns the replica count.",
             minimum=0,
-            default=1,
         ),
         "gpu": obj(
             "GPU placement. count 0 runs on CPU.",
             {
-                "count": integer("GPUs per pod.", minimum=0, maximum=8, default=1),
+                "count": integer("GPUs per pod: 1, or 0 to run on CPU.", minimum=0, default=1),
                 "resourceName": string("Extended resource name of the GPU.", default=DEFAULT_GPU_RESOURCE),
                 "nodeSelector": string_map("Node labels the pods must match."),
                 "tolerations": {
@@ -258,6 +348,7 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "priorityClassName": string("PriorityClass of the pods."),
             },
             default={},
+            rules=[ONE_GPU_PER_POD],
         ),
         "resources": obj(
             "CPU and memory per pod (requests; memory is also the limit).",
@@ -274,11 +365,19 @@ TTS_DEPLOYMENT_SPEC = obj(
             {
                 "existingClaim": string("Use this PersistentVolumeClaim."),
                 "size": int_or_string("Size of the claim the operator creates."),
-                "storageClassName": string("StorageClass of the claim the operator creates."),
-                "accessMode": enum(
-                    "Access mode of the created claim (ReadWriteMany shares it across nodes).",
-                    ["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"],
-                    "ReadWriteMany",
+                "storageClassName": immutable(
+                    string("StorageClass of the claim the operator creates (immutable, as the claim's is)."),
+                    "modelCache.storageClassName is immutable: a claim's StorageClass cannot change",
+                ),
+                "accessMode": immutable(
+                    enum(
+                        "Access mode of the created claim (immutable). ReadWriteOnce works on every storage"
+                        " class (local-path, EBS, GCE PD, Azure Disk) but pins the pods to the node that"
+                        " mounts it; ReadWriteMany (NFS, EFS, Filestore, Azure Files) shares it across nodes.",
+                        ["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"],
+                        "ReadWriteOnce",
+                    ),
+                    "modelCache.accessMode is immutable: a claim's access mode cannot change",
                 ),
             },
             rules=[ONE_CACHE_SOURCE],
@@ -323,7 +422,7 @@ TTS_DEPLOYMENT_SPEC = obj(
                     " (REQUEST_TIMEOUT_S).",
                     minimum=1,
                     maximum=3600,
-                    default=300,
+                    default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 ),
             },
             default={},
@@ -401,16 +500,23 @@ TTS_DEPLOYMENT_SPEC = obj(
                     "Create a ServiceMonitor when the Prometheus Operator CRD exists.", True
                 ),
                 "interval": string("Scrape interval.", default="30s", pattern=r"^[0-9]+(ms|s|m|h)$"),
+                "labels": string_map(
+                    "Extra labels on the ServiceMonitor, for a Prometheus that selects monitors by label"
+                    " (kube-prometheus-stack: `release: <its release name>`)."
+                ),
             },
             default={},
         ),
         "logLevel": enum("Server LOG_LEVEL.", ["debug", "info", "warning", "error"], "info"),
         "jsonLogs": boolean("Server logs one JSON object per line (LOG_JSON).", True),
         "terminationGracePeriodSeconds": integer(
-            "Time a pod gets to drain in-flight requests after it stops being ready.", minimum=5, default=60
+            "Time a pod gets to drain in-flight requests after it stops being ready; at least"
+            f" serving.requestTimeoutSeconds + {PRE_STOP_SECONDS} (the preStop pause), which is also the"
+            " value when unset.",
+            minimum=5,
         ),
     },
-    rules=[QUEUE_CAN_REACH_HPA_TARGET],
+    rules=[QUEUE_CAN_REACH_HPA_TARGET, HPA_OWNS_REPLICAS, GRACE_COVERS_A_REQUEST],
 )
 
 TTS_DEPLOYMENT_STATUS = obj(
@@ -434,11 +540,19 @@ VOICE_LIBRARY_SPEC = obj(
             "A claim the operator creates.",
             {
                 "size": int_or_string("Claim size.", default="10Gi"),
-                "storageClassName": string("StorageClass of the claim."),
-                "accessMode": enum(
-                    "Access mode (ReadWriteMany lets pods on every node mount it).",
-                    ["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany", "ReadWriteOncePod"],
-                    "ReadWriteMany",
+                "storageClassName": immutable(
+                    string("StorageClass of the claim (immutable, as the claim's is)."),
+                    "storage.storageClassName is immutable: a claim's StorageClass cannot change",
+                ),
+                "accessMode": immutable(
+                    enum(
+                        "Access mode (immutable). ReadWriteOnce works on every storage class but lets only"
+                        " pods on one node mount it; ReadWriteMany (NFS, EFS, Filestore, Azure Files) lets"
+                        " TTSDeployments on every node share the voices.",
+                        ["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany", "ReadWriteOncePod"],
+                        "ReadWriteOnce",
+                    ),
+                    "storage.accessMode is immutable: a claim's access mode cannot change",
                 ),
             },
         ),
@@ -475,6 +589,10 @@ class Kind:
     spec: Schema
     status: Schema
     printer_columns: list[dict[str, Any]]
+    # Rules on the whole object (CEL may read metadata.name there).
+    object_rules: list[Rule]
+    # Whether an empty spec is valid (then `spec: {}` is the default and nested defaults fill it).
+    spec_default: bool
     scale: bool = False
 
     @property
@@ -507,6 +625,8 @@ TTS_DEPLOYMENT = Kind(
         _column("URL", ".status.url"),
         _AGE,
     ],
+    object_rules=[TTS_NAME],
+    spec_default=True,
     scale=True,
 )
 
@@ -523,6 +643,9 @@ VOICE_LIBRARY = Kind(
         _column("Policy", ".spec.reclaimPolicy"),
         _AGE,
     ],
+    object_rules=[LIBRARY_NAME],
+    # storage or existingClaim is required: an empty spec would break its own rule.
+    spec_default=False,
 )
 
 KINDS = [TTS_DEPLOYMENT, VOICE_LIBRARY]

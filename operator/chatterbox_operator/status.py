@@ -81,21 +81,120 @@ def new_problem(
 # -- TTSDeployment ----------------------------------------------------------------------------------
 
 
-def scheduling_problem(pods: list[dict[str, Any]], gpu_resource: str) -> Problem | None:
-    """A Degraded reason when the pods say they cannot be scheduled or keep crashing."""
+# Container waiting reasons that do not clear by themselves: the pod will not start until someone acts.
+STUCK_WAITING_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+# A pod stuck in ContainerCreating says why only in Warning events: its volumes (a missing Secret or
+# ConfigMap, a claim that cannot mount) or, from the attach/detach controller, a ReadWriteOnce volume
+# still attached to another node (Multi-Attach).
+VOLUME_EVENT_REASONS = frozenset({"FailedMount", "FailedAttachVolume"})
+
+
+def unschedulable(pods: list[dict[str, Any]], gpu_resource: str) -> Problem | None:
+    """The scheduler's reason when a pod cannot be placed (e.g. no node with a free GPU)."""
     for pod in pods:
         for condition in pod.get("status", {}).get("conditions", []):
             if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
                 message = condition.get("message", "")
                 reason = "GPUUnschedulable" if gpu_resource in message else "Unschedulable"
                 return Problem(reason, f"pod {pod['metadata']['name']}: {message}")
+    return None
+
+
+def stuck_container(pods: list[dict[str, Any]]) -> Problem | None:
+    """A container that will not start until someone acts (bad image, missing config, crashing)."""
+    for pod in pods:
         for container in pod.get("status", {}).get("containerStatuses", []):
             waiting = container.get("state", {}).get("waiting", {})
-            if waiting.get("reason") in {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"}:
+            if waiting.get("reason") in STUCK_WAITING_REASONS:
+                detail = waiting.get("message", "")
                 return Problem(
-                    waiting["reason"], f"pod {pod['metadata']['name']}: {waiting.get('message', '')}"
+                    waiting["reason"], f"pod {pod['metadata']['name']}" + (f": {detail}" if detail else "")
                 )
     return None
+
+
+def waiting_to_start(pods: list[dict[str, Any]]) -> list[str]:
+    """Names of the pods whose containers are still being created (volumes not yet mounted)."""
+    return [
+        pod["metadata"]["name"]
+        for pod in pods
+        if any(
+            container.get("state", {}).get("waiting", {}).get("reason") == "ContainerCreating"
+            for container in pod.get("status", {}).get("containerStatuses", [])
+        )
+    ]
+
+
+def volume_problem(pod_names: list[str], events: list[dict[str, Any]]) -> Problem | None:
+    """The latest volume Warning event of one of these pods, as a Degraded reason."""
+    relevant = [
+        event
+        for event in events
+        if event.get("involvedObject", {}).get("kind") == "Pod"
+        and event["involvedObject"].get("name") in pod_names
+        and event.get("reason") in VOLUME_EVENT_REASONS
+    ]
+    if not relevant:
+        return None
+    event = max(relevant, key=_event_time)
+    message = event.get("message", "")
+    reason = "MultiAttachError" if "Multi-Attach" in message else event["reason"]
+    return Problem(reason, f"pod {event['involvedObject']['name']}: {message}")
+
+
+def provisioning_failed(claims: list[dict[str, Any]], events: list[dict[str, Any]]) -> Problem | None:
+    """A claim the provisioner refused (e.g. ReadWriteMany on local-path, EBS, GCE PD or Azure Disk)."""
+    for claim in claims:
+        name = claim["metadata"]["name"]
+        failed = [
+            event
+            for event in events
+            if event.get("involvedObject", {}).get("kind") == "PersistentVolumeClaim"
+            and event["involvedObject"].get("name") == name
+            and event.get("reason") == "ProvisioningFailed"
+        ]
+        if failed:
+            latest = max(failed, key=_event_time)
+            return Problem(
+                "ClaimProvisioningFailed", f"PersistentVolumeClaim {name}: {latest.get('message', '')}"
+            )
+    return None
+
+
+def pending_too_long(claims: list[dict[str, Any]], now_ts: float, limit: float) -> Problem | None:
+    """A claim still Pending after `limit` seconds: nothing provisions or binds it."""
+    for claim in claims:
+        meta = claim["metadata"]
+        age = now_ts - parse_time(meta.get("creationTimestamp"))
+        if age > limit:
+            return Problem(
+                "ClaimPending",
+                f"PersistentVolumeClaim {meta['name']} has been Pending for {int(age)}s: no volume was"
+                " provisioned or bound for it (check its StorageClass and access mode)",
+            )
+    return None
+
+
+def parse_time(stamp: str | None) -> float:
+    if not stamp:
+        return float("inf")
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return (
+        event.get("lastTimestamp") or event.get("eventTime") or event["metadata"].get("creationTimestamp", "")
+    )
 
 
 def tts_conditions(

@@ -9,6 +9,7 @@ plugins plus `NodeRestriction` and `OwnerReferencesPermissionEnforcement`.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -89,6 +90,14 @@ class ControlPlane:
     admin_kubeconfig: Path
     kit: Kit
 
+    def audit_events(self, username: str) -> list[dict]:
+        """The audit log's entries for `username` so far (a ServiceAccount's full name)."""
+        path = self.directory / AUDIT_LOG
+        if not path.exists():
+            return []
+        entries = (json.loads(line) for line in path.read_text().splitlines() if line)
+        return [entry for entry in entries if entry.get("user", {}).get("username") == username]
+
     def stop(self) -> None:
         """Stop exactly the processes the start script recorded (it never kills by name)."""
         subprocess.run(
@@ -96,15 +105,41 @@ class ControlPlane:
         )
 
 
+# Every request of a ServiceAccount outside kube-system (the operator's, the tests' own) at Metadata level:
+# which user did what to which resource, for the RBAC coverage check and the scale benchmark.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: ["system:serviceaccounts:kube-system"]
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+"""
+AUDIT_LOG = "logs/audit.log"
+
+
 def start(directory: Path, *, timeout: int = 180) -> ControlPlane:
     """Start etcd, the API server, the controller-manager and the scheduler in `directory`."""
     kit = find_kit()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "logs").mkdir(exist_ok=True)
+    policy = directory / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    apiserver_args = [
+        f"--enable-admission-plugins={ADMISSION_PLUGINS}",
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={directory / AUDIT_LOG}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+    ]
     env = {
         **os.environ,
         "KUBE_BIN_DIR": str(kit.bin_dir),
         "KCP_AUTHZ": "Node,RBAC",
         "KCP_KCM_CONTROLLERS": CONTROLLERS,
-        "KCP_EXTRA_APISERVER_ARGS": f"--enable-admission-plugins={ADMISSION_PLUGINS}",
+        "KCP_EXTRA_APISERVER_ARGS": " ".join(apiserver_args),
     }
     command = [str(kit.start_script), "start", str(directory), "--all", "--timeout", str(timeout)]
     result = subprocess.run(command, env=env, capture_output=True, text=True)

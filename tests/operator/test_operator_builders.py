@@ -9,9 +9,8 @@ OWNER = builders.Owner(kind="TTSDeployment", name="demo", namespace="speech", ui
 
 FULL_SPEC = {
     "model": {"source": "ResembleAI/chatterbox", "revision": "v2", "dtype": "bfloat16"},
-    "replicas": 3,
     "gpu": {
-        "count": 2,
+        "count": 1,
         "resourceName": "amd.com/gpu",
         "nodeSelector": {"pool": "gpu"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tts", "effect": "NoSchedule"}],
@@ -65,7 +64,7 @@ def test_voice_library_claim_passes_strict_kubernetes_validation() -> None:
     claim = builders.voice_library_claim("studio", "speech", spec)
     kubernetes_validate.validate(claim, "1.30.0", strict=True)
     assert claim["spec"] == {
-        "accessModes": ["ReadWriteMany"],
+        "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "10Gi"}},
         "storageClassName": "nfs",
     }
@@ -90,8 +89,8 @@ def test_all_children_are_owned_by_the_tts_deployment() -> None:
 
 def test_gpu_count_becomes_requests_limits_and_toleration() -> None:
     resources = container(FULL_SPEC)["resources"]
-    assert resources["limits"] == {"memory": "16Gi", "amd.com/gpu": "2"}
-    assert resources["requests"] == {"cpu": "2", "memory": "16Gi", "amd.com/gpu": "2"}
+    assert resources["limits"] == {"memory": "16Gi", "amd.com/gpu": "1"}
+    assert resources["requests"] == {"cpu": "2", "memory": "16Gi", "amd.com/gpu": "1"}
     pod = builders.deployment(OWNER, spec_of(FULL_SPEC), None)["spec"]["template"]["spec"]
     assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"pool": "gpu"}
@@ -165,14 +164,30 @@ def test_probes_drain_and_hardening() -> None:
     main = container({"model": {"loadTimeoutSeconds": 3600}})
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # The startup probe waits for readiness (weights loaded and warmed up) for the whole load budget,
+    # and a rollout is not declared failed before a new pod had that budget.
     startup = main["startupProbe"]
+    assert startup["httpGet"] == {"path": "/readyz", "port": "http"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
+    slow = builders.deployment(OWNER, spec_of({"model": {"loadTimeoutSeconds": 3600}}), None)
+    assert slow["spec"]["progressDeadlineSeconds"] >= 3600
     assert main["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     assert main["securityContext"]["readOnlyRootFilesystem"] is True
     assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     pod = builders.deployment(OWNER, spec_of({}), None)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["terminationGracePeriodSeconds"] == 60
+    # A stopping pod gets the preStop pause plus the longest request (serving.requestTimeoutSeconds).
+    assert pod["terminationGracePeriodSeconds"] == 300 + schema.PRE_STOP_SECONDS
+    short = builders.deployment(OWNER, spec_of({"serving": {"requestTimeoutSeconds": 30}}), None)
+    assert short["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30 + schema.PRE_STOP_SECONDS
+
+
+def test_uids_are_left_to_clusters_that_assign_them() -> None:
+    plain = builders.deployment(OWNER, spec_of({}), None)["spec"]["template"]["spec"]["securityContext"]
+    assert (plain["runAsUser"], plain["fsGroup"]) == (builders.RUN_AS_USER, builders.RUN_AS_USER)
+    openshift = builders.deployment(OWNER, spec_of({}), None, assigns_uids=True)
+    context = openshift["spec"]["template"]["spec"]["securityContext"]
+    assert context == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def test_rollout_defaults_never_need_a_spare_gpu() -> None:
@@ -207,13 +222,13 @@ def test_switched_off_children_are_listed_for_removal() -> None:
     assert "ServiceMonitor" not in children({})
 
 
-def test_autoscaler_scales_the_tts_deployment_on_queue_depth() -> None:
-    hpa = children(FULL_SPEC)["HorizontalPodAutoscaler"].manifest
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "tts.chatterbox.dev/v1alpha1",
-        "kind": "TTSDeployment",
-        "name": "demo",
-    }
+def test_autoscaler_scales_the_deployment_on_queue_depth() -> None:
+    built = children(FULL_SPEC)
+    hpa = built["HorizontalPodAutoscaler"].manifest
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"}
+    # The HPA owns the Deployment's replicas: the operator's apply leaves them out.
+    assert "replicas" not in built["Deployment"].manifest["spec"]
+    assert children({})["Deployment"].manifest["spec"]["replicas"] == schema.DEFAULT_REPLICAS
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 6
     (metric,) = hpa["spec"]["metrics"]
     assert metric == {
@@ -279,3 +294,10 @@ def test_selector_string_matches_pod_labels() -> None:
 def test_service_monitor_scrapes_metrics() -> None:
     monitor = children({}, monitoring_available=True)["ServiceMonitor"].manifest
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+
+
+def test_service_monitor_carries_extra_labels_for_prometheus_selectors() -> None:
+    raw = {"monitoring": {"labels": {"release": "kube-prometheus-stack", "app.kubernetes.io/instance": "x"}}}
+    labels = children(raw, monitoring_available=True)["ServiceMonitor"].manifest["metadata"]["labels"]
+    assert labels["release"] == "kube-prometheus-stack"
+    assert labels["app.kubernetes.io/instance"] == "demo"  # ours win: it stays this TTSDeployment's child

@@ -49,7 +49,7 @@ def test_gpu_unschedulable_pods_degrade() -> None:
             },
         }
     ]
-    problem = status.scheduling_problem(pods, "nvidia.com/gpu")
+    problem = status.unschedulable(pods, "nvidia.com/gpu")
     assert problem is not None and problem.reason == "GPUUnschedulable"
     degraded = by_type(status.tts_conditions(1, deployment(0, 1), problem))["Degraded"]
     assert degraded.status is True and "Insufficient nvidia.com/gpu" in degraded.message
@@ -64,8 +64,8 @@ def test_crash_looping_pods_degrade() -> None:
             },
         }
     ]
-    assert status.scheduling_problem(pods, "nvidia.com/gpu").reason == "CrashLoopBackOff"
-    assert status.scheduling_problem([{"metadata": {"name": "ok"}, "status": {}}], "nvidia.com/gpu") is None
+    assert status.stuck_container(pods).reason == "CrashLoopBackOff"
+    assert status.stuck_container([{"metadata": {"name": "ok"}, "status": {}}]) is None
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:
