@@ -53,7 +53,7 @@ class Cluster:
 
             def established(name: str = name) -> bool:
                 found = self.admin.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                conditions = (found or {}).get("status", {}).get("conditions", [])
+                conditions = ((found or {}).get("status") or {}).get("conditions") or []
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
             wait_for(established, what=f"CRD {name} established")

@@ -456,11 +456,15 @@ def test_pods_get_uids_from_the_cluster_where_it_assigns_them(
     kube_cluster.install_crds([scc])
     try:
         kube.apply(tts_deployment("openshift", **cpu), namespace)
-        deployment = wait_for(
-            lambda: kube.get(path(r.DEPLOYMENTS, namespace, "openshift")), what="Deployment"
-        )
-        context = deployment["spec"]["template"]["spec"]["securityContext"]
-        assert "runAsUser" not in context and "fsGroup" not in context
+
+        def cluster_assigned() -> dict | None:
+            found = kube.get(path(r.DEPLOYMENTS, namespace, "openshift")) or {
+                "spec": {"template": {"spec": {}}}
+            }
+            context = found["spec"]["template"]["spec"].get("securityContext", {})
+            return context if context and "runAsUser" not in context and "fsGroup" not in context else None
+
+        context = wait_for(cluster_assigned, what="a pod template without fixed UIDs")
         assert context["runAsNonRoot"] is True
         # Still allowed by the namespace's Pod Security "restricted" level, and it runs.
         wait_condition(kube, namespace, "openshift", "Ready", status="True")
