@@ -27,6 +27,8 @@ MODEL_CACHE_DIR = "/var/cache/chatterbox"
 VOICE_LIBRARY_DIR = "/var/lib/chatterbox/voices"
 API_KEYS_DIR = "/etc/chatterbox/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
+API_KEY_LIMITS_DIR = "/etc/chatterbox/api-key-limits"
+API_KEY_LIMITS_FILE = f"{API_KEY_LIMITS_DIR}/limits"
 QUEUE_DEPTH_METRIC = "chatterbox_queue_depth"
 LIBRARY_LABEL = "tts.chatterbox.dev/voice-library"
 # The model family is implied by the checkpoint; the label lets dashboards and queries tell pods apart.
@@ -149,7 +151,15 @@ def max_concurrent(spec: dict[str, Any]) -> int:
     return DEFAULT_MAX_CONCURRENT_GPU if spec["gpu"]["count"] > 0 else DEFAULT_MAX_CONCURRENT_CPU
 
 
-def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
+def api_keys(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """spec.apiKeys, or the deprecated apiKeySecretRef in its shape; None without keys."""
+    legacy = spec.get("apiKeySecretRef")
+    if legacy:
+        return {"secretName": legacy["name"], "key": legacy["key"]}
+    return spec.get("apiKeys") or None
+
+
+def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
     model = spec["model"]
     serving = spec["serving"]
     env = {
@@ -168,8 +178,11 @@ def _env(spec: dict[str, Any], has_api_keys: bool) -> list[dict[str, Any]]:
         # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
         "HOME": "/tmp",
     }
-    if has_api_keys:
+    keys = api_keys(spec)
+    if keys:
         env["API_KEYS_FILE"] = API_KEYS_FILE
+        if keys.get("limits") is not None:
+            env["API_KEY_LIMITS_FILE"] = API_KEY_LIMITS_FILE
     rendered = [{"name": key, "value": value} for key, value in env.items()]
     # User variables override ours by name instead of producing duplicate entries.
     overridden = {item["name"] for item in spec.get("env", [])}
@@ -235,15 +248,22 @@ def _volumes(owner: Owner, spec: dict[str, Any], voice_claim: str | None) -> tup
         {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
         {"name": "voices", "mountPath": VOICE_LIBRARY_DIR},
     ]
-    keys = spec.get("apiKeySecretRef")
+    # Whole-directory mounts (never subPath), so the kubelet's updates reach the server, which re-reads them.
+    keys = api_keys(spec)
     if keys:
-        volumes.append(
-            {
-                "name": "api-keys",
-                "secret": {"secretName": keys["name"], "items": [{"key": keys["key"], "path": "keys"}]},
-            }
-        )
+        items = [{"key": keys["key"], "path": "keys"}]
+        volumes.append({"name": "api-keys", "secret": {"secretName": keys["secretName"], "items": items}})
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+        limits = keys.get("limits")
+        if limits is not None:
+            items = [{"key": limits["key"], "path": "limits"}]
+            source = (
+                {"configMap": {"name": limits["configMapName"], "items": items}}
+                if limits.get("configMapName")
+                else {"secret": {"secretName": keys["secretName"], "items": items}}
+            )
+            volumes.append({"name": "api-key-limits", **source})
+            mounts.append({"name": "api-key-limits", "mountPath": API_KEY_LIMITS_DIR, "readOnly": True})
     return volumes, mounts
 
 
@@ -273,7 +293,7 @@ def deployment(
         "image": spec["image"],
         "imagePullPolicy": spec["imagePullPolicy"],
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
-        "env": _env(spec, has_api_keys=bool(spec.get("apiKeySecretRef"))),
+        "env": _env(spec),
         "resources": _resources(spec),
         **_probes(spec),
         # Stop receiving new traffic before SIGTERM: endpoints are removed while this sleeps, then the

@@ -148,6 +148,8 @@ def name_ref(description: str) -> Schema:
 
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Secret's or ConfigMap's data key.
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 CONDITIONS = {
@@ -234,6 +236,11 @@ QUEUE_CAN_REACH_HPA_TARGET = Rule(
         or not _is_integer(v["autoscaling"]["targetQueueDepth"])
         or v["autoscaling"]["targetQueueDepth"] * 11 < v["serving"]["maxQueue"] * 10
     ),
+)
+ONE_KEY_SOURCE = Rule(
+    cel="!has(self.apiKeys) || !has(self.apiKeySecretRef)",
+    message="set apiKeys or the deprecated apiKeySecretRef, not both",
+    check=lambda v: not _has(v, "apiKeys") or not _has(v, "apiKeySecretRef"),
 )
 HPA_OWNS_REPLICAS = Rule(
     cel=f"!{_CEL_AUTOSCALING_ON} || !has(self.replicas)",
@@ -458,11 +465,33 @@ TTS_DEPLOYMENT_SPEC = obj(
                 )
             ],
         ),
+        "apiKeys": obj(
+            "Named API keys: a Secret entry mapping names to keys (`team-a: sk-...`; one key per line also"
+            " works, each named by its hash), mounted as API_KEYS_FILE, and optional per-pod limits per key"
+            " (concurrent_requests, requests_per_minute, input_characters_per_day; `default` for every key)"
+            " from the same Secret or a ConfigMap, mounted as API_KEY_LIMITS_FILE. The server re-reads both"
+            " when Kubernetes updates them: changing keys or limits needs no restart.",
+            {
+                "secretName": string("Secret holding the keys.", minLength=1),
+                "key": string("Entry of the Secret with the keys.", default="api-keys", pattern=SECRET_KEY),
+                "limits": obj(
+                    "Where the limits are; leave out for no limits.",
+                    {
+                        "configMapName": string(
+                            "ConfigMap holding the limits; unset: the keys' Secret holds them.", minLength=1
+                        ),
+                        "key": string("Entry with the limits.", default="limits.yaml", pattern=SECRET_KEY),
+                    },
+                ),
+            },
+            required=["secretName"],
+        ),
         "apiKeySecretRef": obj(
-            "Secret holding the accepted API keys, one per line (mounted as API_KEYS_FILE).",
+            "Deprecated, use apiKeys (the same as apiKeys.secretName and apiKeys.key): Secret holding the"
+            " accepted API keys (mounted as API_KEYS_FILE).",
             {
                 "name": string("Secret name.", minLength=1),
-                "key": string("Key in the Secret.", default="api-keys"),
+                "key": string("Key in the Secret.", default="api-keys", pattern=SECRET_KEY),
             },
             required=["name"],
         ),
@@ -516,7 +545,7 @@ TTS_DEPLOYMENT_SPEC = obj(
             minimum=5,
         ),
     },
-    rules=[QUEUE_CAN_REACH_HPA_TARGET, HPA_OWNS_REPLICAS, GRACE_COVERS_A_REQUEST],
+    rules=[QUEUE_CAN_REACH_HPA_TARGET, HPA_OWNS_REPLICAS, GRACE_COVERS_A_REQUEST, ONE_KEY_SOURCE],
 )
 
 TTS_DEPLOYMENT_STATUS = obj(

@@ -46,8 +46,13 @@ def env_of(raw: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "raw",
-    [{}, FULL_SPEC, {"gpu": {"count": 0}, "podDisruptionBudget": {"enabled": False}}],
-    ids=["defaults", "everything", "cpu"],
+    [
+        {},
+        FULL_SPEC,
+        {"gpu": {"count": 0}, "podDisruptionBudget": {"enabled": False}},
+        {"apiKeys": {"secretName": "keys", "limits": {"configMapName": "limits"}}},
+    ],
+    ids=["defaults", "everything", "cpu", "api-key-limits"],
 )
 def test_every_manifest_passes_strict_kubernetes_validation(raw: dict) -> None:
     for child in builders.tts_children(
@@ -119,6 +124,48 @@ def test_server_environment_follows_the_model_spec() -> None:
     assert env["LOG_LEVEL"] == "debug" and env["EXTRA"] == "1"
     assert [item["name"] for item in container(FULL_SPEC)["env"]].count("LOG_LEVEL") == 1
     assert "API_KEYS_FILE" not in env_of({})
+
+
+def pod_files(raw: dict) -> tuple[dict[str, str], dict[str, dict]]:
+    """{env var: value} for the key files, and {mount path: volume source} for their volumes."""
+    pod = builders.deployment(OWNER, spec_of(raw), None)["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {
+        m["mountPath"]: volumes[m["name"]]
+        for m in pod["containers"][0]["volumeMounts"]
+        if "api-key" in m["name"]
+    }
+    assert all(
+        "subPath" not in m for m in pod["containers"][0]["volumeMounts"]
+    )  # subPath mounts never update
+    env = {name: value for name, value in env_of(raw).items() if name.startswith("API_KEY")}
+    return env, mounts
+
+
+def test_api_keys_and_their_limits_are_mounted_where_the_server_reads_them() -> None:
+    keys_only = pod_files({"apiKeys": {"secretName": "tts-keys"}})
+    assert keys_only == (
+        {"API_KEYS_FILE": builders.API_KEYS_FILE},
+        {builders.API_KEYS_DIR: {"name": "api-keys", "secret": {"secretName": "tts-keys",
+                                 "items": [{"key": "api-keys", "path": "keys"}]}}},
+    )  # fmt: skip
+    # The deprecated field mounts the same.
+    assert pod_files({"apiKeySecretRef": {"name": "tts-keys"}}) == keys_only
+    env, mounts = pod_files({"apiKeys": {"secretName": "tts-keys", "key": "keys.yaml", "limits": {}}})
+    assert env == {
+        "API_KEYS_FILE": builders.API_KEYS_FILE,
+        "API_KEY_LIMITS_FILE": builders.API_KEY_LIMITS_FILE,
+    }
+    assert builders.API_KEY_LIMITS_FILE.startswith(builders.API_KEY_LIMITS_DIR + "/")
+    assert mounts[builders.API_KEYS_DIR]["secret"]["items"] == [{"key": "keys.yaml", "path": "keys"}]
+    assert mounts[builders.API_KEY_LIMITS_DIR]["secret"] == {
+        "secretName": "tts-keys", "items": [{"key": "limits.yaml", "path": "limits"}]
+    }  # fmt: skip
+    _, mounts = pod_files({"apiKeys": {"secretName": "tts-keys", "limits": {"configMapName": "tts-limits"}}})
+    assert mounts[builders.API_KEY_LIMITS_DIR]["configMap"] == {
+        "name": "tts-limits", "items": [{"key": "limits.yaml", "path": "limits"}]
+    }  # fmt: skip
+    assert pod_files({}) == ({}, {})
 
 
 @pytest.mark.parametrize(

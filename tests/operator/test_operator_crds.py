@@ -171,6 +171,8 @@ RULE_CASES = {
         {"gpu": {"count": 2}},
         {"terminationGracePeriodSeconds": 100, "serving": {"requestTimeoutSeconds": 30}},
         {"terminationGracePeriodSeconds": 100},
+        {"apiKeys": {"secretName": "keys"}, "apiKeySecretRef": {"name": "keys"}},
+        {"apiKeys": {"secretName": "keys", "limits": {}}},
     ],
     "VoiceLibrary": [
         {"existingClaim": "voices", "reclaimPolicy": "Retain"},

@@ -246,7 +246,7 @@ def test_pods_that_cannot_start_are_degraded_with_the_reason(
     kube: KubeClient, namespace: str, operator
 ) -> None:
     cpu = {"gpu": {"count": 0}, "resources": {"cpu": "1", "memory": "1Gi"}}
-    kube.apply(tts_deployment("keys", apiKeySecretRef={"name": "api-keys"}, **cpu), namespace)
+    kube.apply(tts_deployment("keys", apiKeys={"secretName": "api-keys", "limits": {}}, **cpu), namespace)
     kube.apply(tts_deployment("unpullable", image="registry.invalid/chatterbox:1", **cpu), namespace)
     env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
     kube.apply(tts_deployment("config", env=env, **cpu), namespace)
