@@ -11,7 +11,8 @@ import pytest
 from cluster import chart as cluster_chart
 from cluster import harness, identity
 from cluster.client import KubeClient
-from operator_harness import OperatorIdentity, OperatorProcess, running_operator
+from cluster.operator_process import OperatorProcess, running_operator
+from operator_harness import OperatorIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 
