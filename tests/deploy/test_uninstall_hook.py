@@ -4,14 +4,19 @@ TTSDeployments and VoiceLibraries and waits until the operator has released thei
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 from chatterbox_operator.schema import GROUP
+from cluster.client import wait_for
 
 from .conftest import CHART_DIR, NAMESPACE, Manifest, Render
+from .release import Release
 
 HOOK_SCRIPT = CHART_DIR / "files" / "delete-custom-resources.py"
+FINALIZER = f"{GROUP}/finalizer"
 
 
 def by_kind(manifests: list[Manifest]) -> dict[str, list[Manifest]]:
@@ -108,3 +113,48 @@ def test_namespaced_operator_hook_cleans_only_the_watched_namespaces(render_hook
 )
 def test_hook_can_be_left_out(values: dict[str, Any], render_hooks: Render) -> None:
     assert render_hooks(values) == []
+
+
+@pytest.mark.cluster
+def test_uninstall_leaves_nothing_terminating_on_a_real_cluster(
+    kube_cluster: Any, chart: helm_python.Chart, tmp_path: Path
+) -> None:
+    """The chart's own TTSDeployment and VoiceLibrary, an operator watching only their namespace: `helm
+    uninstall`'s hook deletes them (TTSDeployment first, since a library in use is kept) while the
+    operator still releases their finalizers; the voice claim stays (reclaimPolicy Retain)."""
+    kube = kube_cluster.admin
+    namespace = kube_cluster.new_namespace("uninstall")
+    values = {
+        "operator": {"watchNamespaces": [namespace]},
+        "ttsDeployment": {"enabled": True, "gpuCount": 0, "model": "random:tiny"},
+        "voiceLibrary": {"enabled": True},
+    }
+    release = Release(kube_cluster, chart, "hooked", namespace, values, tmp_path)
+    try:
+        release.install()
+        paths = {
+            kind: kube.path("tts.chatterbox.dev/v1alpha1", kind, name, namespace)
+            for kind, name in (("TTSDeployment", "chatterbox"), ("VoiceLibrary", "voices"))
+        }
+        for kind, path in paths.items():
+            wait_for(
+                lambda path=path: (
+                    FINALIZER in (kube.get(path) or {}).get("metadata", {}).get("finalizers", [])
+                ),
+                what=f"the operator's finalizer on the {kind}",
+            )
+        claim = wait_for(
+            lambda: (kube.get(paths["VoiceLibrary"]) or {}).get("status", {}).get("claimName"),
+            what="the voice library's claim",
+        )
+        release.uninstall()
+        operator_log = release.operator_log
+    finally:
+        release.close()
+    assert all(kube.get(path) is None for path in paths.values()), "left behind (Terminating)"
+    assert (
+        "deleting ttsdeployments" in release.hook_output and "no voicelibraries left" in release.hook_output
+    )
+    assert kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}") is not None
+    # Namespaced kopf lists and watches namespaces: the chart grants it in this mode.
+    assert "Not enough permissions" not in operator_log and "Forbidden" not in operator_log
