@@ -238,3 +238,27 @@ def test_readme_cluster_steps_work_on_a_real_api_server(
     deployment_path = f"/apis/apps/v1/namespaces/chatterbox-system/deployments/{children['metadata']['name']}"
     wait_for(lambda: kube.get(deployment_path) is None, timeout=60, what="the Deployment garbage-collected")
     assert kube.items("/apis/apps/v1/namespaces/chatterbox-system/deployments") == []
+
+
+def test_readme_prometheus_adapter_rule_serves_the_metric_the_hpa_reads() -> None:
+    """The prometheus-adapter rule the README gives exposes, per pod, the gauge the server exports,
+    under the name the operator's HPA asks the custom metrics API for."""
+    from chatterbox_operator import builders
+    from chatterbox_server.metrics import ServerMetrics
+
+    (block,) = re.findall(r"```yaml\n(rules:.*?)```", deploy_section(), re.S)
+    (rule,) = yaml.safe_load(block)["rules"]["custom"]
+    series = re.match(r"(\w+)\{", rule["seriesQuery"]).group(1)
+    assert series in {family.name for family in ServerMetrics().registry.collect()}
+    tts = {"metadata": {"name": "chatterbox", "namespace": "speech", "uid": "u"}, "kind": "TTSDeployment"}
+    spec = checked_spec(TTS_DEPLOYMENT, {"spec": {"autoscaling": {"enabled": True}}})
+    hpa = builders.horizontal_pod_autoscaler(builders.Owner.of({**tts, "apiVersion": "v1"}), spec)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and rule["name"]["as"] == metric["pods"]["metric"]["name"]
+    # A Pods metric is looked up by namespace and pod: the labels the Prometheus Operator's PodMonitor and
+    # ServiceMonitor put on every target.
+    assert rule["resources"]["overrides"] == {
+        "namespace": {"resource": "namespace"},
+        "pod": {"resource": "pod"},
+    }
+    assert rule["metricsQuery"].startswith("avg by (<<.GroupBy>>)")
