@@ -23,13 +23,14 @@ from .config import Settings
 from .engine_adapter import EngineAdapter, ModelLoadError
 from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
-from .routers import conversion, speech, system, voices
+from .routers import conversion, realtime, speech, system, voices
 from .scheduler import Scheduler
 from .schemas import ErrorResponse
 from .services.conversion import ConversionService
 from .services.speech import ClientGone, SpeechService
 from .services.voices import VoiceService
 from .voices import VoiceLibrary
+from .wyoming_server import start_wyoming_server
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,6 +128,10 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         runtime.model_name = settings.chatterbox_model
         if settings.warmup:
             await app.state.speech.warm_up()
+        if settings.wyoming_port is not None:
+            app.state.wyoming = await start_wyoming_server(
+                app.state, settings.api_host, settings.wyoming_port
+            )
         runtime.loaded = True
         logger.info("ready: model %s, voices in %s", settings.chatterbox_model, settings.voice_library_dir)
 
@@ -151,6 +156,9 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             runtime.draining = True
             loader.cancel()
             await asyncio.gather(loader, return_exceptions=True)
+            wyoming = getattr(app.state, "wyoming", None)
+            if wyoming is not None:
+                await wyoming.stop()
             scheduler = getattr(app.state, "scheduler", None)
             if scheduler is not None:
                 scheduler.shutdown()
@@ -174,7 +182,15 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
 
-    for router in (system.router, system.models_router, speech.router, conversion.router, voices.router):
+    routers = (
+        system.router,
+        system.models_router,
+        speech.router,
+        realtime.router,
+        conversion.router,
+        voices.router,
+    )
+    for router in routers:
         app.include_router(router)
     _serve_webui(app, settings.webui_dir or _REPO_WEBUI_DIST)
     app.openapi = lambda: _openapi_with_openai_errors(app)

@@ -101,6 +101,20 @@ class Settings(BaseSettings):
         ge=0,
         description="After SIGTERM, keep serving (not ready) this long before closing the listener.",
     )
+    stream_idle_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A text-streaming session (WebSocket, Wyoming) waiting this long for text is closed.",
+    )
+    stream_max_input_chars: int = Field(
+        100_000, ge=1, description="Most text one streaming session (WebSocket, Wyoming) may send."
+    )
+    wyoming_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="TCP port of the Wyoming protocol listener (Home Assistant); unset: off.",
+    )
     webui_dir: Path | None = Field(
         None, description="Built web UI to serve at /; default: the repo's webui/dist."
     )

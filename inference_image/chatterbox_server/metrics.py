@@ -75,6 +75,19 @@ class ServerMetrics:
             "chatterbox_s3gen_batch_size", "Stream chunk windows rendered by one batched S3Gen call",
             buckets=_BATCH_SIZE_BUCKETS, registry=r,
         )  # fmt: skip
+        # Text-streaming sessions (WS /v1/audio/speech/stream and Wyoming); their segments also count as requests.
+        self.stream_sessions = Gauge(
+            "chatterbox_stream_sessions_open", "Open text-streaming sessions", ["protocol"], registry=r
+        )
+        self.stream_sessions_total = Counter(
+            "chatterbox_stream_sessions_total", "Text-streaming sessions by how they ended",
+            ["protocol", "outcome"], registry=r,
+        )  # fmt: skip
+        self.stream_first_audio = Histogram(
+            "chatterbox_stream_segment_first_audio_seconds",
+            "From a segment's text being complete to its first audio", ["protocol"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set(0)
         # Per API key, labelled by the key's name (see api_keys.py), never by the key.

@@ -130,6 +130,11 @@ class SpeechStream:
             usage = {name: usage[name] for name in ("input_tokens", "input_characters")}
         return json.dumps(usage, separators=(",", ":"))
 
+    @property
+    def output_tokens(self) -> int:
+        """Speech tokens generated so far (all of them once the stream is consumed)."""
+        return self._render.tokens
+
     async def chunks(self) -> AsyncIterator[bytes]:
         completed = False
         try:

@@ -69,9 +69,13 @@ export function randomSeed(): number {
 
 /** The API body for `text` spoken with `params`, in `format` (the stream always carries PCM). */
 export function toSpeechRequest(text: string, params: GenerationParams, format: ResponseFormat): SpeechRequest {
+  return { input: text, ...toSpeechSettings(params, format) };
+}
+
+/** Everything of a speech request but its text: the settings of a live (socket) session. */
+export function toSpeechSettings(params: GenerationParams, format: ResponseFormat): Omit<SpeechRequest, "input"> {
   return {
     model: params.model,
-    input: text,
     voice: params.voice,
     response_format: format,
     speed: params.speed,

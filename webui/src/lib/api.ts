@@ -7,6 +7,7 @@
  */
 import { env } from "@/config/env";
 import { base64ToBytes } from "@/utils/pcm";
+import { openSpeechSocket, speechSocketUrl, type SpeechSocket, type SpeechSocketHandlers } from "@/lib/speech-socket";
 import { readServerSentEvents } from "@/lib/sse";
 
 export const MAX_INPUT_CHARS = 4096;
@@ -181,6 +182,11 @@ export function createChatterboxAPI(options: ChatterboxAPIOptions = {}) {
         status: response.status,
         type: "stream_incomplete",
       });
+    },
+
+    /** A live session over `WS /v1/audio/speech/stream`: text in as it is typed, PCM out per sentence. */
+    openSpeechStream(settings: Omit<SpeechRequest, "input">, handlers: SpeechSocketHandlers): SpeechSocket {
+      return openSpeechSocket(speechSocketUrl(baseUrl, apiKey), settings, handlers);
     },
 
     async getModels({ signal }: RequestOptions = {}): Promise<Model[]> {

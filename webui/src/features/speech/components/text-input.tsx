@@ -4,6 +4,7 @@ import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { selectIsGenerating, useSessionsStore } from "@/features/sessions/stores/sessions-store";
 import { inputProblem, useGenerationStore } from "@/features/speech/stores/generation-store";
+import { useLiveStore } from "@/features/speech/stores/live-store";
 import { MAX_INPUT_CHARS } from "@/lib/api";
 
 /** The script box: character counter against the 4096 limit, Generate button and Ctrl/⌘+Enter. */
@@ -14,6 +15,9 @@ export function TextInput() {
   const generate = useGenerationStore((s) => s.generate);
   const cancel = useGenerationStore((s) => s.cancel);
   const isGenerating = useSessionsStore(selectIsGenerating);
+  const live = useLiveStore((s) => s.live);
+  const finishing = useLiveStore((s) => s.finishing);
+  const { start: goLive, sendDraft, finish: finishLive, stop: stopLive } = useLiveStore.getState();
   const problem = inputProblem(text);
   const tooLong = text.length > MAX_INPUT_CHARS;
 
@@ -25,11 +29,15 @@ export function TextInput() {
       <textarea
         id={id}
         value={text}
-        onChange={(event) => setText(event.target.value)}
+        onChange={(event) => {
+          setText(event.target.value);
+          if (live) sendDraft(event.target.value);
+        }}
         onKeyDown={(event) => {
           if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
             event.preventDefault();
-            void generate();
+            if (live) finishLive();
+            else void generate();
           }
         }}
         rows={6}
@@ -49,17 +57,38 @@ export function TextInput() {
             {tooLong ? problem : ""}
           </p>
         </div>
-        <div className="flex items-center gap-2">
-          <span className="hidden text-xs text-slate-400 sm:inline">Ctrl+Enter</span>
-          {isGenerating ? (
-            <Button variant="secondary" onClick={cancel}>
+        {live ? (
+          <div className="flex items-center gap-2">
+            <span role="status" data-testid="live-status" className="text-xs text-emerald-700">
+              {finishing ? "Speaking the rest…" : "Live: each sentence is spoken as you finish it"}
+            </span>
+            <Button variant="secondary" onClick={stopLive}>
               Stop
             </Button>
-          ) : null}
-          <Button variant="primary" onClick={() => void generate()} disabled={problem !== null || isGenerating}>
-            {isGenerating ? "Generating…" : "Generate"}
-          </Button>
-        </div>
+            <Button variant="primary" onClick={finishLive} disabled={finishing}>
+              Finish
+            </Button>
+          </div>
+        ) : (
+          <div className="flex items-center gap-2">
+            <span className="hidden text-xs text-slate-400 sm:inline">Ctrl+Enter</span>
+            {isGenerating ? (
+              <Button variant="secondary" onClick={cancel}>
+                Stop
+              </Button>
+            ) : null}
+            <Button
+              onClick={() => void goLive()}
+              disabled={isGenerating || tooLong}
+              title="Speak the text as you type it, sentence by sentence"
+            >
+              Go live
+            </Button>
+            <Button variant="primary" onClick={() => void generate()} disabled={problem !== null || isGenerating}>
+              {isGenerating ? "Generating…" : "Generate"}
+            </Button>
+          </div>
+        )}
       </div>
     </Panel>
   );
