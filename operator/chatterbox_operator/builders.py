@@ -178,6 +178,8 @@ def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
         # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
         "HOME": "/tmp",
     }
+    if spec["wyoming"]["enabled"]:
+        env["WYOMING_PORT"] = str(spec["wyoming"]["port"])
     keys = api_keys(spec)
     if keys:
         env["API_KEYS_FILE"] = API_KEYS_FILE
@@ -292,7 +294,14 @@ def deployment(
         "name": "inference",
         "image": spec["image"],
         "imagePullPolicy": spec["imagePullPolicy"],
-        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+            *(
+                [{"name": "wyoming", "containerPort": spec["wyoming"]["port"], "protocol": "TCP"}]
+                if spec["wyoming"]["enabled"]
+                else []
+            ),
+        ],
         "env": _env(spec),
         "resources": _resources(spec),
         **_probes(spec),
@@ -360,7 +369,19 @@ def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
             "type": spec["service"]["type"],
             "selector": selector_labels(owner.name),
             "ports": [
-                {"name": "http", "port": spec["service"]["port"], "targetPort": "http", "protocol": "TCP"}
+                {"name": "http", "port": spec["service"]["port"], "targetPort": "http", "protocol": "TCP"},
+                *(
+                    [
+                        {
+                            "name": "wyoming",
+                            "port": spec["wyoming"]["port"],
+                            "targetPort": "wyoming",
+                            "protocol": "TCP",
+                        }
+                    ]
+                    if spec["wyoming"]["enabled"]
+                    else []
+                ),
             ],
         },
     }

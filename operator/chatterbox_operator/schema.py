@@ -248,6 +248,11 @@ HPA_OWNS_REPLICAS = Rule(
     " replica count (set autoscaling.minReplicas and autoscaling.maxReplicas instead)",
     check=lambda v: not _autoscaling_on(v) or not _has(v, "replicas"),
 )
+WYOMING_BESIDE_HTTP = Rule(
+    cel="!has(self.port) || self.port != 8000",  # 8000: the server's HTTP port in the pod (builders.SERVER_PORT)
+    message="wyoming.port must differ from 8000, the server's HTTP port in the pod",
+    check=lambda v: v.get("port", 10200) != 8000,
+)
 ONE_GPU_PER_POD = Rule(
     cel="!has(self.count) || self.count <= 1",
     message="gpu.count above 1 is not supported: a pod runs one engine on one GPU, so more GPUs per pod would"
@@ -441,6 +446,21 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "port": integer("Service port.", minimum=1, maximum=65535, default=80),
             },
             default={},
+        ),
+        "wyoming": obj(
+            "The Wyoming protocol listener for Home Assistant (the server's WYOMING_PORT), exposed as the"
+            " Service port `wyoming`. It has no authentication: keep the Service inside a trusted network.",
+            {
+                "enabled": boolean("Serve the Wyoming protocol.", False),
+                "port": integer(
+                    "Container and Service port (10200 is Home Assistant's default).",
+                    minimum=1,
+                    maximum=65535,
+                    default=10200,
+                ),
+            },
+            default={},
+            rules=[WYOMING_BESIDE_HTTP],
         ),
         "ingress": obj(
             "Optional Ingress.",

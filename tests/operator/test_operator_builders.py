@@ -20,6 +20,7 @@ FULL_SPEC = {
     "modelCache": {"size": "40Gi", "storageClassName": "nfs"},
     "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetQueueDepth": 3},
     "service": {"type": "LoadBalancer", "port": 8080},
+    "wyoming": {"enabled": True, "port": 10300},
     "ingress": {"enabled": True, "host": "tts.example.com", "className": "nginx", "tlsSecretName": "tls"},
     "apiKeySecretRef": {"name": "keys"},
     "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EXTRA", "value": "1"}],
@@ -292,7 +293,8 @@ def test_service_ingress_and_url() -> None:
     service = built["Service"].manifest
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {"name": "wyoming", "port": 10300, "targetPort": "wyoming", "protocol": "TCP"},
     ]
     assert service["spec"]["selector"] == builders.selector_labels("demo")
     ingress = built["Ingress"].manifest["spec"]
@@ -304,6 +306,17 @@ def test_service_ingress_and_url() -> None:
         == "http://demo.speech.svc.cluster.local:8080"
     )
     assert builders.service_url("demo", "speech", spec_of({})) == "http://demo.speech.svc.cluster.local"
+
+
+def test_wyoming_is_a_container_and_service_port_only_when_enabled() -> None:
+    assert [port["name"] for port in children({})["Service"].manifest["spec"]["ports"]] == ["http"]
+    assert "WYOMING_PORT" not in env_of({})
+    raw = {"wyoming": {"enabled": True}}
+    assert env_of(raw)["WYOMING_PORT"] == "10200"
+    assert {"name": "wyoming", "containerPort": 10200, "protocol": "TCP"} in container(raw)["ports"]
+    assert {"name": "wyoming", "port": 10200, "targetPort": "wyoming", "protocol": "TCP"} in children(raw)[
+        "Service"
+    ].manifest["spec"]["ports"]
 
 
 def test_ingress_passes_streams_long_requests_and_voice_uploads_through_ingress_nginx() -> None:

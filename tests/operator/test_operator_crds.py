@@ -173,6 +173,8 @@ RULE_CASES = {
         {"terminationGracePeriodSeconds": 100},
         {"apiKeys": {"secretName": "keys"}, "apiKeySecretRef": {"name": "keys"}},
         {"apiKeys": {"secretName": "keys", "limits": {}}},
+        {"wyoming": {"enabled": True, "port": 10300}},
+        {"wyoming": {"port": 8000}},
     ],
     "VoiceLibrary": [
         {"existingClaim": "voices", "reclaimPolicy": "Retain"},
