@@ -13,8 +13,8 @@ import argparse
 import copy
 
 import torch
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.loading import random_models
+from chatterbox_engine.voice import synthetic_reference
 from t3_decode import TEXT_TOKENS, our_cond
 
 

@@ -60,8 +60,8 @@ def decode_rates(dtype: torch.dtype, tokens: int) -> None:
 
 def s3gen_batch_rates(dtype: torch.dtype) -> None:
     """Stream chunk windows (50 tokens over a 10 s prompt) through S3Gen one by one vs batched."""
-    from chatterbox_engine.engine import synthetic_reference
     from chatterbox_engine.s3gen import S3Gen, S3GenConfig
+    from chatterbox_engine.voice import synthetic_reference
     from s3gen_batching import print_comparison, windows
 
     s3gen = S3Gen(S3GenConfig.full()).to("cuda", dtype)

@@ -15,8 +15,8 @@ import argparse
 import time
 
 import torch
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.s3gen import S3Gen, S3GenConfig, S3GenReference, SynthesisWindow
+from chatterbox_engine.voice import synthetic_reference
 
 
 def windows(ref: S3GenReference, count: int, window: int) -> list[SynthesisWindow]:

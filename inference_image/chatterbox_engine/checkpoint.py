@@ -1,4 +1,4 @@
-"""Writing checkpoints in each variant's official layout, and a `tokenizer.json` maker.
+"""Writing checkpoints in each variant's official layout.
 
 English is `ve.safetensors`, `t3_cfg.safetensors`, `s3gen.safetensors`, `tokenizer.json` and
 `conds.pt`; multilingual and Turbo use their own names (`variants.SPECS`). Shapes other than the
@@ -10,34 +10,22 @@ seeded random weights on disk that both our loader and upstream's modules read.
 from __future__ import annotations
 
 import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer
-from tokenizers.models import BPE
-from tokenizers.pre_tokenizers import Whitespace
 
 from .s3gen import S3GenConfig
 from .t3 import T3Config
 from .t3_gpt2 import GPT2T3Config
-from .text import SPACE_TOKEN, START_TOKEN, STOP_TOKEN, UNK_TOKEN
-from .variants import CONDS_FILE, ENGLISH, SPECS, TURBO, s3gen_config, t3_config
+from .variants import CONDS_FILE, ENGLISH, SPECS
 from .voice_encoder import VoiceEncoderConfig
 
 # The English layout's names (every variant's are in `variants.SPECS`).
 T3_FILE = SPECS[ENGLISH].t3_file
-(TOKENIZER_FILE,) = SPECS[ENGLISH].tokenizer_files
 CONFIG_FILE = "engine_config.json"
 OFFICIAL_FILES = (*SPECS[ENGLISH].required_files, CONDS_FILE)
-
-# A few frequent English pairs, so the maker's tokenizer really is a BPE with merges.
-_MERGES = [("t", "h"), ("i", "n"), ("th", "e"), ("a", "n"), ("e", "r"), ("o", "u"), ("r", "e"), ("o", "n")]
-
-
-_EXTRA_SYMBOLS = "‐‑‒–—―‘’‚‛“”„‟…" + "".join(chr(c) for c in range(0xA1, 0x100) if chr(c).isprintable())
 
 
 @dataclass(frozen=True)
@@ -51,21 +39,17 @@ class ModelConfigs:
 
     @classmethod
     def official(cls, variant: str = ENGLISH) -> ModelConfigs:
-        return cls(
-            t3_config(variant, tiny=False),
-            VoiceEncoderConfig.full(),
-            s3gen_config(variant, tiny=False),
-            variant,
-        )
+        return cls.of_size(variant, tiny=False)
 
     @classmethod
     def tiny(cls, variant: str = ENGLISH) -> ModelConfigs:
-        return cls(
-            t3_config(variant, tiny=True),
-            VoiceEncoderConfig.tiny(),
-            s3gen_config(variant, tiny=True),
-            variant,
-        )
+        return cls.of_size(variant, tiny=True)
+
+    @classmethod
+    def of_size(cls, variant: str, tiny: bool) -> ModelConfigs:
+        spec = SPECS[variant]
+        voice_encoder = VoiceEncoderConfig.tiny() if tiny else VoiceEncoderConfig.full()
+        return cls(spec.t3_config(tiny), voice_encoder, spec.s3gen_config(tiny), variant)
 
     def to_dict(self) -> dict:
         return {
@@ -78,37 +62,12 @@ class ModelConfigs:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfigs:
         variant = data.get("variant", ENGLISH)
-        t3_cls = GPT2T3Config if variant == TURBO else T3Config
         return cls(
-            t3_cls.from_dict(data["t3"]),
+            SPECS[variant].t3_config_from_dict(data["t3"]),
             VoiceEncoderConfig.from_dict(data["voice_encoder"]),
             S3GenConfig.from_dict(data["s3gen"]),
             variant,
         )
-
-
-def make_tokenizer_json(vocab_size: int = 704) -> str:
-    """A `tokenizer.json` laid out like the official English one: [STOP]=0, [UNK]=1, [SPACE]=2,
-    printable ASCII characters and a few merges, [START]=255, Latin-1 and typographic punctuation,
-    placeholders up to vocab_size."""
-    vocab = {STOP_TOKEN: 0, UNK_TOKEN: 1, SPACE_TOKEN: 2}
-    for symbol in string.ascii_letters + string.digits + string.punctuation:
-        vocab[symbol] = len(vocab)
-    for left, right in _MERGES:
-        vocab[left + right] = len(vocab)
-    start_id = 255
-    while len(vocab) < start_id:
-        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
-    vocab[START_TOKEN] = start_id
-    # Like the official vocabulary, Latin-1 letters and typographic punctuation follow [START].
-    for symbol in _EXTRA_SYMBOLS:
-        vocab[symbol] = len(vocab)
-    while len(vocab) < vocab_size:
-        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
-    tokenizer = Tokenizer(BPE(vocab=vocab, merges=_MERGES, unk_token=UNK_TOKEN))
-    tokenizer.pre_tokenizer = Whitespace()
-    tokenizer.add_special_tokens([STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN, START_TOKEN])
-    return tokenizer.to_str()
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import librosa
 import numpy as np
 import torch
 
@@ -41,17 +40,11 @@ from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .t3_gpt2 import decode_turbo_tokens
 from .text import check_text, punc_norm, split_sentences
-from .text_mtl import LANGUAGES
-from .variants import MULTILINGUAL, S3GEN_SILENCE_TOKEN, SPECS, TURBO
-from .voice import Voice, check_voice
+from .variants import S3GEN_SILENCE_TOKEN, TURBO
+from .voice import Voice, check_reference, check_voice, default_reference, resample
 from .watermark import Watermarker
 
 SAMPLE_RATE = S3GEN_SR
-MIN_REFERENCE_SECONDS = 2.0
-TURBO_REFERENCE_LUFS = -27.0
-S3GEN_PROMPT_SECONDS = 10  # upstream DEC_COND_LEN
-_SILENCE_PEAK = 1e-3
-_SAMPLE_RATE_RANGE = (8_000, 192_000)
 
 
 @dataclass(frozen=True)
@@ -68,61 +61,6 @@ class AudioChunk:
     audio: np.ndarray  # float32, 1-D, at 24 kHz
     num_tokens: int  # speech tokens covered so far
     is_last: bool
-
-
-def _check_reference(
-    audio, sample_rate, min_seconds: float = MIN_REFERENCE_SECONDS, what: str = "reference audio"
-) -> np.ndarray:
-    """Validate a mono recording (a voice reference, or `what` else) and return it as float32 numpy."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
-        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
-    low, high = _SAMPLE_RATE_RANGE
-    if not low <= sample_rate <= high:
-        raise InvalidAudioError(f"sample_rate {sample_rate} Hz is outside the supported {low}-{high} Hz")
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    audio = np.asarray(audio)
-    if audio.dtype.kind not in "fiu":
-        raise InvalidAudioError(f"audio must be numeric samples, got dtype {audio.dtype}")
-    if audio.dtype.kind != "f":
-        raise InvalidAudioError("audio must be float samples in [-1, 1], not integer PCM")
-    if audio.ndim == 2 and 1 in audio.shape:
-        audio = audio.reshape(-1)
-    if audio.ndim != 1:
-        raise InvalidAudioError(f"audio must be mono and 1-D (samples,), got shape {audio.shape}")
-    if not np.isfinite(audio).all():
-        raise InvalidAudioError("audio contains NaN or infinite samples")
-    seconds = audio.size / sample_rate
-    if seconds < min_seconds:
-        raise InvalidAudioError(f"{what} is {seconds:.2f} s long; at least {min_seconds:g} s are needed")
-    peak = float(np.abs(audio).max())
-    if peak < _SILENCE_PEAK:
-        raise InvalidAudioError(f"{what} is silent")
-    if peak > 10.0:
-        raise InvalidAudioError(f"audio samples must lie in [-1, 1]; the peak is {peak:.1f}")
-    return np.clip(audio, -1.0, 1.0).astype(np.float32)
-
-
-def normalise_loudness(
-    audio: np.ndarray, sample_rate: int, target_lufs: float = TURBO_REFERENCE_LUFS
-) -> np.ndarray:
-    """Turbo levels references to -27 LUFS (BS.1770, pyloudnorm) first; unmeasurable audio stays as is."""
-    import pyloudnorm
-
-    # Measured on the float32 samples as upstream does (its filters then run in float32 too).
-    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio)
-    gain = 10.0 ** ((target_lufs - loudness) / 20.0)
-    if not np.isfinite(gain) or gain <= 0.0:
-        return audio
-    # float32 arithmetic, as upstream gets under its numpy<2 pin (value-based scalar casting).
-    return audio * np.float32(gain)
-
-
-def _resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """librosa's default (soxr_hq) resampler, as upstream's `prepare_conditionals` uses."""
-    if orig_sr == new_sr:
-        return audio
-    return librosa.resample(audio, orig_sr=orig_sr, target_sr=new_sr).astype(np.float32)
 
 
 class Engine:
@@ -142,8 +80,8 @@ class Engine:
         # S3Gen casts only its synthesis path; its reference front end stays fp32 whatever the dtype.
         self.s3gen = models.s3gen.to(self.device, dtype)
         self.tokenizer = models.tokenizer
-        self.variant = models.variant
-        self.spec = SPECS[self.variant]
+        self.spec = models.spec
+        self.variant = self.spec.name
         self.watermarker = Watermarker(SAMPLE_RATE) if watermark else None
         self.info = {
             "model": source,
@@ -152,21 +90,18 @@ class Engine:
             "dtype": str(dtype).removeprefix("torch."),
             "watermark": watermark,
         }
-        # Turbo needs over 5 s and prompts with up to 15 s: give its random default voice 8 s.
-        reference_seconds = max(4.0, 1.6 * self.spec.min_reference_seconds)
-        self.default_voice = models.default_voice or self.embed_voice(*synthetic_reference(reference_seconds))
+        # Random-weight models have no built-in voice (`conds.pt`): embed a synthetic one.
+        self.default_voice = models.default_voice or self.embed_voice(*default_reference(self.spec))
 
     @property
     def supported_languages(self) -> dict[str, str]:
         """Language code -> name this engine can speak (multilingual: those its front end supports here)."""
-        if self.variant == MULTILINGUAL:
-            return dict(self.tokenizer.languages)
-        return {"en": LANGUAGES["en"]}
+        return dict(self.tokenizer.languages)
 
     @property
     def unavailable_languages(self) -> dict[str, str]:
         """Language code -> why this install cannot speak it (multilingual: e.g. zh without its segmenter)."""
-        return dict(self.tokenizer.unavailable) if self.variant == MULTILINGUAL else {}
+        return dict(self.tokenizer.unavailable)
 
     @property
     def ignored_parameters(self) -> tuple[str, ...]:
@@ -202,28 +137,10 @@ class Engine:
 
     # -- voices -------------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def embed_voice(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> Voice:
-        """Compute a reusable Voice from a mono float reference recording (>= 2 s)."""
-        # As upstream: the reference at 24 kHz for S3Gen (first 10 s), and that resampled to 16 kHz for
-        # the T3 speech prompt (first 6 s) and the VoiceEncoder (all of it).
-        spec = self.spec
-        ref24 = _resample(
-            _check_reference(audio, sample_rate, spec.min_reference_seconds), int(sample_rate), S3GEN_SR
-        )
-        if spec.loudness_normalise:
-            ref24 = normalise_loudness(ref24, S3GEN_SR)
-        ref16 = _resample(ref24, S3GEN_SR, S3_SR)
-        s3gen_ref = self.s3gen.embed_ref(torch.from_numpy(ref24[: S3GEN_PROMPT_SECONDS * S3GEN_SR])[None])
+        """Compute a reusable Voice from a mono float reference recording (>= 2 s; Turbo > 5 s)."""
         prompt_len = self.t3.cfg.speech_cond_prompt_len
-        prompt_wav = torch.from_numpy(ref16[: spec.t3_prompt_seconds * S3_SR])[None]
-        prompt_tokens, _ = self.s3gen.tokenize(prompt_wav, max_len=prompt_len)
-        speaker_emb = self.voice_encoder.embed(ref16)
-        return Voice(
-            speaker_emb=speaker_emb.float().cpu(),
-            prompt_tokens=prompt_tokens.long().cpu(),
-            s3gen_ref=s3gen_ref.to("cpu"),
-        )
+        return Voice.from_reference(audio, sample_rate, self.spec, self.s3gen, self.voice_encoder, prompt_len)
 
     # -- synthesis ----------------------------------------------------------------------------------------
 
@@ -249,7 +166,7 @@ class Engine:
         e.g. Turbo top_p 0.95); `ignored_parameters` are accepted and have no effect. `seed` None draws
         one (kept in the request)."""
         check_text(text)
-        language = self._check_language(language)
+        language = self.tokenizer.check_language("en" if language is None else language)
         sampling = self.spec.sampling.with_overrides(
             cfg_weight=cfg_weight,
             temperature=temperature,
@@ -263,8 +180,10 @@ class Engine:
         seed = check_seed(seed)
         if voice is not None:
             check_voice(voice, self.t3.cfg, self.s3gen_vocab_size)
-        rules = self.spec.punctuation_rules()
-        pieces = [self._text_tokens(punc_norm(piece, **rules), language) for piece in split_sentences(text)]
+        pieces = [
+            self.tokenizer.text_tokens(punc_norm(piece, **self.spec.punctuation), language)
+            for piece in split_sentences(text)
+        ]
         if not pieces:
             raise InvalidTextError("text has nothing to speak")
         for tokens in pieces:
@@ -290,24 +209,6 @@ class Engine:
         if voice is not None or options:
             raise TypeError("pass a GenerationRequest alone: its voice and options are already set")
         return request
-
-    def _check_language(self, language: object) -> str:
-        if language is None:
-            return "en"
-        if self.variant == MULTILINGUAL:
-            return self.tokenizer.check_language(language)
-        if isinstance(language, str) and language.lower() == "en":
-            return "en"
-        raise InvalidParameterError(
-            f"language {language!r} is not supported by the {self.variant} model, which speaks only English "
-            "('en'); load the multilingual variant for other languages",
-            "language",
-        )
-
-    def _text_tokens(self, text: str, language: str) -> torch.Tensor:
-        if self.variant == MULTILINGUAL:
-            return self.tokenizer.text_tokens(text, language)
-        return self.tokenizer.text_tokens(text)
 
     @torch.inference_mode()
     def _token_streams(
@@ -501,12 +402,12 @@ class Engine:
     @torch.inference_mode()
     def _conversion_job(self, audio, sample_rate, voice: Voice | None, seed: int | None) -> ConversionJob:
         """Validate everything, then tokenize the source: bad input fails before any S3Gen work."""
-        source = _check_reference(audio, sample_rate, MIN_SOURCE_SECONDS, what="source audio")
+        source = check_reference(audio, sample_rate, MIN_SOURCE_SECONDS, what="source audio")
         seed = check_seed(seed)
         if voice is not None:
             check_voice(voice, self.t3.cfg, self.s3gen_vocab_size)
         # As upstream's ChatterboxVC: the source resampled to 16 kHz by librosa, tokenized whole.
-        tokens = source_tokens(self.s3gen, _resample(source, int(sample_rate), S3_SR))
+        tokens = source_tokens(self.s3gen, resample(source, int(sample_rate), S3_SR))
         if not tokens:
             raise InvalidAudioError("source audio is too short to hold any speech")
         ref = (voice or self.default_voice).s3gen_ref.to(self.device, self.s3gen.dtype)
@@ -515,16 +416,3 @@ class Engine:
     @property
     def s3gen_vocab_size(self) -> int:
         return self.t3.cfg.start_speech_token  # codes 0..6560; BOS/EOS and above are not audio
-
-
-def synthetic_reference(seconds: float = 4.0, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
-    """A deterministic voiced-sounding signal (gliding harmonics, syllable envelope) used as the default
-    voice of random-weight models, which have no built-in `conds.pt`."""
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = 0.5 * (1 - np.cos(2 * np.pi * 3 * t)) * (t % 1.0 < 0.8)
-    rng = np.random.default_rng(7)
-    audio = 0.25 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
-    return audio.astype(np.float32), sample_rate

@@ -16,25 +16,17 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
 from torch import nn
 
-from .checkpoint import (
-    CONDS_FILE,
-    CONFIG_FILE,
-    TOKENIZER_FILE,
-    ModelConfigs,
-    make_tokenizer_json,
-    write_checkpoint,
-)
+from .checkpoint import CONDS_FILE, CONFIG_FILE, ModelConfigs, write_checkpoint
 from .errors import CheckpointError
 from .s3gen import S3Gen
 from .t3 import T3
-from .t3_gpt2 import GPT2T3, UNUSED_KEYS
+from .t3_gpt2 import GPT2T3
 from .text import EnTokenizer
-from .text_mtl import MTL_TOKENIZER_FILE, MultilingualTokenizer, make_mtl_tokenizer_json
-from .text_turbo import TurboTokenizer, turbo_tokenizer_files
-from .variants import ENGLISH, MULTILINGUAL, SPECS, TURBO, check_variant, detect_variant, variant_for_repo
+from .text_mtl import MultilingualTokenizer
+from .text_turbo import TurboTokenizer
+from .variants import ENGLISH, SPECS, VariantSpec, check_variant, detect_variant, variant_for_repo
 from .voice import Voice
 from .voice_encoder import VoiceEncoder
 
@@ -65,6 +57,10 @@ class Models:
     @property
     def variant(self) -> str:
         return self.configs.variant
+
+    @property
+    def spec(self) -> VariantSpec:
+        return SPECS[self.configs.variant]
 
 
 def _key_list(keys) -> str:
@@ -110,11 +106,10 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path}: {error}") from error
 
 
-def _load_strict(module: nn.Module, path: Path) -> None:
+def _load_strict(module: nn.Module, path: Path, unused_keys: tuple[str, ...] = ()) -> None:
     state = {k: v.float() if v.is_floating_point() else v for k, v in _read_weights(path).items()}
-    if isinstance(module, GPT2T3):
-        for key in UNUSED_KEYS:  # Turbo's file keeps GPT-2's token table, which T3 never reads
-            state.pop(key, None)
+    for key in unused_keys:  # e.g. Turbo's file keeps GPT-2's token table, which T3 never reads
+        state.pop(key, None)
     check_state_dict(module, state, path.name)
     module.load_state_dict(state, strict=True, assign=True)
 
@@ -142,20 +137,16 @@ def read_configs(folder: Path, variant: str) -> ModelConfigs:
     return configs
 
 
-def _read_tokenizer(folder: Path, variant: str):
+def _read_tokenizer(folder: Path, spec: VariantSpec):
     try:
-        if variant == MULTILINGUAL:
-            return MultilingualTokenizer.from_folder(folder)
-        if variant == TURBO:
-            return TurboTokenizer.from_folder(folder)
-        return EnTokenizer.from_file(folder / TOKENIZER_FILE)
+        return spec.tokenizer.from_folder(folder)
     except Exception as error:
-        files = ", ".join(SPECS[variant].tokenizer_files)
+        files = ", ".join(spec.tokenizer_files)
         raise CheckpointError(f"cannot read the tokenizer ({files}) in {folder}: {error}") from error
 
 
 def _build_t3(configs: ModelConfigs) -> T3 | GPT2T3:
-    return GPT2T3(configs.t3) if configs.variant == TURBO else T3(configs.t3)
+    return SPECS[configs.variant].t3_model(configs.t3)
 
 
 def load_folder(folder: str | Path, variant: str | None = None) -> Models:
@@ -175,10 +166,10 @@ def load_folder(folder: str | Path, variant: str | None = None) -> Models:
         t3 = _build_t3(configs)
         voice_encoder = VoiceEncoder(configs.voice_encoder)
         s3gen = S3Gen(configs.s3gen)
-    _load_strict(t3, folder / spec.t3_file)
+    _load_strict(t3, folder / spec.t3_file, spec.t3_unused_keys)
     _load_strict(voice_encoder, folder / spec.ve_file)
     _load_s3gen(s3gen, folder / spec.s3gen_file)
-    tokenizer = _read_tokenizer(folder, variant)
+    tokenizer = _read_tokenizer(folder, spec)
     conds = folder / CONDS_FILE
     default_voice = Voice.from_conds(conds) if conds.exists() else None
     return Models(configs, t3.eval(), voice_encoder.eval(), s3gen.eval(), tokenizer, default_voice)
@@ -230,22 +221,6 @@ def randomize_t3_(t3: T3 | GPT2T3, generator: torch.Generator) -> None:
     t3.speech_head.weight[cfg.stop_speech_token, 0] = 1.0
 
 
-def _random_tokenizer(variant: str, configs: ModelConfigs):
-    if variant == MULTILINGUAL:
-        return MultilingualTokenizer(Tokenizer.from_str(make_mtl_tokenizer_json(configs.t3.text_vocab_size)))
-    if variant == TURBO:
-        return TurboTokenizer.from_files(turbo_tokenizer_files())
-    return EnTokenizer.from_str(make_tokenizer_json(configs.t3.text_vocab_size))
-
-
-def _tokenizer_files(models: Models) -> dict[str, str]:
-    if models.variant == MULTILINGUAL:
-        return {MTL_TOKENIZER_FILE: models.tokenizer.tokenizer.to_str()}
-    if models.variant == TURBO:
-        return models.tokenizer.files
-    return {TOKENIZER_FILE: models.tokenizer.tokenizer.to_str()}
-
-
 def parse_random_source(source: str) -> tuple[str, str]:
     """`random:<tiny|full>[-<variant>]` -> (size, variant)."""
     if source not in RANDOM_SOURCES:
@@ -269,7 +244,7 @@ def random_models(kind: str, seed: int = RANDOM_SEED) -> Models:
         torch.manual_seed(seed)
         voice_encoder = VoiceEncoder(configs.voice_encoder)
         s3gen = S3Gen(configs.s3gen)
-    tokenizer = _random_tokenizer(variant, configs)
+    tokenizer = SPECS[variant].tokenizer.random(configs.t3.text_vocab_size)
     return Models(configs, t3.eval(), voice_encoder.eval(), s3gen.eval(), tokenizer, None)
 
 
@@ -300,16 +275,16 @@ def write_models(models: Models, folder: str | Path, default_voice: Voice | None
     """Write models (and the built-in voice as `conds.pt`) in the variant's official layout."""
     voice = default_voice or models.default_voice
     t3_state = {k: v.float() for k, v in models.t3.state_dict().items()}
-    if models.variant == TURBO:
-        # The official Turbo file keeps GPT-2's (unused) token table; upstream loads it strictly.
+    for key in models.spec.t3_unused_keys:
+        # Official files keep these (e.g. GPT-2's token table); upstream loads them strictly.
         cfg = models.t3.cfg
-        t3_state[UNUSED_KEYS[0]] = torch.zeros(cfg.text_vocab_size, cfg.hidden_size)
+        t3_state[key] = torch.zeros(cfg.text_vocab_size, cfg.hidden_size)
     return write_checkpoint(
         folder,
         configs=models.configs,
         ve_state=models.voice_encoder.state_dict(),
         t3_state=t3_state,
         s3gen_state=models.s3gen.state_dict(),
-        tokenizer_files=_tokenizer_files(models),
+        tokenizer_files=models.tokenizer.files(),
         conds=voice.to_conds() if voice is not None else None,
     )

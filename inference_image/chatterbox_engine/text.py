@@ -4,23 +4,27 @@ text into sentence-aligned pieces that each fit one T3 generation."""
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
+from tokenizers.models import BPE
+from tokenizers.pre_tokenizers import Whitespace
 
-from .errors import InvalidTextError
+from .errors import InvalidParameterError, InvalidTextError
 
 SPACE_TOKEN = "[SPACE]"
 UNK_TOKEN = "[UNK]"
 START_TOKEN = "[START]"
 STOP_TOKEN = "[STOP]"
+TOKENIZER_FILE = "tokenizer.json"
 
 MAX_TEXT_CHARS = 20_000
 # One T3 generation stops after 1000 tokens (40 s); ~300 characters of English stay well inside it.
 MAX_PIECE_CHARS = 300
 
-_PUNCTUATION_REPLACEMENTS = (
+PUNCTUATION_REPLACEMENTS = (
     ("...", ", "),
     ("…", ", "),
     (":", ","),
@@ -39,7 +43,7 @@ _SENTENCE_ENDINGS = (".", "!", "?", "-", ",")
 
 def punc_norm(
     text: str,
-    replacements: tuple[tuple[str, str], ...] = _PUNCTUATION_REPLACEMENTS,
+    replacements: tuple[tuple[str, str], ...] = PUNCTUATION_REPLACEMENTS,
     endings: tuple[str, ...] = _SENTENCE_ENDINGS,
 ) -> str:
     """Upstream's cleanup of punctuation the model rarely saw (callers reject empty text first);
@@ -101,18 +105,103 @@ def _cut_long(sentence: str, max_chars: int) -> list[str]:
     return [sentence[i : i + max_chars] for i in range(0, len(sentence), max_chars)]
 
 
-class EnTokenizer:
-    """The English BPE (`tokenizer.json`): spaces become the literal [SPACE] token before encoding."""
+# A few frequent English pairs, so the maker's tokenizer really is a BPE with merges.
+_MERGES = [("t", "h"), ("i", "n"), ("th", "e"), ("a", "n"), ("e", "r"), ("o", "u"), ("r", "e"), ("o", "n")]
+
+
+_EXTRA_SYMBOLS = "‐‑‒–—―‘’‚‛“”„‟…" + "".join(chr(c) for c in range(0xA1, 0x100) if chr(c).isprintable())
+
+
+def make_tokenizer_json(vocab_size: int = 704) -> str:
+    """A `tokenizer.json` laid out like the official English one: [STOP]=0, [UNK]=1, [SPACE]=2,
+    printable ASCII characters and a few merges, [START]=255, Latin-1 and typographic punctuation,
+    placeholders up to vocab_size."""
+    vocab = {STOP_TOKEN: 0, UNK_TOKEN: 1, SPACE_TOKEN: 2}
+    for symbol in string.ascii_letters + string.digits + string.punctuation:
+        vocab[symbol] = len(vocab)
+    for left, right in _MERGES:
+        vocab[left + right] = len(vocab)
+    start_id = 255
+    pad_vocab(vocab, start_id)
+    vocab[START_TOKEN] = start_id
+    # Like the official vocabulary, Latin-1 letters and typographic punctuation follow [START].
+    for symbol in _EXTRA_SYMBOLS:
+        vocab[symbol] = len(vocab)
+    pad_vocab(vocab, vocab_size)
+    return spaced_tokenizer_json(vocab, _MERGES, [STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN, START_TOKEN])
+
+
+def pad_vocab(vocab: dict[str, int], size: int) -> None:
+    """Fill unused ids up to size with placeholder entries, as the official vocabularies have."""
+    while len(vocab) < size:
+        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
+
+
+def spaced_tokenizer_json(vocab: dict[str, int], merges: list[tuple[str, str]], specials: list[str]) -> str:
+    """A whitespace-split BPE over vocab with [UNK] for unknown symbols, as the official files are."""
+    tokenizer = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token=UNK_TOKEN))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.add_special_tokens(specials)
+    return tokenizer.to_str()
+
+
+class EnglishOnly:
+    """The language interface of the English-only front ends (English, Turbo)."""
+
+    languages = {"en": "English"}
+    unavailable: dict[str, str] = {}
+
+    def check_language(self, language: object) -> str:
+        if isinstance(language, str) and language.lower() == "en":
+            return "en"
+        raise InvalidParameterError(
+            f"language {language!r} is not supported by this model, which speaks only English ('en'); "
+            "load the multilingual variant for other languages",
+            "language",
+        )
+
+
+class SpacedTokenizer:
+    """A `tokenizers` vocabulary with [START]/[STOP]/[UNK]/[SPACE] specials, where spaces become the
+    literal [SPACE] token before encoding (the English BPE and the multilingual graphemes)."""
+
+    FILE = TOKENIZER_FILE
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         vocab = tokenizer.get_vocab()
         missing = [t for t in (START_TOKEN, STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN) if t not in vocab]
         if missing:
-            raise ValueError(f"tokenizer.json lacks the special tokens {missing}")
+            raise ValueError(f"{self.FILE} lacks the special tokens {missing}")
         self.tokenizer = tokenizer
         self.unk_id = vocab[UNK_TOKEN]
         self.start_id = vocab[START_TOKEN]
         self.stop_id = vocab[STOP_TOKEN]
+
+    def files(self) -> dict[str, str]:
+        """File name -> text, for writing the tokenizer into a checkpoint folder."""
+        return {self.FILE: self.tokenizer.to_str()}
+
+    def _encode_spaced(self, text: str, unknown_message: str) -> list[int]:
+        spaced = text.replace(" ", SPACE_TOKEN)
+        encoding = self.tokenizer.encode(spaced)
+        unknown = sorted(
+            {spaced[slice(*encoding.offsets[i])] for i, t in enumerate(encoding.ids) if t == self.unk_id}
+        )
+        if unknown:
+            raise InvalidTextError(f"{unknown_message}: {' '.join(unknown)}")
+        return encoding.ids
+
+    def _framed(self, ids: list[int]) -> torch.Tensor:
+        """(1, L) ids framed by the start and stop text tokens."""
+        return torch.tensor([[self.start_id, *ids, self.stop_id]], dtype=torch.long)
+
+
+class EnTokenizer(EnglishOnly, SpacedTokenizer):
+    """The English BPE (`tokenizer.json`)."""
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> EnTokenizer:
+        return cls.from_file(folder / TOKENIZER_FILE)
 
     @classmethod
     def from_file(cls, path: str | Path) -> EnTokenizer:
@@ -122,17 +211,15 @@ class EnTokenizer:
     def from_str(cls, json_text: str) -> EnTokenizer:
         return cls(Tokenizer.from_str(json_text))
 
+    @classmethod
+    def random(cls, vocab_size: int) -> EnTokenizer:
+        """The tokenizer of random-weight models (`make_tokenizer_json`)."""
+        return cls.from_str(make_tokenizer_json(vocab_size))
+
     def encode(self, text: str) -> list[int]:
         """Normalised text -> token ids; characters the vocabulary lacks raise InvalidTextError."""
-        spaced = text.replace(" ", SPACE_TOKEN)
-        encoding = self.tokenizer.encode(spaced)
-        unknown = sorted(
-            {spaced[slice(*encoding.offsets[i])] for i, t in enumerate(encoding.ids) if t == self.unk_id}
-        )
-        if unknown:
-            raise InvalidTextError(f"text contains unsupported characters: {' '.join(unknown)}")
-        return encoding.ids
+        return self._encode_spaced(text, "text contains unsupported characters")
 
-    def text_tokens(self, text: str) -> torch.Tensor:
+    def text_tokens(self, text: str, language: str = "en") -> torch.Tensor:
         """Normalised text -> (1, L) ids framed by the start and stop text tokens."""
-        return torch.tensor([[self.start_id, *self.encode(text), self.stop_id]], dtype=torch.long)
+        return self._framed(self.encode(text))

@@ -20,11 +20,17 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
-from tokenizers.models import BPE
-from tokenizers.pre_tokenizers import Whitespace
 
-from .errors import InvalidParameterError, InvalidTextError
-from .text import SPACE_TOKEN, START_TOKEN, STOP_TOKEN, UNK_TOKEN
+from .errors import InvalidParameterError
+from .text import (
+    SPACE_TOKEN,
+    START_TOKEN,
+    STOP_TOKEN,
+    UNK_TOKEN,
+    SpacedTokenizer,
+    pad_vocab,
+    spaced_tokenizer_json,
+)
 
 MTL_TOKENIZER_FILE = "grapheme_mtl_merged_expanded_v1.json"
 CANGJIE_FILE = "Cangjie5_TC.json"
@@ -149,19 +155,14 @@ class ChineseCangjie:
         return "".join(out)
 
 
-class MultilingualTokenizer:
+class MultilingualTokenizer(SpacedTokenizer):
     """Language-aware front end over the grapheme tokenizer; `languages` lists what this install can
     speak (zh needs the Cangjie table and pkuseg's model; ja needs pykakasi)."""
 
+    FILE = MTL_TOKENIZER_FILE
+
     def __init__(self, tokenizer: Tokenizer, cangjie_table: Path | None = None) -> None:
-        vocab = tokenizer.get_vocab()
-        missing = [t for t in (START_TOKEN, STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN) if t not in vocab]
-        if missing:
-            raise ValueError(f"{MTL_TOKENIZER_FILE} lacks the special tokens {missing}")
-        self.tokenizer = tokenizer
-        self.unk_id = vocab[UNK_TOKEN]
-        self.start_id = vocab[START_TOKEN]
-        self.stop_id = vocab[STOP_TOKEN]
+        super().__init__(tokenizer)
         self._cangjie_table = cangjie_table
         self._converters: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -174,6 +175,11 @@ class MultilingualTokenizer:
         return cls(
             Tokenizer.from_file(str(folder / MTL_TOKENIZER_FILE)), cangjie if cangjie.exists() else None
         )
+
+    @classmethod
+    def random(cls, vocab_size: int) -> MultilingualTokenizer:
+        """The tokenizer of random-weight models (`make_mtl_tokenizer_json`, no Cangjie table)."""
+        return cls(Tokenizer.from_str(make_mtl_tokenizer_json(vocab_size)))
 
     def _unavailable_languages(self) -> dict[str, str]:
         """Language code -> why this install cannot speak it."""
@@ -230,20 +236,12 @@ class MultilingualTokenizer:
         return text
 
     def encode(self, text: str, language: str) -> list[int]:
-        tagged = f"[{language}]{self.normalise(text, language)}".replace(" ", SPACE_TOKEN)
-        encoding = self.tokenizer.encode(tagged)
-        unknown = sorted(
-            {tagged[slice(*encoding.offsets[i])] for i, t in enumerate(encoding.ids) if t == self.unk_id}
-        )
-        if unknown:
-            raise InvalidTextError(
-                f"text contains characters the {language!r} model lacks: {' '.join(unknown)}"
-            )
-        return encoding.ids
+        tagged = f"[{language}]{self.normalise(text, language)}"
+        return self._encode_spaced(tagged, f"text contains characters the {language!r} model lacks")
 
     def text_tokens(self, text: str, language: str) -> torch.Tensor:
         """Normalised text -> (1, L) ids framed by the start and stop text tokens."""
-        return torch.tensor([[self.start_id, *self.encode(text, language), self.stop_id]], dtype=torch.long)
+        return self._framed(self.encode(text, language))
 
 
 def make_mtl_tokenizer_json(vocab_size: int = MTL_VOCAB_SIZE) -> str:
@@ -260,8 +258,7 @@ def make_mtl_tokenizer_json(vocab_size: int = MTL_VOCAB_SIZE) -> str:
     symbols = [s for s in symbols if unicodedata.normalize("NFKD", s) == s]
     for symbol in symbols[:252]:
         vocab[symbol] = len(vocab)
-    while len(vocab) < 255:
-        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
+    pad_vocab(vocab, 255)
     vocab[START_TOKEN] = 255
     for symbol in symbols[252:]:
         vocab.setdefault(symbol, len(vocab))
@@ -269,13 +266,9 @@ def make_mtl_tokenizer_json(vocab_size: int = MTL_VOCAB_SIZE) -> str:
         vocab[f"[{code}]"] = len(vocab)
     for letter in "abcdefghijklmnopqrstuvwxyz.":
         vocab[f"[cj_{letter}]"] = len(vocab)
-    while len(vocab) < vocab_size:
-        vocab[f"[PLACEHOLDER{len(vocab)}]"] = len(vocab)
+    pad_vocab(vocab, vocab_size)
     if len(vocab) > vocab_size:
         raise ValueError(f"grapheme vocabulary needs {len(vocab)} entries, more than {vocab_size}")
-    tokenizer = Tokenizer(BPE(vocab=vocab, merges=[], unk_token=UNK_TOKEN))
-    tokenizer.pre_tokenizer = Whitespace()
     specials = [STOP_TOKEN, UNK_TOKEN, SPACE_TOKEN, START_TOKEN]
     specials += [f"[{code}]" for code in LANGUAGES] + [f"[cj_{c}]" for c in "abcdefghijklmnopqrstuvwxyz."]
-    tokenizer.add_special_tokens(specials)
-    return tokenizer.to_str()
+    return spaced_tokenizer_json(vocab, [], specials)

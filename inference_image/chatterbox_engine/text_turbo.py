@@ -15,6 +15,8 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import BPE
 
+from .text import PUNCTUATION_REPLACEMENTS, EnglishOnly
+
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 ADDED_TOKENS_FILE = "added_tokens.json"
@@ -31,17 +33,9 @@ END_OF_TEXT = "<|endoftext|>"
 TURBO_VOCAB_SIZE = 50276
 GPT2_BASE_VOCAB = 50257
 
-# Turbo's punc_norm keeps "...", " - " and ";" (the English table rewrites them).
-TURBO_PUNCTUATION_REPLACEMENTS = (
-    ("…", ", "),
-    (":", ","),
-    ("—", "-"),
-    ("–", "-"),
-    (" ,", ","),
-    ("“", '"'),
-    ("”", '"'),
-    ("‘", "'"),
-    ("’", "'"),
+# Turbo's punc_norm keeps "...", " - " and ";", which the English table rewrites.
+TURBO_PUNCTUATION_REPLACEMENTS = tuple(
+    (old, new) for old, new in PUNCTUATION_REPLACEMENTS if old not in ("...", " - ", ";")
 )
 
 # Event tags of the random-weight tokenizer (the official file defines its own set).
@@ -68,10 +62,19 @@ PARALINGUISTIC_TAGS = (
 )
 
 
-class TurboTokenizer:
+class TurboTokenizer(EnglishOnly):
     def __init__(self, tokenizer: Tokenizer, files: dict[str, str]) -> None:
         self.tokenizer = tokenizer
-        self.files = files  # the HF-layout texts it was built from, for writing checkpoints
+        self._files = files  # the HF-layout texts it was built from, for writing checkpoints
+
+    def files(self) -> dict[str, str]:
+        """File name -> text, for writing the tokenizer into a checkpoint folder."""
+        return dict(self._files)
+
+    @classmethod
+    def random(cls, vocab_size: int) -> TurboTokenizer:
+        """The tokenizer of random-weight models (`turbo_tokenizer_files`)."""
+        return cls.from_files(turbo_tokenizer_files(vocab_size))
 
     @classmethod
     def from_folder(cls, folder: Path) -> TurboTokenizer:
@@ -113,7 +116,7 @@ class TurboTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def text_tokens(self, text: str) -> torch.Tensor:
+    def text_tokens(self, text: str, language: str = "en") -> torch.Tensor:
         """Normalised text -> (1, L) ids, without start/stop tokens."""
         return torch.tensor([self.encode(text)], dtype=torch.long)
 

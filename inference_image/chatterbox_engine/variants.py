@@ -12,35 +12,60 @@ the English and the multilingual files, so there English stays the default and `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import CheckpointError
 from .s3gen import S3GenConfig
 from .s3gen.config import CFMConfig, EstimatorConfig
 from .sampling import SamplingParams
-from .t3 import T3Config
-from .t3_gpt2 import GPT2T3Config
-from .text_mtl import CANGJIE_FILE, CJK_SENTENCE_ENDINGS, MTL_TOKENIZER_FILE, MTL_VOCAB_SIZE
-from .text_turbo import TURBO_PUNCTUATION_REPLACEMENTS, TURBO_TOKENIZER_FILES
+from .t3 import T3, T3Config
+from .t3_gpt2 import GPT2T3, UNUSED_KEYS, GPT2T3Config
+from .text import TOKENIZER_FILE, EnTokenizer
+from .text_mtl import (
+    CANGJIE_FILE,
+    CJK_SENTENCE_ENDINGS,
+    MTL_TOKENIZER_FILE,
+    MTL_VOCAB_SIZE,
+    MultilingualTokenizer,
+)
+from .text_turbo import TURBO_PUNCTUATION_REPLACEMENTS, TURBO_TOKENIZER_FILES, TurboTokenizer
 
 ENGLISH, MULTILINGUAL, TURBO = "english", "multilingual", "turbo"
 CONDS_FILE = "conds.pt"
+S3GEN_SILENCE_TOKEN = 4299
 
 
 @dataclass(frozen=True)
 class VariantSpec:
+    """Everything that differs between the Chatterbox variants: a new variant is one more entry in
+    `SPECS`, read by the loader, the checkpoint writer, `Engine.request` and `Voice.embed`."""
+
     name: str
+    # Official file layout (required files, then ones loaded when present).
     t3_file: str
     s3gen_file: str
     ve_file: str
     tokenizer_files: tuple[str, ...]
     optional_files: tuple[str, ...]
-    # Generation knobs this variant's model has no input for: accepted, reported as ignored.
-    ignored_parameters: tuple[str, ...]
+    repo_suffix: str | None  # hub repos named `...<suffix>` hold this variant (e.g. chatterbox-turbo)
+    # Networks.
+    t3_model: type[T3] | type[GPT2T3]  # Llama backbone or GPT-2 backbone
+    t3_full: Callable[[], Any]  # the official T3 config
+    t3_tiny: Callable[[], Any]  # a small one for tests (random weights)
+    t3_unused_keys: tuple[str, ...]  # in the official T3 file, read by upstream, never used
+    s3gen_meanflow: bool  # S3Gen's 2-step mean-flow decoder (no CFG) instead of 10 steps with CFG
+    # Text front end: from_folder / random(vocab_size) / files(), languages, check_language, text_tokens.
+    tokenizer: type[EnTokenizer] | type[MultilingualTokenizer] | type[TurboTokenizer]
+    punctuation: dict[str, tuple]  # `text.punc_norm` keyword arguments (empty: the English rules)
+    # Voices.
     t3_prompt_seconds: int  # reference audio fed to the T3 speech prompt
     min_reference_seconds: float
     loudness_normalise: bool  # Turbo levels references to -27 LUFS first
+    # Generation.
+    ignored_parameters: tuple[str, ...]  # request knobs this model has no input for: accepted, reported
     trailing_silence_tokens: int  # Turbo appends 3 x S3GEN_SIL before vocoding
     sampling: SamplingParams  # this variant's defaults for the knobs a request leaves unset
 
@@ -48,61 +73,102 @@ class VariantSpec:
     def required_files(self) -> tuple[str, ...]:
         return (self.ve_file, self.t3_file, self.s3gen_file, *self.tokenizer_files)
 
-    def punctuation_rules(self) -> dict:
-        """Keyword arguments for `text.punc_norm` (empty: the English rules)."""
-        if self.name == MULTILINGUAL:
-            return {"endings": (".", "!", "?", "-", ",", *CJK_SENTENCE_ENDINGS)}
-        if self.name == TURBO:
-            return {"replacements": TURBO_PUNCTUATION_REPLACEMENTS}
-        return {}
+    def t3_config(self, tiny: bool):
+        return self.t3_tiny() if tiny else self.t3_full()
+
+    def t3_config_from_dict(self, data: dict):
+        return type(self.t3_tiny()).from_dict(data)
+
+    def s3gen_config(self, tiny: bool) -> S3GenConfig:
+        if not self.s3gen_meanflow:
+            return S3GenConfig.tiny() if tiny else S3GenConfig.full()
+        if not tiny:
+            return S3GenConfig.full_meanflow()
+        config = S3GenConfig.tiny()
+        estimator = EstimatorConfig(**{**config.estimator.__dict__, "meanflow": True})
+        return S3GenConfig(
+            tokenizer=config.tokenizer,
+            speaker_encoder=config.speaker_encoder,
+            encoder=config.encoder,
+            estimator=estimator,
+            cfm=CFMConfig(n_timesteps=2),
+            hift=config.hift,
+        )
+
+
+def _with_multilingual_vocab(config: T3Config) -> T3Config:
+    return T3Config(**{**config.to_dict(), "text_vocab_size": MTL_VOCAB_SIZE})
 
 
 SPECS = {
     ENGLISH: VariantSpec(
         ENGLISH,
-        "t3_cfg.safetensors",
-        "s3gen.safetensors",
-        "ve.safetensors",
-        ("tokenizer.json",),
-        (CONDS_FILE,),
-        ("language",),
+        t3_file="t3_cfg.safetensors",
+        s3gen_file="s3gen.safetensors",
+        ve_file="ve.safetensors",
+        tokenizer_files=(TOKENIZER_FILE,),
+        optional_files=(CONDS_FILE,),
+        repo_suffix=None,
+        t3_model=T3,
+        t3_full=T3Config.full,
+        t3_tiny=T3Config.tiny,
+        t3_unused_keys=(),
+        s3gen_meanflow=False,
+        tokenizer=EnTokenizer,
+        punctuation={},
         t3_prompt_seconds=6,
         min_reference_seconds=2.0,
         loudness_normalise=False,
+        ignored_parameters=("language",),
         trailing_silence_tokens=0,
         sampling=SamplingParams(),
     ),
     MULTILINGUAL: VariantSpec(
         MULTILINGUAL,
-        "t3_mtl23ls_v2.safetensors",
-        "s3gen.pt",
-        "ve.pt",
-        (MTL_TOKENIZER_FILE,),
-        (CONDS_FILE, CANGJIE_FILE),
-        (),
+        t3_file="t3_mtl23ls_v2.safetensors",
+        s3gen_file="s3gen.pt",
+        ve_file="ve.pt",
+        tokenizer_files=(MTL_TOKENIZER_FILE,),
+        optional_files=(CONDS_FILE, CANGJIE_FILE),
+        repo_suffix=None,
+        t3_model=T3,
+        t3_full=lambda: _with_multilingual_vocab(T3Config.full()),
+        t3_tiny=lambda: _with_multilingual_vocab(T3Config.tiny()),
+        t3_unused_keys=(),
+        s3gen_meanflow=False,
+        tokenizer=MultilingualTokenizer,
+        punctuation={"endings": (".", "!", "?", "-", ",", *CJK_SENTENCE_ENDINGS)},
         t3_prompt_seconds=6,
         min_reference_seconds=2.0,
         loudness_normalise=False,
+        ignored_parameters=(),
         trailing_silence_tokens=0,
         sampling=SamplingParams(repetition_penalty=2.0),  # upstream 0.1.7's multilingual default
     ),
     TURBO: VariantSpec(
         TURBO,
-        "t3_turbo_v1.safetensors",
-        "s3gen_meanflow.safetensors",
-        "ve.safetensors",
-        TURBO_TOKENIZER_FILES,
-        (CONDS_FILE,),
-        ("exaggeration", "cfg_weight", "min_p", "language"),
+        t3_file="t3_turbo_v1.safetensors",
+        s3gen_file="s3gen_meanflow.safetensors",
+        ve_file="ve.safetensors",
+        tokenizer_files=TURBO_TOKENIZER_FILES,
+        optional_files=(CONDS_FILE,),
+        repo_suffix="-turbo",
+        t3_model=GPT2T3,
+        t3_full=GPT2T3Config.full,
+        t3_tiny=GPT2T3Config.tiny,
+        t3_unused_keys=UNUSED_KEYS,
+        s3gen_meanflow=True,
+        tokenizer=TurboTokenizer,
+        punctuation={"replacements": TURBO_PUNCTUATION_REPLACEMENTS},
         t3_prompt_seconds=15,
         min_reference_seconds=5.0,
         loudness_normalise=True,
+        ignored_parameters=("exaggeration", "cfg_weight", "min_p", "language"),
         trailing_silence_tokens=3,
         sampling=SamplingParams(top_p=0.95),
     ),
 }
 VARIANTS = tuple(SPECS)
-S3GEN_SILENCE_TOKEN = 4299
 
 
 def check_variant(variant: object) -> str | None:
@@ -111,32 +177,6 @@ def check_variant(variant: object) -> str | None:
     if variant not in SPECS:
         raise CheckpointError(f"unknown model variant {variant!r}: use one of {', '.join(VARIANTS)}")
     return variant
-
-
-def t3_config(variant: str, tiny: bool) -> T3Config | GPT2T3Config:
-    if variant == TURBO:
-        return GPT2T3Config.tiny() if tiny else GPT2T3Config.full()
-    base = T3Config.tiny() if tiny else T3Config.full()
-    if variant == MULTILINGUAL:
-        return T3Config(**{**base.to_dict(), "text_vocab_size": MTL_VOCAB_SIZE})
-    return base
-
-
-def s3gen_config(variant: str, tiny: bool) -> S3GenConfig:
-    if variant != TURBO:
-        return S3GenConfig.tiny() if tiny else S3GenConfig.full()
-    if not tiny:
-        return S3GenConfig.full_meanflow()
-    config = S3GenConfig.tiny()
-    estimator = EstimatorConfig(**{**config.estimator.__dict__, "meanflow": True})
-    return S3GenConfig(
-        tokenizer=config.tokenizer,
-        speaker_encoder=config.speaker_encoder,
-        encoder=config.encoder,
-        estimator=estimator,
-        cfm=CFMConfig(n_timesteps=2),
-        hift=config.hift,
-    )
 
 
 def detect_variant(folder: Path, requested: str | None = None) -> str:
@@ -156,7 +196,9 @@ def detect_variant(folder: Path, requested: str | None = None) -> str:
 
 
 def variant_for_repo(repo: str, requested: str | None) -> str:
-    """Hub repos: Turbo lives in its own repo; elsewhere English unless a variant is requested."""
+    """Hub repos: Turbo lives in its own repo (`-turbo`); elsewhere English unless a variant is requested."""
     if requested is not None:
         return requested
-    return TURBO if repo.lower().rstrip("/").endswith("-turbo") else ENGLISH
+    name = repo.lower().rstrip("/")
+    suffixed = [spec.name for spec in SPECS.values() if spec.repo_suffix and name.endswith(spec.repo_suffix)]
+    return suffixed[0] if suffixed else ENGLISH

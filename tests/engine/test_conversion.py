@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from chatterbox_engine.conversion import WINDOW_TOKENS
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.streaming import SAMPLES_PER_TOKEN, fade_out
+from chatterbox_engine.voice import synthetic_reference
 
 
 def source(seconds: float, rate: int = 16_000) -> np.ndarray:

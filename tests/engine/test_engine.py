@@ -6,7 +6,7 @@ import chatterbox_engine as ce
 import numpy as np
 import pytest
 import torch
-from chatterbox_engine.engine import synthetic_reference
+from chatterbox_engine.voice import synthetic_reference
 
 SAMPLES_PER_TOKEN = 960
 LONG_TEXT = " ".join(f"This is sentence number {i}, spoken by a tiny random model." for i in range(8))

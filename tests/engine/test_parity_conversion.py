@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.streaming import fade_out
+from chatterbox_engine.voice import synthetic_reference
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from chatterbox_engine.decoding import decode_speech_tokens
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.sampling import SamplingParams, process_logits, sample_next
 from chatterbox_engine.text import punc_norm
+from chatterbox_engine.voice import synthetic_reference
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4

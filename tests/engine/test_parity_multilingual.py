@@ -79,7 +79,7 @@ def test_normalisation_and_tokens_match_upstream(ours, upstream, language):
     from chatterbox.mtl_tts import punc_norm as upstream_punc_norm
 
     text = TEXTS[language]
-    normalised = punc_norm(text, **ours.spec.punctuation_rules())
+    normalised = punc_norm(text, **ours.spec.punctuation)
     assert normalised == upstream_punc_norm(text)
     mine = ours.tokenizer.text_tokens(normalised, language)
     theirs = upstream.tokenizer.text_to_tokens(normalised, language_id=language)
@@ -112,8 +112,8 @@ def test_cangjie_spelling_matches_upstream(tmp_path):
 
 
 def test_cjk_sentence_endings_are_kept(ours):
-    assert punc_norm("你好。", **ours.spec.punctuation_rules()) == "你好。"
-    assert punc_norm("hello", **ours.spec.punctuation_rules()) == "Hello."
+    assert punc_norm("你好。", **ours.spec.punctuation) == "你好。"
+    assert punc_norm("hello", **ours.spec.punctuation) == "Hello."
 
 
 @torch.inference_mode()

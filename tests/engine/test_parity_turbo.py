@@ -59,7 +59,7 @@ def test_written_layout_is_the_official_one(turbo_checkpoint, upstream):
 def test_normalisation_and_tokens_match_upstream(ours, upstream, text):
     from chatterbox.tts_turbo import punc_norm as upstream_punc_norm
 
-    normalised = punc_norm(text, **ours.spec.punctuation_rules())
+    normalised = punc_norm(text, **ours.spec.punctuation)
     assert normalised == upstream_punc_norm(text)
     theirs = upstream.tokenizer(normalised, return_tensors="pt", padding=True, truncation=True).input_ids
     assert ours.tokenizer.text_tokens(normalised).tolist() == theirs.tolist()
@@ -198,7 +198,7 @@ def test_meanflow_mel_with_injected_noise_matches_upstream(ours, upstream):
 def test_voice_conditioning_matches_upstream_prepare_conditionals(ours, upstream, tmp_path):
     """Turbo's reference path: loudness levelled to -27 LUFS, a 15 s (375-token) T3 prompt, 10 s for S3Gen."""
     import soundfile
-    from chatterbox_engine.engine import synthetic_reference
+    from chatterbox_engine.voice import synthetic_reference
 
     audio, rate = synthetic_reference(seconds=16.0, sample_rate=24_000)  # whole 40 ms frames: no odd frame
     audio = 0.3 * audio  # quieter than -27 LUFS, so the levelling gain matters
@@ -255,8 +255,8 @@ def test_voice_conversion_with_meanflow_s3gen_matches_upstream_chatterbox_vc(our
 
     import soundfile
     from chatterbox.vc import ChatterboxVC
-    from chatterbox_engine.engine import synthetic_reference
     from chatterbox_engine.streaming import fade_out
+    from chatterbox_engine.voice import synthetic_reference
 
     target, rate = synthetic_reference(seconds=3.2, sample_rate=24_000)
     source, _ = synthetic_reference(seconds=1.6, sample_rate=24_000)

@@ -2,8 +2,7 @@
 
 import chatterbox_engine as ce
 import pytest
-from chatterbox_engine.checkpoint import make_tokenizer_json
-from chatterbox_engine.text import EnTokenizer, check_text, punc_norm, split_sentences
+from chatterbox_engine.text import EnTokenizer, check_text, make_tokenizer_json, punc_norm, split_sentences
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import chatterbox_engine as ce
 import numpy as np
 import pytest
 import torch
-from chatterbox_engine.engine import synthetic_reference
 from chatterbox_engine.text_mtl import korean_to_jamo
 from chatterbox_engine.variants import SPECS
+from chatterbox_engine.voice import synthetic_reference
 
 
 @pytest.fixture(scope="session")
