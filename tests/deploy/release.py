@@ -131,7 +131,8 @@ class Release:
         )
         for hook in hooks:
             if hook["kind"] == "Job":
-                self.run_job(hook, hooks)
+                result = self.run_job(hook, hooks)
+                assert result.returncode == 0, f"the pre-delete hook failed:\n{self.hook_output}"
             else:
                 admin.apply(hook, self.namespace, manager="helm")
         # hook-delete-policy hook-succeeded: Helm deletes the hook objects once all have succeeded.
@@ -145,9 +146,10 @@ class Release:
                 self.operator = None
             admin.delete(admin.path_of(manifest, self.namespace))
 
-    def run_job(self, job: Manifest, hooks: list[Manifest]) -> None:
+    def run_job(self, job: Manifest, hooks: list[Manifest]) -> subprocess.CompletedProcess:
         """The hook Job's container as a local process: its command, env and ConfigMap volumes, as the
-        Job's ServiceAccount. Helm waits for the Job to complete and fails the uninstall if it does not."""
+        Job's ServiceAccount (whose objects among `hooks` must be applied). Helm waits for the Job to
+        complete and fails the uninstall if it does not."""
         pod = job["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         (account,) = [
@@ -175,7 +177,7 @@ class Release:
         }
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         self.hook_output = result.stdout + result.stderr
-        assert result.returncode == 0, f"the pre-delete hook failed:\n{self.hook_output}"
+        return result
 
     def close(self) -> None:
         self._stack.close()

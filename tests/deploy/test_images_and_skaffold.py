@@ -210,6 +210,7 @@ def test_python_images_install_their_extra_with_a_pip_cache(artifact: str, extra
     assert re.match(r"# syntax=docker/dockerfile:1", image.dockerfile.read_text()), (
         "cache mounts need BuildKit"
     )
+    assert SKAFFOLD["build"]["local"]["useBuildkit"] is True
 
 
 @pytest.mark.parametrize(

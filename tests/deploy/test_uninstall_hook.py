@@ -10,7 +10,8 @@ from typing import Any
 import helm_python
 import pytest
 from chatterbox_operator.schema import GROUP
-from cluster.client import wait_for
+from cluster import chart as cluster_chart
+from cluster.client import MERGE_PATCH, wait_for
 
 from .conftest import CHART_DIR, NAMESPACE, Manifest, Render
 from .release import Release
@@ -158,3 +159,36 @@ def test_uninstall_leaves_nothing_terminating_on_a_real_cluster(
     assert kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}") is not None
     # Namespaced kopf lists and watches namespaces: the chart grants it in this mode.
     assert "Not enough permissions" not in operator_log and "Forbidden" not in operator_log
+
+
+@pytest.mark.cluster
+def test_hook_fails_clearly_when_the_operator_is_not_running(
+    kube_cluster: Any, chart: helm_python.Chart, tmp_path: Path
+) -> None:
+    """Then `helm uninstall` fails (and keeps the release) with the objects named, instead of leaving
+    them Terminating behind a removed operator."""
+    kube = kube_cluster.admin
+    namespace = kube_cluster.new_namespace("no-operator")
+    values = {"operator": {"watchNamespaces": [namespace]}, "uninstallHook": {"timeoutSeconds": 10}}
+    release = Release(kube_cluster, chart, "stopped", namespace, values, tmp_path)
+    kube_cluster.install_crds(cluster_chart.crds(chart))
+    tts = kube.apply(
+        {
+            "apiVersion": "tts.chatterbox.dev/v1alpha1",
+            "kind": "TTSDeployment",
+            "metadata": {"name": "orphan", "finalizers": [FINALIZER]},
+            "spec": {"gpu": {"count": 0}, "model": {"source": "random:tiny"}},
+        },
+        namespace,
+    )
+    hooks = release.render(hooks=True)
+    try:
+        for hook in hooks:
+            if hook["kind"] != "Job":
+                kube.apply(hook, namespace)
+        (job,) = [hook for hook in hooks if hook["kind"] == "Job"]
+        result = release.run_job(job, hooks)
+    finally:
+        kube.call("PATCH", kube.path_of(tts), {"metadata": {"finalizers": None}}, content_type=MERGE_PATCH)
+    assert result.returncode != 0
+    assert f"{namespace}/orphan" in result.stderr and "Is the operator running?" in result.stderr
