@@ -382,6 +382,22 @@ def test_notes_explain_the_first_tts_deployment(chart: helm_python.Chart) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("values", "told"),
+    [
+        ({}, "`helm uninstall` first deletes the TTSDeployments and VoiceLibraries"),
+        ({"rbac": {"create": False}, "serviceAccount": {"create": False}}, "kubectl delete ttsdeployments"),
+    ],
+)
+def test_notes_say_how_uninstall_treats_the_custom_resources(
+    values: dict[str, Any], told: str, chart: helm_python.Chart
+) -> None:
+    """With the pre-delete hook nothing is left to do by hand; without it (no RBAC from the chart) the
+    user must delete them while the operator still runs."""
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)["chatterbox-platform/templates/NOTES.txt"]
+    assert told in " ".join(notes.split())
+
+
 def test_chart_works_as_a_dependency_with_global_values(tmp_path: Path) -> None:
     """An umbrella chart passes `global` to every dependency; the strict schema must let it through."""
     parent = tmp_path / "platform-stack"
