@@ -8,12 +8,15 @@
 
 A folder's variant is detected from its T3 file; the official `ResembleAI/chatterbox` repo holds both
 the English and the multilingual files, so there English stays the default and `variant` picks.
+
+A new variant is one more `SPECS` entry, often a `replace` of a relative: Nano is Turbo with its own T3
+file, a GPT-2-small T3 config and the `-nano` repo suffix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,49 +103,44 @@ def _with_multilingual_vocab(config: T3Config) -> T3Config:
     return T3Config(**{**config.to_dict(), "text_vocab_size": MTL_VOCAB_SIZE})
 
 
+_ENGLISH_SPEC = VariantSpec(
+    ENGLISH,
+    t3_file="t3_cfg.safetensors",
+    s3gen_file="s3gen.safetensors",
+    ve_file="ve.safetensors",
+    tokenizer_files=(TOKENIZER_FILE,),
+    optional_files=(CONDS_FILE,),
+    repo_suffix=None,
+    t3_model=T3,
+    t3_full=T3Config.full,
+    t3_tiny=T3Config.tiny,
+    t3_unused_keys=(),
+    s3gen_meanflow=False,
+    tokenizer=EnTokenizer,
+    punctuation={},
+    t3_prompt_seconds=6,
+    min_reference_seconds=2.0,
+    loudness_normalise=False,
+    ignored_parameters=("language",),
+    trailing_silence_tokens=0,
+    sampling=SamplingParams(),
+)
 SPECS = {
-    ENGLISH: VariantSpec(
-        ENGLISH,
-        t3_file="t3_cfg.safetensors",
-        s3gen_file="s3gen.safetensors",
-        ve_file="ve.safetensors",
-        tokenizer_files=(TOKENIZER_FILE,),
-        optional_files=(CONDS_FILE,),
-        repo_suffix=None,
-        t3_model=T3,
-        t3_full=T3Config.full,
-        t3_tiny=T3Config.tiny,
-        t3_unused_keys=(),
-        s3gen_meanflow=False,
-        tokenizer=EnTokenizer,
-        punctuation={},
-        t3_prompt_seconds=6,
-        min_reference_seconds=2.0,
-        loudness_normalise=False,
-        ignored_parameters=("language",),
-        trailing_silence_tokens=0,
-        sampling=SamplingParams(),
-    ),
-    MULTILINGUAL: VariantSpec(
-        MULTILINGUAL,
+    ENGLISH: _ENGLISH_SPEC,
+    # The English model with a grapheme front end for 23 languages and its own file names.
+    MULTILINGUAL: replace(
+        _ENGLISH_SPEC,
+        name=MULTILINGUAL,
         t3_file="t3_mtl23ls_v2.safetensors",
         s3gen_file="s3gen.pt",
         ve_file="ve.pt",
         tokenizer_files=(MTL_TOKENIZER_FILE,),
         optional_files=(CONDS_FILE, CANGJIE_FILE),
-        repo_suffix=None,
-        t3_model=T3,
         t3_full=lambda: _with_multilingual_vocab(T3Config.full()),
         t3_tiny=lambda: _with_multilingual_vocab(T3Config.tiny()),
-        t3_unused_keys=(),
-        s3gen_meanflow=False,
         tokenizer=MultilingualTokenizer,
         punctuation={"endings": (".", "!", "?", "-", ",", *CJK_SENTENCE_ENDINGS)},
-        t3_prompt_seconds=6,
-        min_reference_seconds=2.0,
-        loudness_normalise=False,
         ignored_parameters=(),
-        trailing_silence_tokens=0,
         sampling=SamplingParams(repetition_penalty=2.0),  # upstream 0.1.7's multilingual default
     ),
     TURBO: VariantSpec(
