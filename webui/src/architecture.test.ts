@@ -21,7 +21,8 @@ const paths = walk(SRC).map((path) => relative(SRC, path).split("\\").join("/"))
 const sourceFiles = paths.filter((p) => /\.(ts|tsx)$/.test(p));
 
 // Speech records what it generates as sessions, so it may use the sessions store; never the reverse.
-const FEATURE_DEPENDENCIES: Record<string, string[]> = { speech: ["sessions"] };
+// Conversion picks its target among the library's voices and records with the voices' recorder.
+const FEATURE_DEPENDENCIES: Record<string, string[]> = { speech: ["sessions"], convert: ["voices"] };
 
 function importsOf(file: string): string[] {
   const text = readFileSync(join(SRC, file), "utf8");

@@ -1,4 +1,4 @@
-import { fireEvent, screen, waitFor } from "@testing-library/react";
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { App } from "@/app/app";
@@ -15,10 +15,10 @@ describe("App", () => {
       "GET /v1/models": () => Response.json({ object: "list", data: [{ id: "chatterbox" }, { id: "tts-1" }] }),
     });
     renderWithQueries(<App />);
-    for (const name of ["Text", "Player", "Voice library", "Parameters", "Sessions"]) {
+    for (const name of ["Text", "Player", "Voice library", "Convert a recording", "Parameters", "Sessions"]) {
       expect(screen.getByRole("region", { name })).toBeTruthy();
     }
-    expect(await screen.findByRole("option", { name: "Ada" })).toBeTruthy();
+    expect(await within(screen.getByLabelText("Voice")).findByRole("option", { name: "Ada" })).toBeTruthy();
     expect(await screen.findByRole("option", { name: "tts-1" })).toBeTruthy();
 
     fireEvent.change(screen.getByLabelText("Voice"), { target: { value: "voice_1" } });

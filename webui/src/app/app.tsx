@@ -1,5 +1,6 @@
 import { ToastViewport } from "@/components/ui/toast-viewport";
 import { ConnectionSettings } from "@/app/connection-settings";
+import { ConvertPanel } from "@/features/convert/components/convert-panel";
 import { LanguagePicker } from "@/features/models/components/language-picker";
 import { ModelPicker } from "@/features/models/components/model-picker";
 import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
@@ -26,6 +27,7 @@ export function App() {
           <TextInput />
           <StreamingAudioPlayer />
           <VoiceLibrary />
+          <ConvertPanel />
         </main>
         <aside className="space-y-4 lg:col-start-3 lg:row-start-1" aria-label="Settings">
           <TTSParameters

@@ -37,6 +37,13 @@ export interface SpeechUsage {
   total_tokens: number;
 }
 
+/** Voice conversion: the recording's words spoken again in `voice` (a library voice's id or name). */
+export interface ConversionRequest {
+  voice: string;
+  response_format?: ResponseFormat;
+  seed?: number;
+}
+
 export type SpeechStreamEvent =
   | { type: "delta"; audio: string; pcm: Uint8Array }
   | { type: "done"; usage: SpeechUsage | null };
@@ -187,6 +194,21 @@ export function createChatterboxAPI(options: ChatterboxAPIOptions = {}) {
     /** A live session over `WS /v1/audio/speech/stream`: text in as it is typed, PCM out per sentence. */
     openSpeechStream(settings: Omit<SpeechRequest, "input">, handlers: SpeechSocketHandlers): SpeechSocket {
       return openSpeechSocket(speechSocketUrl(baseUrl, apiKey), settings, handlers);
+    },
+
+    /** Converts a recording (any common audio format) into `request.voice`; the whole converted file. */
+    async convertVoice(
+      source: Blob,
+      request: ConversionRequest,
+      { signal, filename }: RequestOptions & { filename?: string } = {},
+    ): Promise<Blob> {
+      const form = new FormData();
+      form.append("file", source, filename ?? (source instanceof File ? source.name : "recording.wav"));
+      for (const [field, value] of Object.entries(request)) {
+        if (value !== undefined) form.append(field, String(value));
+      }
+      const response = await send("/v1/audio/voice-conversion", { method: "POST", body: form, signal });
+      return response.blob();
     },
 
     async getModels({ signal }: RequestOptions = {}): Promise<Model[]> {
