@@ -1,4 +1,5 @@
-"""Speech synthesis: engine (in a worker) -> tempo -> encoder -> streamed bytes or SSE.
+"""Speech synthesis: the engine's validated request (`Engine.request`, before admission) -> engine (in a
+worker) -> tempo -> encoder -> streamed bytes or SSE.
 
 Long input needs no splitting here: the engine speaks it sentence piece by sentence piece.
 """
@@ -195,8 +196,8 @@ class SpeechService:
     ) -> SpeechStream:
         """Validates, admits and starts a request; returns once the first audio bytes exist.
 
-        Everything that can be refused (bad model, voice, text, full queue) is refused here, before a
-        200 status goes out: the engine checks its arguments before it makes the first audio. `on_end` gets
+        Everything that can be refused (bad model, voice, text, language, knob, full queue) is refused here,
+        before a 200 status goes out: the engine validates the request before it is admitted. `on_end` gets
         the request's usage once its audio ends, finished or cut short.
         """
         accepted_at = time.perf_counter()
