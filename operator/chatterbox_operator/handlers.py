@@ -10,6 +10,8 @@ only the operator's own objects, not every Deployment and pod in the cluster.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import os
 from typing import Any
@@ -44,6 +46,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         settings.watching.label_selectors[group_kind] = MANAGED_SELECTOR
     memo.api = kube.KubeApi(settings)
     memo.warned = {}  # (uid, condition) -> reason of the last Warning event posted
+    # One status refresh at a time per TTSDeployment: a pod event and a Deployment event arriving
+    # together must not let the refresh that read the older state write last.
+    memo.refreshing = collections.defaultdict(asyncio.Lock)
 
 
 def _announce(
@@ -57,7 +62,7 @@ def _announce(
     """Post one Warning event when a problem appears (not on every resync), unless its reason is
     `routine` (an expected transient state)."""
     problem = status.find_condition(new_status, condition)
-    key = (body.metadata.uid, condition)
+    key = (body["metadata"]["uid"], condition)
     if problem.get("status") != bad:
         memo.warned.pop(key, None)
     # A change handler and a resync tick can both see the old status before either patch lands: the
@@ -100,7 +105,7 @@ def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
 async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type in (None, "DELETED"):
         return  # initial listing or gone: the owner's reconcile recreates it
-    await _refresh(memo, body.metadata.namespace, _owner_name(body), dict(body))
+    await _refresh(memo, body.metadata.namespace, _owner_name(body))
 
 
 @kopf.on.event("", "v1", "pods", labels=_MANAGED)
@@ -114,17 +119,17 @@ def _owner_name(child: kopf.Body) -> str | None:
     return child.metadata.labels.get("app.kubernetes.io/instance")
 
 
-async def _refresh(
-    memo: kopf.Memo, namespace: str, name: str | None, deployment: dict[str, Any] | None = None
-) -> None:
+async def _refresh(memo: kopf.Memo, namespace: str, name: str | None) -> None:
+    """Recompute the owner's status from what is current now (read inside the lock, not the event's copy)."""
     if not name:
         return
-    refreshed = await reconcile.refreshed_tts_status(memo.api, namespace, name, deployment)
-    if refreshed is None:
-        return
-    owner, new_status = refreshed
-    _announce(owner, memo, new_status, status.DEGRADED, "True")
-    await memo.api.patch_status(r.TTS_DEPLOYMENTS, namespace, name, new_status)
+    async with memo.refreshing[namespace, name]:
+        refreshed = await reconcile.refreshed_tts_status(memo.api, namespace, name)
+        if refreshed is None:
+            return
+        owner, new_status = refreshed
+        _announce(owner, memo, new_status, status.DEGRADED, "True")
+        await memo.api.patch_status(r.TTS_DEPLOYMENTS, namespace, name, new_status)
 
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions")

@@ -33,8 +33,10 @@ _MERGE_PATCH = "application/merge-patch+json"
 # The apiserver accepts JSON under the apply content type (JSON is YAML).
 _APPLY_PATCH = "application/apply-patch+yaml"
 # Whether an optional API (the Prometheus Operator's, OpenShift's) is served changes rarely: ask again
-# after this long instead of on every reconcile.
+# after this long instead of on every reconcile (a CRD event also clears the answers). An API just
+# installed may take a moment to show in discovery, so "not served" is asked again sooner.
 DISCOVERY_TTL_SECONDS = 60.0
+NOT_SERVED_TTL_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +156,11 @@ class KubeApi:
 
     async def serves(self, resource: Resource) -> bool:
         """Whether the cluster serves `resource` (e.g. the Prometheus Operator's CRD is installed),
-        remembered for DISCOVERY_TTL_SECONDS. An API group that is not installed answers 404 with a
+        remembered for a while. An API group that is not installed answers 404 with a
         plain-text body. Discovery is readable by every authenticated client: no RBAC rule needed."""
         key = resource.path()
         checked_at, served = self._served.get(key, (float("-inf"), False))
-        if time.monotonic() - checked_at < DISCOVERY_TTL_SECONDS:
+        if time.monotonic() - checked_at < (DISCOVERY_TTL_SECONDS if served else NOT_SERVED_TTL_SECONDS):
             return served
         try:
             listing = await self._request("GET", key.rsplit("/", 1)[0])

@@ -90,13 +90,19 @@ class ControlPlane:
     admin_kubeconfig: Path
     kit: Kit
 
-    def audit_events(self, username: str) -> list[dict]:
-        """The audit log's entries for `username` so far (a ServiceAccount's full name)."""
+    def audit_events(self, username: str, *, prefix: bool = False) -> list[dict]:
+        """The audit log's entries for `username` so far (a ServiceAccount's full name; with `prefix`,
+        every user whose name starts with it)."""
         path = self.directory / AUDIT_LOG
         if not path.exists():
             return []
         entries = (json.loads(line) for line in path.read_text().splitlines() if line)
-        return [entry for entry in entries if entry.get("user", {}).get("username") == username]
+        return [
+            entry
+            for entry in entries
+            if (name := entry.get("user", {}).get("username", "")) == username
+            or (prefix and name.startswith(username))
+        ]
 
     def stop(self) -> None:
         """Stop exactly the processes the start script recorded (it never kills by name)."""

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatterbox_operator import resources as r
+from cluster.chart import NAMESPACE as CHART_NAMESPACE
+
 TTS_API = "tts.chatterbox.dev/v1alpha1"
 
 
@@ -49,3 +52,28 @@ def operator_calls(audit_events: list[dict]) -> set[tuple[str, str, str]]:
         if entry["verb"] == "patch" and entry.get("responseStatus", {}).get("code") == 201:
             calls.add((group, resource, "create"))  # a server-side apply that created the object
     return calls
+
+
+def chart_accounts_calls(kube_cluster) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) every ServiceAccount of the chart's namespace sent so far (audit log)."""
+    return operator_calls(
+        kube_cluster.plane.audit_events(f"system:serviceaccount:{CHART_NAMESPACE}:", prefix=True)
+    )
+
+
+def describe(kube, namespace: str, name: str) -> str:
+    """What a person would look at: the object's status, its pods' status, the namespace's events."""
+    tts = kube.get(r.TTS_DEPLOYMENTS.path(namespace, name)) or {}
+    deployment = kube.get(r.DEPLOYMENTS.path(namespace, name)) or {}
+    pods = kube.items(r.PODS.path(namespace), labelSelector=f"app.kubernetes.io/instance={name}")
+    events = [
+        f"{e['involvedObject']['name']}: {e['reason']}: {e['message']}"
+        for e in kube.items(f"/api/v1/namespaces/{namespace}/events")
+    ]
+    lines = [
+        f"status: {tts.get('status')}",
+        f"deployment status: {deployment.get('status')}",
+        *(f"pod {p['metadata']['name']}: {p.get('status')}" for p in pods),
+        *events,
+    ]
+    return "\n".join(lines)

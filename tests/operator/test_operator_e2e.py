@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from chatterbox_operator import resources as r
 from cluster.client import ApiError, KubeClient, wait_for
-from operator_harness import condition, operator_calls, tts_deployment, voice_library
+from operator_harness import chart_accounts_calls, condition, describe, tts_deployment, voice_library
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -35,36 +35,8 @@ def wait_condition(kube: KubeClient, namespace: str, name: str, kind: str, **exp
         raise AssertionError(f"{timeout}\n{describe(kube, namespace, name)}") from None
 
 
-def describe(kube: KubeClient, namespace: str, name: str) -> str:
-    """What a person would look at: the object's status, its pods' status, the namespace's events."""
-    tts = kube.get(path(r.TTS_DEPLOYMENTS, namespace, name)) or {}
-    pods = kube.items(path(r.PODS, namespace), labelSelector=f"app.kubernetes.io/instance={name}")
-    events = [
-        f"{e['involvedObject']['name']}: {e['reason']}: {e['message']}"
-        for e in kube.items(f"/api/v1/namespaces/{namespace}/events")
-    ]
-    lines = [
-        f"status: {tts.get('status')}",
-        *(f"pod {p['metadata']['name']}: {p.get('status')}" for p in pods),
-        *events,
-    ]
-    return "\n".join(lines)
-
-
 def warnings(kube: KubeClient, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in kube.events(namespace, name) if e["type"] == "Warning"]
-
-
-@pytest.fixture(scope="module")
-def seen_calls() -> set[tuple[str, str, str]]:
-    """The operator's API calls over the module's tests (from the audit log), for the RBAC row check."""
-    return set()
-
-
-@pytest.fixture(autouse=True)
-def record_calls(request, kube_cluster, operator_identity, seen_calls):
-    yield
-    seen_calls.update(operator_calls(kube_cluster.plane.audit_events(operator_identity.username)))
 
 
 def test_tts_deployment_lifecycle(kube: KubeClient, namespace: str, operator) -> None:
@@ -153,6 +125,30 @@ def test_tts_deployment_lifecycle(kube: KubeClient, namespace: str, operator) ->
         == "app.kubernetes.io/name=chatterbox-inference,app.kubernetes.io/instance=demo"
     )
 
+    # Optional children follow the spec: an Ingress switched on appears, switched off it goes, as does
+    # the PodDisruptionBudget.
+    kube.call(
+        "PATCH",
+        path(r.TTS_DEPLOYMENTS, namespace, "demo"),
+        {"spec": {"ingress": {"enabled": True, "host": "tts.example.com"}}},
+        content_type="application/merge-patch+json",
+    )
+    ingress = wait_for(lambda: kube.get(path(r.INGRESSES, namespace, "demo")), what="the Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "tts.example.com"
+    kube.call(
+        "PATCH",
+        path(r.TTS_DEPLOYMENTS, namespace, "demo"),
+        {"spec": {"ingress": {"enabled": False}, "podDisruptionBudget": {"enabled": False}}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: (
+            kube.get(path(r.INGRESSES, namespace, "demo")) is None
+            and kube.get(path(r.PDBS, namespace, "demo")) is None
+        ),
+        what="the Ingress and PDB removed",
+    )
+
     # Drift: a deleted Service comes back, a hand-edited Deployment is put back.
     kube.delete(path(r.SERVICES, namespace, "demo"))
     kube.call(
@@ -193,7 +189,6 @@ def test_tts_deployment_lifecycle(kube: KubeClient, namespace: str, operator) ->
             for resource, name in [
                 (r.DEPLOYMENTS, "demo"),
                 (r.SERVICES, "demo"),
-                (r.PDBS, "demo"),
                 (r.PVCS, "demo-model-cache"),
             ]
         ) and not kube.items(path(r.PODS, namespace))
@@ -218,9 +213,14 @@ def test_autoscaling_owns_the_replica_count(kube: KubeClient, namespace: str, op
         {"spec": {"replicas": 3}},
         content_type="application/merge-patch+json",
     )
-    tts = wait_condition(kube, namespace, "auto", "Ready", status="True")
-    assert tts["status"]["readyReplicas"] == 3
-    assert kube.get(path(r.DEPLOYMENTS, namespace, "auto"))["spec"]["replicas"] == 3
+    wait_for(
+        lambda: (
+            (t := kube.get(path(r.TTS_DEPLOYMENTS, namespace, "auto")))["status"].get("readyReplicas") == 3
+            and condition(t, "Ready")["status"] == "True"
+        ),
+        timeout=45,
+        what="3 ready replicas",
+    )
 
     # spec.replicas (`kubectl scale`, a GitOps manifest) is refused while the HPA owns the count.
     for method, target, body, content_type in [
@@ -240,6 +240,18 @@ def test_autoscaling_owns_the_replica_count(kube: KubeClient, namespace: str, op
         with pytest.raises(ApiError) as refused:
             kube.call(method, target, body, content_type=content_type)
         assert "spec.replicas must be unset while autoscaling.enabled is true" in refused.value.message
+
+    # Switched off, the HPA goes and spec.replicas is the operator's again.
+    kube.call(
+        "PATCH",
+        path(r.TTS_DEPLOYMENTS, namespace, "auto"),
+        {"spec": {"autoscaling": {"enabled": False}, "replicas": 1}},
+        content_type="application/merge-patch+json",
+    )
+    wait_for(lambda: kube.get(path(r.HPAS, namespace, "auto")) is None, what="the HPA removed")
+    wait_for(
+        lambda: kube.get(path(r.DEPLOYMENTS, namespace, "auto"))["spec"]["replicas"] == 1, what="replicas 1"
+    )
 
 
 def test_pods_that_cannot_start_are_degraded_with_the_reason(
@@ -472,8 +484,9 @@ def test_pods_get_uids_from_the_cluster_where_it_assigns_them(
         kube_cluster.remove_crds([scc["metadata"]["name"]])
 
 
-def test_every_operator_call_is_in_the_rbac_table(seen_calls: set) -> None:
+def test_every_operator_call_is_in_the_rbac_table(kube_cluster) -> None:
     """Each request the operator sent (audit log) is a row of API_CALLS, and so granted by the chart."""
-    assert seen_calls, "run together with the other tests of this module"
-    missing = sorted(call for call in seen_calls if not r.allowed(*call))
+    calls = chart_accounts_calls(kube_cluster)
+    assert calls, "run together with the other tests of this module"
+    missing = sorted(call for call in calls if not r.allowed(*call))
     assert missing == [], f"calls missing from resources.API_CALLS: {missing}"
