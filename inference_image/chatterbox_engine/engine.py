@@ -25,21 +25,13 @@ from .conversion import (
     source_tokens,
 )
 from .decoding import decode_speech_tokens
-from .errors import InvalidAudioError, InvalidParameterError, InvalidTextError
+from .errors import InvalidAudioError, InvalidParameterError
 from .loading import Models, write_models
-from .request import (
-    DEFAULT_EXAGGERATION,
-    DEFAULT_MAX_NEW_TOKENS,
-    EXAGGERATION_BOUNDS,
-    GenerationRequest,
-    check_max_new_tokens,
-    check_seed,
-)
+from .request import GenerationRequest, RequestBuilder, check_seed
 from .s3gen.config import S3_SR, S3GEN_SR
 from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .t3_gpt2 import decode_turbo_tokens
-from .text import check_text, punc_norm, split_sentences
 from .variants import S3GEN_SILENCE_TOKEN, TURBO
 from .voice import Voice, check_reference, check_voice, default_reference, resample
 from .watermark import Watermarker
@@ -92,6 +84,10 @@ class Engine:
         }
         # Random-weight models have no built-in voice (`conds.pt`): embed a synthetic one.
         self.default_voice = models.default_voice or self.embed_voice(*default_reference(self.spec))
+        # engine.request(text, voice, **knobs) -> a validated GenerationRequest for generate / generate_stream.
+        self.request = RequestBuilder(
+            self.spec, self.tokenizer, self.t3.cfg, self.s3gen_vocab_size, self.default_voice
+        )
 
     @property
     def supported_languages(self) -> dict[str, str]:
@@ -143,72 +139,6 @@ class Engine:
         return Voice.from_reference(audio, sample_rate, self.spec, self.s3gen, self.voice_encoder, prompt_len)
 
     # -- synthesis ----------------------------------------------------------------------------------------
-
-    def request(
-        self,
-        text: str,
-        voice: Voice | None = None,
-        *,
-        language: str | None = None,
-        seed: int | None = None,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        exaggeration: float = DEFAULT_EXAGGERATION,
-        cfg_weight: float | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        min_p: float | None = None,
-        repetition_penalty: float | None = None,
-    ) -> GenerationRequest:
-        """Validate a synthesis up front, so bad input fails (a typed `EngineError`) before any work.
-
-        `voice` None: the built-in voice. `language`: multilingual, one of `supported_languages`; the
-        others, "en" or None. Sampling knobs left None take this variant's defaults (`spec.sampling`,
-        e.g. Turbo top_p 0.95); `ignored_parameters` are accepted and have no effect. `seed` None draws
-        one (kept in the request)."""
-        check_text(text)
-        language = self.tokenizer.check_language("en" if language is None else language)
-        sampling = self.spec.sampling.with_overrides(
-            cfg_weight=cfg_weight,
-            temperature=temperature,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-        )
-        exaggeration = EXAGGERATION_BOUNDS.check("exaggeration", exaggeration)
-        cfg = self.t3.cfg
-        max_new_tokens = check_max_new_tokens(max_new_tokens, cfg.max_speech_tokens)
-        seed = check_seed(seed)
-        if voice is not None:
-            check_voice(voice, self.t3.cfg, self.s3gen_vocab_size)
-        pieces = [
-            self.tokenizer.text_tokens(punc_norm(piece, **self.spec.punctuation), language)
-            for piece in split_sentences(text)
-        ]
-        if not pieces:
-            raise InvalidTextError("text has nothing to speak")
-        for tokens in pieces:
-            if tokens.shape[1] > cfg.max_text_tokens:
-                raise InvalidTextError(f"a sentence is too long: {tokens.shape[1]} text tokens")
-        return GenerationRequest(
-            text,
-            tuple(pieces),
-            voice or self.default_voice,
-            language,
-            sampling,
-            exaggeration,
-            seed,
-            max_new_tokens,
-        )
-
-    def _as_request(
-        self, request: GenerationRequest | str, voice: Voice | None, options: dict
-    ) -> GenerationRequest:
-        """generate(request), or the shorthand generate(text, voice, **options of `request`)."""
-        if not isinstance(request, GenerationRequest):
-            return self.request(request, voice, **options)
-        if voice is not None or options:
-            raise TypeError("pass a GenerationRequest alone: its voice and options are already set")
-        return request
 
     @torch.inference_mode()
     def _token_streams(
@@ -263,7 +193,7 @@ class Engine:
     ) -> Synthesis:
         """Synthesise a request (`Engine.request`; or text, voice and its options) in one go; long text
         is split at sentence boundaries and concatenated."""
-        request = self._as_request(request, voice, options)
+        request = self.request.resolve(request, voice, options)
         t3_generator, s3gen_generator = self._generators(request.seed)
         ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         parts, num_tokens, t3_seconds, s3gen_seconds = [], 0, 0.0, 0.0
@@ -297,7 +227,7 @@ class Engine:
 
         Input is validated before the first chunk; closing the iterator stops work at the next chunk.
         """
-        request = self._as_request(request, voice, options)
+        request = self.request.resolve(request, voice, options)
         plan = ChunkPlan()
         if chunk_tokens is not None:
             if (

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, InvalidTextError
 from .sampling import SAMPLING_BOUNDS, Bounds, SamplingParams
-from .voice import Voice
+from .text import check_text, punc_norm, split_sentences
+from .voice import Voice, check_voice
+
+if TYPE_CHECKING:
+    from .variants import VariantSpec
 
 # Emotion intensity: upstream's default and its demo's range (Turbo has no emotion input).
 DEFAULT_EXAGGERATION = 0.5
@@ -56,3 +61,81 @@ def check_max_new_tokens(max_new_tokens: object, limit: int) -> int:
     if not 1 <= max_new_tokens <= limit:
         raise InvalidParameterError(f"max_new_tokens must be between 1 and {limit}", "max_new_tokens")
     return max_new_tokens
+
+
+class RequestBuilder:
+    """Builds one model's GenerationRequests (`Engine.request`): its variant spec (defaults, punctuation),
+    text front end, T3 limits, S3 token vocabulary size and built-in voice."""
+
+    def __init__(self, spec: VariantSpec, tokenizer, t3_cfg, vocab_size: int, default_voice: Voice) -> None:
+        self._spec = spec
+        self._tokenizer = tokenizer
+        self._t3_cfg = t3_cfg
+        self._vocab_size = vocab_size
+        self._default_voice = default_voice
+
+    def __call__(
+        self,
+        text: str,
+        voice: Voice | None = None,
+        *,
+        language: str | None = None,
+        seed: int | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        exaggeration: float = DEFAULT_EXAGGERATION,
+        cfg_weight: float | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+    ) -> GenerationRequest:
+        """Validate a synthesis up front, so bad input fails (a typed `EngineError`) before any work.
+
+        `voice` None: the built-in voice. `language`: multilingual, one of `supported_languages`; the
+        others, "en" or None. Sampling knobs left None take this variant's defaults (`spec.sampling`,
+        e.g. Turbo top_p 0.95); `ignored_parameters` are accepted and have no effect. `seed` None draws
+        one (kept in the request)."""
+        check_text(text)
+        language = self._tokenizer.check_language("en" if language is None else language)
+        sampling = self._spec.sampling.with_overrides(
+            cfg_weight=cfg_weight,
+            temperature=temperature,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+        )
+        exaggeration = EXAGGERATION_BOUNDS.check("exaggeration", exaggeration)
+        cfg = self._t3_cfg
+        max_new_tokens = check_max_new_tokens(max_new_tokens, cfg.max_speech_tokens)
+        seed = check_seed(seed)
+        if voice is not None:
+            check_voice(voice, self._t3_cfg, self._vocab_size)
+        pieces = [
+            self._tokenizer.text_tokens(punc_norm(piece, **self._spec.punctuation), language)
+            for piece in split_sentences(text)
+        ]
+        if not pieces:
+            raise InvalidTextError("text has nothing to speak")
+        for tokens in pieces:
+            if tokens.shape[1] > cfg.max_text_tokens:
+                raise InvalidTextError(f"a sentence is too long: {tokens.shape[1]} text tokens")
+        return GenerationRequest(
+            text,
+            tuple(pieces),
+            voice or self._default_voice,
+            language,
+            sampling,
+            exaggeration,
+            seed,
+            max_new_tokens,
+        )
+
+    def resolve(
+        self, request: GenerationRequest | str, voice: Voice | None, options: dict
+    ) -> GenerationRequest:
+        """generate(request), or the shorthand generate(text, voice, **options of this builder)."""
+        if not isinstance(request, GenerationRequest):
+            return self(request, voice, **options)
+        if voice is not None or options:
+            raise TypeError("pass a GenerationRequest alone: its voice and options are already set")
+        return request
