@@ -11,7 +11,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, start_server
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, speech_sample, start_server
 
 pytestmark = pytest.mark.e2e
 HEADER = "X-Chatterbox-Ignored-Parameters"
@@ -120,3 +120,13 @@ def test_english_only_models_reject_other_languages(turbo: RunningServer, server
         assert accepted.status_code == 200
         # English and Turbo models have no language input: an explicit one is reported as ignored.
         assert "language" in accepted.headers[HEADER]
+
+
+def test_turbo_converts_voices_with_its_meanflow_s3gen(turbo: RunningServer) -> None:
+    source = speech_sample(seconds=2.0, audio_format="wav")
+    with turbo.client() as http:
+        response = http.post(
+            "/v1/audio/voice-conversion", files={"file": ("s.wav", source)}, data={"response_format": "pcm"}
+        )
+    assert response.status_code == 200, response.text
+    assert abs(pcm_seconds(response.content) - 2.0) <= 0.1

@@ -7,6 +7,7 @@ import io
 import json
 import wave
 
+import httpx
 import numpy as np
 import pytest
 
@@ -170,3 +171,28 @@ def test_api_keys_guard_conversion(tmp_path) -> None:
         assert response.status_code == 200 and response.content[:4] == b"RIFF"
     finally:
         guarded.stop()
+
+
+def test_the_openai_client_posts_a_conversion_and_gets_typed_errors(server: RunningServer) -> None:
+    """OpenAI's SDK has no conversion method, but its generic multipart `post` reaches the route, and a 400
+    arrives as its BadRequestError carrying our message."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    multipart = {"headers": {"Content-Type": "multipart/form-data"}}
+    audio = client.post(
+        "/audio/voice-conversion",
+        cast_to=httpx.Response,
+        body={"voice": "alloy", "response_format": "pcm", "seed": "3"},
+        files=[("file", ("source.mp3", SOURCE))],
+        options=multipart,
+    )
+    assert audio.content == convert(server, SOURCE, voice="alloy", response_format="pcm", seed=3).content
+    with pytest.raises(openai.BadRequestError, match="not found"):
+        client.post(
+            "/audio/voice-conversion",
+            cast_to=httpx.Response,
+            body={"voice": "nobody-by-that-name"},
+            files=[("file", ("source.mp3", SOURCE))],
+            options=multipart,
+        )
