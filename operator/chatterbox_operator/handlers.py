@@ -49,6 +49,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # One status refresh at a time per TTSDeployment: a pod event and a Deployment event arriving
     # together must not let the refresh that read the older state write last.
     memo.refreshing = collections.defaultdict(asyncio.Lock)
+    memo.queued = set()  # owners with a refresh waiting for the lock: it reads the newest state anyway
+    memo.deployments = {}  # (namespace, owner) -> the newest Deployment seen in an event, until used
 
 
 def _announce(
@@ -92,7 +94,8 @@ async def reconcile_tts_deployment(body: kopf.Body, patch: kopf.Patch, memo: kop
     if _spec_changed_since(body, generation):
         return
     _announce(body, memo, new_status, status.DEGRADED, "True")
-    patch.status.update(new_status)
+    if status.changed(body.get("status"), new_status):
+        patch.status.update(new_status)
 
 
 def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
@@ -105,14 +108,25 @@ def _spec_changed_since(body: kopf.Body, generation: int | None) -> bool:
 async def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type in (None, "DELETED"):
         return  # initial listing or gone: the owner's reconcile recreates it
-    await _refresh(memo, body.metadata.namespace, _owner_name(body))
+    name = _owner_name(body)
+    # The newest copy: a refresh already queued uses it instead of reading the Deployment again.
+    memo.deployments[body.metadata.namespace, name] = dict(body)
+    await _refresh(memo, body.metadata.namespace, name)
 
 
 @kopf.on.event("", "v1", "pods", labels=_MANAGED)
 async def pod_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if type is None:
-        return  # the initial listing: the resume reconcile covers it
+    # Pods becoming ready reach the status through the Deployment's counts; a pod event matters when it
+    # shows a problem (or one clearing: the pod then also changes the Deployment's counts).
+    if type in (None, "DELETED") or not _troubled([dict(body)]):
+        return
     await _refresh(memo, body.metadata.namespace, _owner_name(body))
+
+
+def _troubled(pods: list[dict[str, Any]]) -> bool:
+    return bool(
+        status.unschedulable(pods, "") or status.stuck_container(pods) or status.waiting_to_start(pods)
+    )
 
 
 def _owner_name(child: kopf.Body) -> str | None:
@@ -120,16 +134,20 @@ def _owner_name(child: kopf.Body) -> str | None:
 
 
 async def _refresh(memo: kopf.Memo, namespace: str, name: str | None) -> None:
-    """Recompute the owner's status from what is current now (read inside the lock, not the event's copy)."""
-    if not name:
-        return
+    """Recompute the owner's status from the newest Deployment (its latest event, else read now)."""
+    if not name or (namespace, name) in memo.queued:
+        return  # a burst of events (pods starting, the Deployment counting them) costs one refresh
+    memo.queued.add((namespace, name))
     async with memo.refreshing[namespace, name]:
-        refreshed = await reconcile.refreshed_tts_status(memo.api, namespace, name)
+        memo.queued.discard((namespace, name))
+        deployment = memo.deployments.pop((namespace, name), None)
+        refreshed = await reconcile.refreshed_tts_status(memo.api, namespace, name, deployment)
         if refreshed is None:
             return
         owner, new_status = refreshed
         _announce(owner, memo, new_status, status.DEGRADED, "True")
-        await memo.api.patch_status(r.TTS_DEPLOYMENTS, namespace, name, new_status)
+        if status.changed(owner.get("status"), new_status):
+            await memo.api.patch_status(r.TTS_DEPLOYMENTS, namespace, name, new_status)
 
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -151,7 +169,8 @@ async def reconcile_voice_library(body: kopf.Body, patch: kopf.Patch, memo: kopf
     if _spec_changed_since(body, generation):
         return
     _announce(body, memo, new_status, status.READY, "False", _ROUTINE_LIBRARY_STATES)
-    patch.status.update(new_status)
+    if status.changed(body.get("status"), new_status):
+        patch.status.update(new_status)
 
 
 @kopf.on.delete(*_LIBRARY)

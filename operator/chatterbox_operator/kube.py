@@ -70,6 +70,9 @@ class KubeApi:
     def __init__(self, settings: kopf.OperatorSettings | None = None) -> None:
         self._settings = settings or kopf.OperatorSettings()
         self._served: dict[str, tuple[float, bool]] = {}
+        # Paths of switched-off children this process deleted or found missing (and has not applied
+        # since): every resync would otherwise send the same DELETE for each of them.
+        self._absent: set[str] = set()
         # Requests sent, for the scale benchmark's requests-per-reconcile figure.
         self.requests = 0
 
@@ -123,6 +126,7 @@ class KubeApi:
         """Create or update `manifest` with server-side apply: idempotent, and fields the operator
         stops rendering are removed, while fields others own (e.g. status) are left alone."""
         meta = manifest["metadata"]
+        self._absent.discard(resource.path(meta["namespace"], meta["name"]))
         return await self._request(
             "PATCH",
             resource.path(meta["namespace"], meta["name"]),
@@ -150,6 +154,13 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def ensure_absent(self, resource: Resource, namespace: str, name: str) -> None:
+        """Delete a switched-off child, once: later calls trust that it stayed gone."""
+        path = resource.path(namespace, name)
+        if path not in self._absent:
+            await self.delete(resource, namespace, name)
+            self._absent.add(path)
 
     def forget_discovery(self) -> None:
         self._served.clear()

@@ -92,7 +92,7 @@ async def tts_deployment(api: KubeApi, body: dict[str, Any]) -> dict[str, Any]:
             break  # kopf's body is live: the spec changed meanwhile, and its own reconcile applies it
         try:
             if child.manifest is None:
-                await api.delete(child.resource, namespace, child.name)
+                await api.ensure_absent(child.resource, namespace, child.name)
                 continue
             applied = await api.apply(child.resource, child.manifest)
             if child.resource == r.DEPLOYMENTS:

@@ -61,6 +61,12 @@ def merge_conditions(
     return list(merged.values())
 
 
+def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether writing `new` would change the stored status (unchanged conditions keep their timestamps,
+    so a resync that found nothing new writes nothing)."""
+    return any((old or {}).get(key) != value for key, value in new.items())
+
+
 def find_condition(status: dict[str, Any] | None, condition_type: str) -> dict[str, Any]:
     """The condition of that type in a status dict, or {} when there is none."""
     for item in (status or {}).get("conditions", []):
