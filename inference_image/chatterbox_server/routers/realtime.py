@@ -112,7 +112,6 @@ class _SocketSession:
         self.config = SpeechRequest(input=_PLACEHOLDER_INPUT, response_format=_DEFAULT_FORMAT)
         self.session: SpeechSession | None = None
         self.client_gone = False
-        self.key_name: str | None = None
         self.last_activity = time.monotonic()
 
     async def serve(self) -> str:
@@ -140,7 +139,10 @@ class _SocketSession:
                 if speaking in done:
                     failure = speaking.exception()
                     if failure is not None:
-                        if self.client_gone or isinstance(failure, WebSocketDisconnect | ClientGone):
+                        # The client left (seen on receive, or as a failed send: uvicorn raises an OSError).
+                        if self.client_gone or isinstance(
+                            failure, WebSocketDisconnect | ClientGone | OSError
+                        ):
                             return "client_gone"
                         # After the first audio, the service wraps what went wrong in StreamAborted.
                         cause = failure.__cause__ if isinstance(failure, StreamAborted) else failure
@@ -260,9 +262,7 @@ class _SocketSession:
         header = self.websocket.headers.get("authorization", "")
         offered = header[7:].strip() if header.lower().startswith("bearer ") else ""
         try:
-            self.key_name = self.app_state.api_keys.authenticate(
-                offered or self.websocket.query_params.get("api_key", "")
-            )
+            self.app_state.api_keys.authenticate(offered or self.websocket.query_params.get("api_key", ""))
         except Unauthorized as error:
             raise _Refused(error, CloseCode.REFUSED) from None
 
