@@ -65,7 +65,26 @@ function debouncedWrites(inner: StateStorage, delayMs: number, maxWaitMs: number
   };
 }
 
-export function createStudioStorage(delayMs = 300, maxWaitMs = 3000): StateStorage {
+/**
+ * Storage for one persisted store. `readsFrom` names an older key to read while the store's own has
+ * never been written (the studio once kept all its state under one key; each store now has its own).
+ */
+export function createStudioStorage({ readsFrom, delayMs = 300, maxWaitMs = 3000 }: {
+  readsFrom?: string;
+  delayMs?: number;
+  maxWaitMs?: number;
+} = {}): StateStorage {
   const inner = typeof indexedDB !== "undefined" ? indexedDbStorage() : localStorage;
-  return debouncedWrites(inner, delayMs, maxWaitMs);
+  const storage = debouncedWrites(inner, delayMs, maxWaitMs);
+  if (readsFrom === undefined) return storage;
+  return {
+    ...storage,
+    getItem: (name) => {
+      const own = storage.getItem(name);
+      // Synchronous storage (localStorage) stays synchronous, so hydration does too.
+      return own instanceof Promise
+        ? own.then((value) => value ?? storage.getItem(readsFrom))
+        : (own ?? storage.getItem(readsFrom));
+    },
+  };
 }

@@ -20,6 +20,15 @@ describe("settings store", () => {
     expect(store().params).toEqual({ ...DEFAULT_PARAMS, voice: "voice_1" });
   });
 
+  it("carries over what the studio saved under its old single key", async () => {
+    const saved = { params: { voice: "voice_9", seed: 77 }, apiKey: "sk-old", sessions: [] };
+    localStorage.setItem("chatterbox-studio", JSON.stringify({ state: saved, version: 1 }));
+    vi.resetModules();
+    const settings = (await import("@/stores/settings-store")).useSettingsStore.getState();
+    expect(settings.params).toEqual({ ...DEFAULT_PARAMS, voice: "voice_9", seed: 77 });
+    expect(settings.apiKey).toBe("sk-old");
+  });
+
   it("survives a reload", async () => {
     store().setParam("seed", 1234);
     store().setApiKey("sk-kept");

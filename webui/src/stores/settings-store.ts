@@ -37,7 +37,8 @@ export const useSettingsStore = create<SettingsState & SettingsActions>()(
     {
       name: "chatterbox-studio-settings",
       version: 1,
-      storage: createJSONStorage(() => createStudioStorage()),
+      // Settings were kept with the sessions under "chatterbox-studio" before each store had its own key.
+      storage: createJSONStorage(() => createStudioStorage({ readsFrom: "chatterbox-studio" })),
       partialize: (state) => ({ params: state.params, apiKey: state.apiKey }),
       merge: (persisted, current) => {
         const saved = (persisted ?? {}) as Partial<SettingsState>;

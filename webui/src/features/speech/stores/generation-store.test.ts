@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 import { selectIsGenerating, useSessionsStore } from "@/features/sessions/stores/sessions-store";
 import { inputProblem, useGenerationStore } from "@/features/speech/stores/generation-store";
@@ -86,6 +86,17 @@ describe("generate", () => {
     await running;
     expect(sessions().sessions[0].status).toBe("cancelled");
     expect(useNotifications.getState().toasts).toEqual([]);
+  });
+});
+
+describe("the draft", () => {
+  it("carries over what the studio saved under its old single key", async () => {
+    const saved = { draftText: "old draft", params: {}, sessions: [] };
+    localStorage.setItem("chatterbox-studio", JSON.stringify({ state: saved, version: 1 }));
+    vi.resetModules();
+    const draft = (await import("@/features/speech/stores/generation-store")).useGenerationStore.getState();
+    expect(draft.draftText).toBe("old draft");
+    expect(draft).not.toHaveProperty("sessions");
   });
 });
 

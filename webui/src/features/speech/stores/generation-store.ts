@@ -42,8 +42,13 @@ export const useGenerationStore = create<GenerationState & GenerationActions>()(
     {
       name: "chatterbox-studio-draft",
       version: 1,
-      storage: createJSONStorage(() => createStudioStorage()),
+      // The draft was kept with the sessions under "chatterbox-studio" before each store had its own key.
+      storage: createJSONStorage(() => createStudioStorage({ readsFrom: "chatterbox-studio" })),
       partialize: (state) => ({ draftText: state.draftText }),
+      merge: (persisted, current) => ({
+        ...current,
+        draftText: (persisted as Partial<GenerationState> | undefined)?.draftText ?? current.draftText,
+      }),
     },
   ),
 );
