@@ -30,19 +30,23 @@ def t3_drift(t3, steps: int) -> tuple[list[float], float]:
     for model in (t3, low):
         cond = our_cond(model, "cpu")
         embeds = model.prefill_embeds(cond, TEXT_TOKENS, cfg_rows=True)
-        cache = model.new_cache(2, embeds.shape[1] + steps)
-        runs.append((model, cache, model(embeds, cache, 0, last_only=True)[:, -1], embeds.shape[1]))
+        length = embeds.shape[1]
+        cache = model.new_cache(2, length + steps)
+        runs.append(
+            (model, cache, model(embeds, torch.arange(length).expand(2, -1), cache, length)[:, -1], length)
+        )
     errors, agree = [], 0
     (ref_model, ref_cache, ref_logits, position), (low_model, low_cache, low_logits, _) = runs
     for step in range(steps):
         errors.append(relative_error(low_logits, ref_logits))
         token = ref_logits[0:1].argmax(-1, keepdim=True)  # (1, 1): both follow the fp32 choice
         agree += int(low_logits[0].argmax() == token[0, 0])
+        input_pos = torch.full((2, 1), position)
         ref_logits = ref_model(
-            ref_model.embed_speech(token, step + 1).expand(2, -1, -1), ref_cache, position
+            ref_model.embed_speech(token, step + 1).expand(2, -1, -1), input_pos, ref_cache, position + 1
         )[:, -1]
         low_logits = low_model(
-            low_model.embed_speech(token, step + 1).expand(2, -1, -1), low_cache, position
+            low_model.embed_speech(token, step + 1).expand(2, -1, -1), input_pos, low_cache, position + 1
         )[:, -1]
         position += 1
     return errors, agree / steps

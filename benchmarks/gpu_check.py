@@ -20,7 +20,7 @@ SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back h
 def decode_rates(dtype: torch.dtype, tokens: int) -> None:
     """T3 tokens/s per stream (= it/s) through the batcher, CUDA graphs vs eager, batch 1 and 8."""
     from chatterbox_engine.batching import DecodeBatcher
-    from chatterbox_engine.cuda_graphs import CudaGraphStep, EagerStep
+    from chatterbox_engine.cuda_graphs import CudaGraphStep
     from t3_batching import run_batched
     from t3_decode import build_ours, build_upstream, in_dtype, our_cond, run_upstream
 
@@ -28,15 +28,15 @@ def decode_rates(dtype: torch.dtype, tokens: int) -> None:
     t3 = in_dtype(fp32, dtype)
     cond = our_cond(t3, "cuda")
 
-    # The graph replays the same step the eager path runs: check once before timing.
-    cache = t3.new_cache(16, 512, zeroed=True)
+    # The graph replays the same forward the eager path runs: check once before timing.
+    cache = t3.new_cache(16, 512)
     with torch.inference_mode():
         embeds = t3.embed_speech_rows(
             torch.full((3, 1), 100, device="cuda"), torch.tensor([1, 2, 3], device="cuda")
         )
-        positions = torch.tensor([5, 9, 7], device="cuda")
-        eager = EagerStep(t3)(embeds, cache, positions, 9).float()
-        graphed = CudaGraphStep(t3)(embeds, cache, positions, 9).float()
+        input_pos = torch.tensor([[5], [9], [7]], device="cuda")
+        eager = t3(embeds, input_pos, cache, 10).float()
+        graphed = CudaGraphStep(t3)(embeds, input_pos, cache, 10).float()
     print(f"  CUDA graph vs eager step, max |diff| of logits: {float((eager - graphed).abs().max()):.2e}")
 
     for graphs in (True, False):

@@ -1,17 +1,9 @@
-"""Continuous batching: one T3 decode loop over every active request.
+"""Continuous batching: a daemon thread drives the one decode loop (`decoding.DecodeBatch`) for every
+concurrent request.
 
-Each request keeps its own rows of a shared KV cache (a CFG pair, or one row without CFG), its own
-sampling parameters, history and `torch.Generator`. Between steps the loop admits waiting requests
-(prefilling their rows) and retires finished or cancelled ones (compacting the cache so active rows stay
-contiguous). Per request the work is exactly the lone decode loop's (`decoding.decode_speech_tokens`):
-the same prefill, the same sampling code in the same order with the same generator, so a seed gives the
-same tokens batched or alone; only the backbone's matrix products see more rows at once.
-
-Requests admitted at the same step and of similar prefill length (text length) are prefilled together:
-one right-padded forward pass over all their rows (`T3.prefill_padded`), each row's logits taken at its
-own last real position.
-
-One step reads the weights once for all rows, which is where batching wins on a memory-bound CPU or GPU.
+Between steps the thread admits waiting requests and retires finished or cancelled ones. Requests admitted
+at the same step and of similar prefill length (text length) are prefilled together: one right-padded
+forward pass over all their rows, each row's logits taken at its own last real position.
 """
 
 from __future__ import annotations
@@ -19,21 +11,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .cuda_graphs import StepRunner, make_step_runner
-from .sampling import SamplingParams, sample_next
-from .t3 import T3
+from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
+from .sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
-_LENGTH_QUANTUM = 256  # the shared cache grows in these steps (fewer regrowths, fewer CUDA-graph captures)
 # Requests whose prefill lengths differ by more than this many positions get separate passes. On CPU a
 # prefill is compute-bound: padding costs as much as real positions and sharing a pass saves little
 # (8 full-size bf16 requests: one pass 1.1x faster than 8 at equal lengths with CFG, 1.3x without; 0.9x
@@ -44,32 +32,16 @@ PREFILL_LENGTH_SLACK = {"cpu": 8, "cuda": 128}
 _FINISHED = object()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Member:
-    """One request while it is in the batch."""
+    """One request while the batcher holds it: its decode state and where its tokens go."""
 
-    cond: Tensor
-    text_tokens: Tensor
-    params: SamplingParams
-    generator: torch.Generator
-    max_new_tokens: int
+    request: DecodeRequest
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    cancelled: bool = False
-    rows: int = 0  # 2 with CFG, else 1
-    first_row: int = 0
-    position: int = 0  # cache position of the next token fed in
-    sampled: int = 0  # tokens sampled so far
-    history: Tensor | None = None  # repetition-penalty history: BOS then every sampled token
-    logits: Tensor | None = None  # (rows, V), to sample the next token from
 
     @property
-    def prefill_len(self) -> int:
-        """[cond][text][BOS][BOS], as `T3.prefill_embeds`."""
-        return self.cond.shape[1] + self.text_tokens.shape[1] + 2
-
-    @property
-    def needed_len(self) -> int:
-        return self.prefill_len + self.max_new_tokens
+    def cancelled(self) -> bool:
+        return self.request.cancelled
 
 
 class TokenStream:
@@ -87,24 +59,15 @@ class TokenStream:
             raise StopIteration
         item = self._member.out.get()
         if item is _FINISHED:
-            self._member.cancelled = True
+            self.close()
             raise StopIteration
         if isinstance(item, BaseException):
-            self._member.cancelled = True
+            self.close()
             raise item
         return item
 
     def close(self) -> None:
-        self._member.cancelled = True
-
-
-@dataclass(frozen=True)
-class StepStats:
-    """What one decode step did, for metrics."""
-
-    requests: int
-    rows: int
-    seconds: float
+        self._member.request.cancelled = True
 
 
 class DecodeBatcher:
@@ -117,7 +80,7 @@ class DecodeBatcher:
 
     def __init__(
         self,
-        t3: T3,
+        t3,
         *,
         max_requests: int = 8,
         on_step: Callable[[StepStats], None] | None = None,
@@ -135,8 +98,7 @@ class DecodeBatcher:
         if prefill_length_slack is None:
             prefill_length_slack = PREFILL_LENGTH_SLACK.get(weight.device.type, PREFILL_LENGTH_SLACK["cpu"])
         self.prefill_length_slack = prefill_length_slack
-        self._runner: StepRunner = make_step_runner(t3, weight.device, use_cuda_graphs=use_cuda_graphs)
-        self._cache = t3.new_cache(2 * max_requests, _LENGTH_QUANTUM, zeroed=True)
+        self._batch = DecodeBatch(t3, max_rows=2 * max_requests, use_cuda_graphs=use_cuda_graphs)
         self._waiting: list[_Member] = []
         self._active: list[_Member] = []
         self._wake = threading.Condition()
@@ -156,7 +118,7 @@ class DecodeBatcher:
         max_new_tokens: int,
     ) -> TokenStream:
         """Queue one request (arguments as `decode_speech_tokens`); it joins at the next step."""
-        member = _Member(cond, text_tokens, params, generator, max_new_tokens)
+        member = _Member(new_request(self.t3, cond, text_tokens, params, generator, max_new_tokens))
         with self._wake:
             self._waiting.append(member)
             self._wake.notify()
@@ -182,103 +144,40 @@ class DecodeBatcher:
                     log.exception("batched decode step failed")
                     for member in self._active + admitted:
                         member.out.put(error)
-                    self._active = []
+                    self._active, self._batch.requests = [], []
 
     def _prefill_groups(self, admitted: list[_Member]) -> list[list[_Member]]:
         """Split the requests admitted at one step into prefill passes of similar length."""
-        waiting = sorted((m for m in admitted if not m.cancelled), key=lambda m: m.prefill_len)
+        waiting = sorted((m for m in admitted if not m.cancelled), key=lambda m: m.request.prefill_len)
         if not self.batched_prefill:
             return [[member] for member in waiting]
         groups: list[list[_Member]] = []
         for member in waiting:
-            if groups and member.prefill_len - groups[-1][0].prefill_len <= self.prefill_length_slack:
+            first = groups[-1][0].request.prefill_len if groups else None
+            if first is not None and member.request.prefill_len - first <= self.prefill_length_slack:
                 groups[-1].append(member)
             else:
                 groups.append([member])
         return groups
 
     def _admit(self, group: list[_Member]) -> None:
-        """Prefill the group's rows, right after the active ones, in one forward pass: each request's
-        rows hold what the lone loop's prefill puts in its own cache (plus masked padding garbage)."""
-        first_row = sum(m.rows for m in self._active)
-        row = first_row
-        for member in group:
-            member.rows = 2 if member.params.cfg_weight > 0 else 1
-            member.first_row, row = row, row + member.rows
-        needed_len = max(m.needed_len for m in group)
-        if needed_len > self._cache.max_len:
-            self._cache = self._cache.grown(-(-needed_len // _LENGTH_QUANTUM) * _LENGTH_QUANTUM)
-        prompts = [
-            self.t3.prefill_embeds(m.cond, m.text_tokens, cfg_rows=m.rows == 2) for m in group
-        ]  # each (rows, prefill_len, C)
-        longest = max(m.prefill_len for m in group)
-        embeds = torch.cat([F.pad(prompt, (0, 0, 0, longest - prompt.shape[1])) for prompt in prompts])
-        device = embeds.device
-        lengths = torch.tensor([m.prefill_len for m in group for _ in range(m.rows)], device=device)
-        logits = self.t3.prefill_padded(embeds, self._cache.rows(first_row, row), lengths)  # (rows, V)
-        start_token = self.t3.cfg.start_speech_token
-        for member in group:
-            offset = member.first_row - first_row
-            member.logits = logits[offset : offset + member.rows]
-            member.position = member.prefill_len
-            member.history = torch.full(
-                (1, member.max_new_tokens + 1), start_token, dtype=torch.long, device=device
-            )
-            self._active.append(member)
+        self._batch.prefill([member.request for member in group])
+        self._active += group
 
     def _sample_and_retire(self) -> None:
-        stop = self.t3.cfg.stop_speech_token
-        live = [member for member in self._active if not member.cancelled]
-        tokens = []
-        for member in live:
-            token = sample_next(
-                member.logits, member.history[:, : member.sampled + 1], member.params, member.generator
-            )
-            member.sampled += 1
-            member.history[:, member.sampled] = token[0]
-            tokens.append(token.view(1))
-        # One device-to-host read for the whole batch, not one per request.
-        token_ids = torch.cat(tokens).tolist() if tokens else []
-        staying = []
-        for member, token_id in zip(live, token_ids, strict=True):
-            if token_id != stop:
-                member.out.put(token_id)
-            if token_id != stop and member.sampled < member.max_new_tokens:
-                staying.append(member)
-            else:
+        members = {id(member.request): member for member in self._active}
+        for outcome in self._batch.sample():
+            member = members[id(outcome.request)]
+            if outcome.token is not None:
+                member.out.put(outcome.token)
+            if outcome.finished:
                 member.out.put(_FINISHED)
-        for member in self._active:
-            member.logits = None  # consumed; the next step sets the staying requests' anew
-        self._compact(staying)
-
-    def _compact(self, staying: list[_Member]) -> None:
-        """Move the staying requests' rows down so rows 0..N stay the active ones, in order."""
-        row = 0
-        for member in staying:
-            if member.first_row != row:
-                self._cache.move_rows(member.first_row, member.first_row + member.rows, row)
-                member.first_row = row
-            row += member.rows
-        self._active = staying
+        self._active = [members[id(request)] for request in self._batch.requests]
 
     def _step(self) -> None:
-        started = time.perf_counter()
-        device = self.t3.speech_head.weight.device
-        tokens, speech_positions, positions = [], [], []
-        for member in self._active:
-            last = member.history[0, member.sampled]
-            # The k-th sampled token sits at learned speech position k (the BOS took position 0).
-            tokens += [last] * member.rows
-            speech_positions += [member.sampled] * member.rows
-            positions += [member.position] * member.rows
-        token_rows = torch.stack(tokens)[:, None]  # (B, 1)
-        embeds = self.t3.embed_speech_rows(token_rows, torch.tensor(speech_positions, device=device))
-        logits = self._runner(embeds, self._cache, torch.tensor(positions, device=device), max(positions))
-        for member in self._active:
-            member.logits = logits[member.first_row : member.first_row + member.rows]
-            member.position += 1
-        if self.on_step is not None:
+        stats = self._batch.decode()
+        if self.on_step is not None and stats is not None:
             try:
-                self.on_step(StepStats(len(self._active), embeds.shape[0], time.perf_counter() - started))
+                self.on_step(stats)
             except Exception:  # metrics must never fail the requests in the batch
                 log.exception("decode step callback failed")

@@ -1,54 +1,219 @@
-"""The T3 decode loop we own: one prefill, then one-token steps against a static KV cache.
+"""The one T3 decode loop: a batch of requests sharing a static KV cache, a lone request being a batch of one.
 
-Each call allocates its own cache and uses the caller's generator, so several requests can decode
-concurrently on one shared (read-only) model. Tokens are yielded as they are sampled, which is what
-streaming builds on; closing the iterator stops decoding at the next token.
+Every variant decodes here (English and multilingual Llama T3 with a CFG pair of rows per request, Turbo's
+GPT-2 T3 with one row), on CPU and GPU. A step of the loop is
+
+    prefill(group)  new requests' rows: one right-padded forward over their prompts
+    sample()        each request's next token from its logits, with its own generator; stop or budget
+                    ends a request, whose rows leave the cache (the others move down to stay contiguous)
+    decode()        one forward of every remaining row at its own position (replayed from CUDA graphs on GPU)
+
+Per request the work is what it would be alone: the same prefill, the same sampling code in the same order
+with the same generator, so a seed gives the same tokens batched or alone; only the backbone's matrix
+products see more rows at once. One step reads the weights once for all rows, which is where batching
+wins on a memory-bound CPU or GPU.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .sampling import SamplingParams, sample_next
-from .t3 import T3
+from .cuda_graphs import make_step_runner
+from .sampling import SamplingParams
+
+LENGTH_QUANTUM = 256  # the shared cache grows in these steps (fewer regrowths, fewer CUDA-graph captures)
+
+
+@dataclass(eq=False)  # requests are told apart by identity
+class DecodeRequest:
+    """One request's speech-token decoding: its prompt, knobs and generator, then its state in the batch."""
+
+    prompt: Tensor  # (rows, prefill_len, C) from the T3's `prefill_embeds`: a CFG pair, or one row
+    params: SamplingParams
+    generator: torch.Generator
+    max_new_tokens: int
+    cancelled: bool = False  # set from any thread; the request leaves the batch at its next step
+    first_row: int = 0  # of its rows in the shared cache
+    position: int = 0  # cache position of the next token fed in
+    sampled: int = 0  # tokens sampled so far
+    history: Tensor | None = None  # (1, max_new_tokens + 1): the speech BOS, then every sampled token
+    logits: Tensor | None = None  # (rows, V), to sample the next token from
+
+    @property
+    def rows(self) -> int:
+        return self.prompt.shape[0]
+
+    @property
+    def prefill_len(self) -> int:
+        return self.prompt.shape[1]
+
+    @property
+    def needed_len(self) -> int:
+        return self.prefill_len + self.max_new_tokens
+
+
+@torch.inference_mode()
+def new_request(
+    t3,
+    cond: Tensor,
+    text_tokens: Tensor,
+    params: SamplingParams,
+    generator: torch.Generator,
+    max_new_tokens: int,
+) -> DecodeRequest:
+    """cond (1, cond_len, C) from the T3's `embed_conditioning`, text_tokens (1, L) in its format. With
+    cfg_weight > 0 the Llama T3 decodes a conditional and an unconditional row (CFG); Turbo always one."""
+    prompt = t3.prefill_embeds(cond, text_tokens, cfg_rows=params.cfg_weight > 0)
+    # Turbo's learned positions end at max_positions; the budget stops short of them, as upstream's.
+    max_new_tokens = min(max_new_tokens, t3.max_positions - prompt.shape[1])
+    return DecodeRequest(prompt, params, generator, max_new_tokens)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """What one request's sampling gave at a step: a token to emit (None: the stop token), and whether the
+    request is finished (stop token or budget spent)."""
+
+    request: DecodeRequest
+    token: int | None
+    finished: bool
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one decode step did, for metrics."""
+
+    requests: int
+    rows: int
+    seconds: float
+
+
+class DecodeBatch:
+    """The decode state of every active request; rows 0..N of the cache are theirs, in order.
+
+    Not thread-safe: one thread drives it (the engine's loop, or `decode_speech_tokens` for a lone
+    request); other threads only set `DecodeRequest.cancelled`."""
+
+    def __init__(self, t3, *, max_rows: int, use_cuda_graphs: bool = True) -> None:
+        self.t3 = t3
+        self.max_rows = max_rows
+        weight = t3.speech_head.weight
+        self.device = weight.device
+        self._run_step = make_step_runner(t3, weight.device, use_cuda_graphs=use_cuda_graphs)
+        self._cache = None  # allocated at the first prefill, grown when a request needs more positions
+        self.requests: list[DecodeRequest] = []
+
+    @property
+    def rows(self) -> int:
+        return sum(request.rows for request in self.requests)
+
+    def prefill(self, group: list[DecodeRequest]) -> None:
+        """Prefill the group's rows, right after the active ones, in one right-padded forward pass: each
+        request's rows hold what its own prefill would write (plus masked padding garbage)."""
+        first_row = row = self.rows
+        for request in group:
+            request.first_row, row = row, row + request.rows
+        if row > self.max_rows:
+            raise ValueError(f"{row} rows exceed the batch's {self.max_rows}")
+        needed_len = -(-max(request.needed_len for request in group) // LENGTH_QUANTUM) * LENGTH_QUANTUM
+        if self._cache is None:
+            self._cache = self.t3.new_cache(self.max_rows, needed_len)
+        elif needed_len > self._cache.max_len:
+            self._cache = self._cache.grown(needed_len)
+        longest = max(request.prefill_len for request in group)
+        embeds = torch.cat([F.pad(r.prompt, (0, 0, 0, longest - r.prefill_len)) for r in group])
+        lengths = torch.tensor([r.prefill_len for r in group for _ in range(r.rows)], device=self.device)
+        input_pos = torch.arange(longest, device=self.device).expand(embeds.shape[0], -1)  # (rows, longest)
+        logits = self.t3(embeds, input_pos, self._cache.rows(first_row, row), longest, logits_at=lengths - 1)
+        start_token = self.t3.cfg.start_speech_token
+        for request in group:
+            offset = request.first_row - first_row
+            request.logits = logits[offset : offset + request.rows]  # (rows, V)
+            request.position = request.prefill_len
+            request.history = torch.full(
+                (1, request.max_new_tokens + 1), start_token, dtype=torch.long, device=self.device
+            )
+            self.requests.append(request)
+
+    def sample(self) -> list[Sampled]:
+        """Sample every live request's next token; retire the finished and the cancelled."""
+        stop = self.t3.cfg.stop_speech_token
+        live = [request for request in self.requests if not request.cancelled]
+        tokens = []
+        for request in live:
+            token = self.t3.sample(
+                request.logits, request.history, request.sampled, request.params, request.generator
+            )
+            request.sampled += 1
+            request.history[:, request.sampled] = token[0]
+            tokens.append(token.view(1))
+        # One device-to-host read for the whole batch, not one per request.
+        token_ids = torch.cat(tokens).tolist() if tokens else []
+        outcomes = []
+        for request, token_id in zip(live, token_ids, strict=True):
+            finished = token_id == stop or request.sampled == request.max_new_tokens
+            outcomes.append(Sampled(request, None if token_id == stop else token_id, finished))
+        for request in self.requests:
+            request.logits = None  # consumed; the next step sets the staying requests' anew
+        self._compact([outcome.request for outcome in outcomes if not outcome.finished])
+        return outcomes
+
+    def _compact(self, staying: list[DecodeRequest]) -> None:
+        """Move the staying requests' rows down so rows 0..N stay the active ones, in order."""
+        row = 0
+        for request in staying:
+            if request.first_row != row:
+                self._cache.move_rows(request.first_row, request.first_row + request.rows, row)
+                request.first_row = row
+            row += request.rows
+        self.requests = staying
+
+    def decode(self) -> StepStats | None:
+        """Feed every active request's last sampled token through one forward pass at its own position."""
+        if not self.requests:
+            return None
+        started = time.perf_counter()
+        tokens, speech_positions, positions = [], [], []
+        for request in self.requests:
+            # The k-th sampled token sits at learned speech position k (the BOS took position 0).
+            tokens += [request.history[0, request.sampled]] * request.rows
+            speech_positions += [request.sampled] * request.rows
+            positions += [request.position] * request.rows
+        embeds = self.t3.embed_speech_rows(
+            torch.stack(tokens)[:, None], torch.tensor(speech_positions, device=self.device)
+        )  # (B, 1, C)
+        input_pos = torch.tensor(positions, device=self.device)[:, None]  # (B, 1)
+        logits = self._run_step(embeds, input_pos, self._cache, max(positions) + 1)[:, 0]  # (B, V)
+        for request in self.requests:
+            request.logits = logits[request.first_row : request.first_row + request.rows]
+            request.position += 1
+        return StepStats(len(self.requests), embeds.shape[0], time.perf_counter() - started)
 
 
 @torch.inference_mode()
 def decode_speech_tokens(
-    t3: T3,
+    t3,
     cond: Tensor,
     text_tokens: Tensor,
     params: SamplingParams,
     generator: torch.Generator,
     max_new_tokens: int,
 ) -> Iterator[int]:
-    """Yield sampled speech token ids until the stop token (not yielded) or max_new_tokens.
-
-    cond (1, cond_len, C) from `T3.embed_conditioning`; text_tokens (1, L) with start/stop tokens.
-    With cfg_weight > 0 the batch holds a conditional and an unconditional row (CFG); without, one row.
-    """
-    cfg = t3.cfg
-    embeds = t3.prefill_embeds(cond, text_tokens, cfg_rows=params.cfg_weight > 0)  # (B, P, C)
-    batch, position = embeds.shape[0], embeds.shape[1]
-    cache = t3.new_cache(batch, position + max_new_tokens)
-    logits = t3(embeds, cache, 0, last_only=True)[:, -1]  # (B, V)
-    # Repetition-penalty history: the speech BOS, then every sampled token (upstream keeps the BOS).
-    history = torch.full(
-        (1, max_new_tokens + 1), cfg.start_speech_token, dtype=torch.long, device=embeds.device
-    )
-    for step in range(max_new_tokens):
-        token = sample_next(logits, history[:, : step + 1], params, generator)  # (1, 1)
-        history[:, step + 1] = token[0]
-        token_id = int(token)
-        if token_id == cfg.stop_speech_token:
+    """One request alone, a batch of one: yield its sampled speech token ids until the stop token (not
+    yielded) or max_new_tokens. Closing the iterator stops decoding."""
+    request = new_request(t3, cond, text_tokens, params, generator, max_new_tokens)
+    batch = DecodeBatch(t3, max_rows=request.rows)
+    batch.prefill([request])
+    while True:
+        (outcome,) = batch.sample()
+        if outcome.token is not None:
+            yield outcome.token
+        if outcome.finished:
             return
-        yield token_id
-        if step + 1 == max_new_tokens:
-            return
-        # The k-th generated token sits at learned speech position k (the BOS took position 0).
-        step_embeds = t3.embed_speech(token, step + 1).expand(batch, -1, -1)
-        logits = t3(step_embeds, cache, position)[:, -1]
-        position += 1
+        batch.decode()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import DecodeBatcher, StepStats
+from .batching import DecodeBatcher
 from .conversion import (
     MIN_SOURCE_SECONDS,
     ONE_SHOT_PLAN,
@@ -24,15 +24,14 @@ from .conversion import (
     render_chunks,
     source_tokens,
 )
-from .decoding import decode_speech_tokens
+from .decoding import StepStats, decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError
 from .loading import Models, write_models
 from .request import GenerationRequest, RequestBuilder, check_seed
 from .s3gen.config import S3_SR, S3GEN_SR
 from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
-from .t3_gpt2 import decode_turbo_tokens
-from .variants import S3GEN_SILENCE_TOKEN, TURBO
+from .variants import S3GEN_SILENCE_TOKEN
 from .voice import Voice, check_reference, check_voice, default_reference, resample
 from .watermark import Watermarker
 
@@ -116,10 +115,7 @@ class Engine:
         with batch_s3gen concurrent streams' chunk windows of equal shape run through S3Gen together
         (`s3gen_batching.py`; on_s3gen_batch(WindowBatchStats) after every S3Gen call). A seed gives the
         same tokens batched or alone, and the same audio (up to float rounding where S3Gen calls were
-        shared). Returns False, batching nothing, when this model's T3 has no batched step (Turbo): its
-        streams would not advance in step, so their windows would rarely match and only wait for peers."""
-        if not hasattr(self.t3, "step"):
-            return False
+        shared). Every variant batches; returns True."""
         if batch_s3gen:
             self._window_batcher = WindowBatcher(
                 self.s3gen, max_windows=min(max_requests, MAX_WINDOWS), on_batch=on_s3gen_batch
@@ -154,18 +150,7 @@ class Engine:
         )
         for text_tokens in request.text_pieces:
             text_tokens = text_tokens.to(self.device)
-            if self.variant == TURBO:  # one row, no CFG, its own processor order
-                yield decode_turbo_tokens(
-                    self.t3,
-                    cond,
-                    text_tokens,
-                    params.temperature,
-                    params.top_p,
-                    params.repetition_penalty,
-                    generator,
-                    request.max_new_tokens,
-                )
-            elif self._batcher is not None:
+            if self._batcher is not None:
                 yield self._batcher.submit(cond, text_tokens, params, generator, request.max_new_tokens)
             else:
                 yield decode_speech_tokens(

@@ -3,8 +3,8 @@
 A Llama-3 style decoder (RMSNorm, SiLU-gated MLP, RoPE with llama3 frequency scaling) fed with custom
 input embeddings: [conditioning (speaker, perceiver-resampled speech prompt, emotion)] [text] [speech].
 Module and parameter names mirror the official checkpoint keys (`checkpoint-keys/t3_en.tsv`), so
-`t3_cfg.safetensors` loads with strict key matching. The model is pure math: the decode loop that owns
-the KV cache and sampling lives in `decoding.py`.
+`t3_cfg.safetensors` loads with strict key matching. The model is pure math with one forward
+(gpt-fast's `forward(idx, input_pos)`): the decode loop that owns the KV cache lives in `decoding.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .sampling import SamplingParams, sample_next
 
 
 @dataclass(frozen=True)
@@ -99,23 +101,11 @@ def _inv_freq_on(cfg: T3Config, device: str) -> Tensor:
 
 
 def rope_tables(cfg: T3Config, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos and sin (N, D) of the rotary angles at float positions (N,)."""
+    """cos and sin (..., D) of the rotary angles at float positions (...)."""
     inv_freq = _inv_freq_on(cfg, str(positions.device))
-    freqs = positions[:, None] * inv_freq[None, :]  # (N, D/2)
-    angles = torch.cat((freqs, freqs), dim=-1)  # (N, D)
+    freqs = positions[..., None] * inv_freq  # (..., D/2)
+    angles = torch.cat((freqs, freqs), dim=-1)  # (..., D)
     return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-@dataclass(frozen=True)
-class StepRope:
-    """Per-row position data of one batched decode step, shared by every layer."""
-
-    rows: Tensor  # (B,) long: arange(B), the rows written
-    positions: Tensor  # (B,) long: where each row's token is written
-    cos: Tensor  # (B, 1, 1, D)
-    sin: Tensor
-    mask: Tensor  # (B, 1, 1, kv_len) bool: keys each row may attend to
-    kv_len: int
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -123,52 +113,67 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-class KVCache:
-    """Static key/value cache: allocated once, written in place at the current position.
+@dataclass(frozen=True)
+class CachePositions:
+    """Where the tokens of one forward call sit in the KV cache; built once per call, read by every layer.
 
-    One request owns a whole cache; the continuous batcher shares one cache between requests, each owning
-    a block of rows (`rows` gives a request's view for its prefill, `write_step` writes one token per row
-    at each row's own position).
+    Row b of the call is cache row b; its T tokens go to cache positions input_pos[b]. A query attends to
+    the keys of its own row up to its own position, so one call serves a prefill (positions 0..T), a
+    right-padded prefill (shorter rows' padding comes after their real positions, which never see it) and a
+    decode step (T = 1, each row at its own position)."""
+
+    rows: Tensor  # (B, 1) long: arange(B)
+    input_pos: Tensor  # (B, T) long
+    mask: Tensor  # (B, 1, T, kv_len) bool
+    kv_len: int  # cache positions read: past the furthest position (the whole cache under CUDA graphs)
+
+    @classmethod
+    def of(cls, input_pos: Tensor, kv_len: int) -> CachePositions:
+        keys = torch.arange(kv_len, device=input_pos.device)
+        return cls(
+            rows=torch.arange(input_pos.shape[0], device=input_pos.device)[:, None],
+            input_pos=input_pos,
+            mask=(keys <= input_pos[..., None])[:, None],
+            kv_len=kv_len,
+        )
+
+
+class KVCache:
+    """Static key/value cache: rows x positions per layer, zeroed once, written in place.
+
+    Batched decoding shares one cache: each request owns a block of rows, and `rows` gives the view one
+    prefill writes to. Positions a row has not written yet hold finite values (zeros, or a padded
+    prefill's garbage) that attention masks out: 0 * NaN would leak through the mask.
     """
 
     def __init__(
-        self, cfg: T3Config, batch: int, max_len: int, device, dtype, *, zeroed: bool = False
+        self, num_layers: int, num_heads: int, head_dim: int, rows: int, max_len: int, device, dtype
     ) -> None:
-        shape = (cfg.num_layers, batch, cfg.num_heads, max_len, cfg.head_dim)
-        # Uninitialised unless zeroed: a lone request only ever reads positions already written, but
-        # masked rows of a shared cache must hold finite values (0 * NaN would leak through attention).
-        allocate = torch.zeros if zeroed else torch.empty
-        self.keys = allocate(shape, device=device, dtype=dtype)
-        self.values = allocate(shape, device=device, dtype=dtype)
-        self.max_len = max_len
+        shape = (num_layers, rows, num_heads, max_len, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[3]
 
     @classmethod
     def _wrap(cls, keys: Tensor, values: Tensor) -> KVCache:
         cache = cls.__new__(cls)
-        cache.keys, cache.values, cache.max_len = keys, values, keys.shape[3]
+        cache.keys, cache.values = keys, values
         return cache
+
+    def write(self, layer: int, at: CachePositions, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v (B, H, T, D) of rows 0..B at their positions and return those rows' keys and values
+        (B, H, kv_len, D)."""
+        self.keys[layer][at.rows, :, at.input_pos] = k.transpose(1, 2)  # indexed as (B, T, H, D)
+        self.values[layer][at.rows, :, at.input_pos] = v.transpose(1, 2)
+        batch = k.shape[0]
+        return self.keys[layer, :batch, :, : at.kv_len], self.values[layer, :batch, :, : at.kv_len]
 
     def rows(self, start: int, stop: int) -> KVCache:
         """A cache sharing this one's storage, limited to rows start..stop."""
         return KVCache._wrap(self.keys[:, start:stop], self.values[:, start:stop])
-
-    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store k, v (B, H, T, D) at positions start..start+T and return the cache up to there."""
-        end = start + k.shape[2]
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
-
-    def write_step(
-        self, layer: int, rows: Tensor, positions: Tensor, k: Tensor, v: Tensor, kv_len: int
-    ) -> tuple[Tensor, Tensor]:
-        """Store one token per row, k, v (B, H, 1, D), for rows 0..B (`rows`, arange(B)) at each row's own
-        position (B,) and return rows 0..B of the cache up to kv_len (static under CUDA graphs: the whole
-        capacity)."""
-        self.keys[layer][rows, :, positions] = k[:, :, 0]
-        self.values[layer][rows, :, positions] = v[:, :, 0]
-        batch = k.shape[0]
-        return self.keys[layer, :batch, :, :kv_len], self.values[layer, :batch, :, :kv_len]
 
     def move_rows(self, source: int, stop: int, target: int) -> None:
         """Copy rows source..stop down to target.. (compaction after a request leaves the batch)."""
@@ -207,37 +212,18 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
         self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
 
-    def _project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, T, C) -> rotated q, k and v, each (B, H, T, D)."""
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, at: CachePositions
+    ) -> Tensor:
+        """x (B, T, C) at the positions `at`; cos, sin (B, 1, T, D)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
-
-    def _output(self, out: Tensor) -> Tensor:
-        B, _, T, _ = out.shape
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = cache.write(layer, at, k, v)  # (B, H, kv_len, D)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=at.mask)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
-
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
-        T = x.shape[1]
-        q, k, v = self._project(x, cos, sin)
-        k, v = cache.update(layer, start, k, v)  # (B, H, start+T, D)
-        if T == 1:
-            out = F.scaled_dot_product_attention(q, k, v)
-        elif start == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            query_pos = torch.arange(start, start + T, device=x.device)[:, None]
-            mask = torch.arange(start + T, device=x.device)[None, :] <= query_pos  # (T, start+T)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self._output(out)
-
-    def step(self, x: Tensor, rope: StepRope, cache: KVCache, layer: int) -> Tensor:
-        """One token per row, x (B, 1, C), each row at its own position (continuous batching)."""
-        q, k, v = self._project(x, rope.cos, rope.sin)
-        k, v = cache.write_step(layer, rope.rows, rope.positions, k, v, rope.kv_len)
-        return self._output(F.scaled_dot_product_attention(q, k, v, attn_mask=rope.mask))
 
 
 class GatedMLP(nn.Module):
@@ -259,12 +245,10 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, start)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-    def step(self, x: Tensor, rope: StepRope, cache: KVCache, layer: int) -> Tensor:
-        x = x + self.self_attn.step(self.input_layernorm(x), rope, cache, layer)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, at: CachePositions
+    ) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, at)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -278,31 +262,15 @@ class LlamaBackbone(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.cfg = cfg
 
-    def forward(self, embeds: Tensor, cache: KVCache, start: int) -> Tensor:
-        """embeds (B, T, C) at positions start..start+T -> final-normed hidden states (B, T, C)."""
-        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device, dtype=torch.float32)
-        cos, sin = rope_tables(self.cfg, positions, embeds.dtype)  # (T, D)
-        x = embeds
-        for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, index, start)
-        return self.norm(x)
-
-    def step(self, embeds: Tensor, cache: KVCache, positions: Tensor, kv_len: int) -> Tensor:
-        """embeds (B, 1, C), row b at cache position positions[b] (long, B) -> hidden states (B, 1, C).
+    def forward(self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int) -> Tensor:
+        """embeds (B, T, C) at cache positions input_pos (B, T) long -> final-normed hidden states (B, T, C).
         Attention reads cache positions below kv_len, masked per row to the row's own past."""
-        cos, sin = rope_tables(self.cfg, positions.float(), embeds.dtype)  # (B, D)
-        keys = torch.arange(kv_len, device=embeds.device)
-        rope = StepRope(
-            rows=torch.arange(embeds.shape[0], device=embeds.device),
-            positions=positions,
-            cos=cos[:, None, None],
-            sin=sin[:, None, None],
-            mask=(keys[None, :] <= positions[:, None])[:, None, None],  # (B, 1, 1, kv_len)
-            kv_len=kv_len,
-        )
+        at = CachePositions.of(input_pos, kv_len)
+        cos, sin = rope_tables(self.cfg, input_pos.float(), embeds.dtype)  # (B, T, D)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): the same angles for every head
         x = embeds
         for index, layer in enumerate(self.layers):
-            x = layer.step(x, rope, cache, index)
+            x = layer(x, cos, sin, cache, index, at)
         return self.norm(x)
 
 
@@ -417,29 +385,40 @@ class T3(nn.Module):
         bos_emb = self.embed_speech(bos, 0).expand(batch, -1, -1)
         return torch.cat((cond.expand(batch, -1, -1), text, bos_emb, bos_emb), dim=1)
 
-    def forward(self, embeds: Tensor, cache: KVCache, start: int, last_only: bool = False) -> Tensor:
-        """Run the backbone on embeds at positions start.. and return speech logits (B, T, V)
-        (T = 1 with last_only, which is all a prefill needs)."""
-        hidden = self.tfmr(embeds, cache, start)
-        return self.speech_head(hidden[:, -1:] if last_only else hidden)
+    def forward(
+        self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int, logits_at: Tensor | None = None
+    ) -> Tensor:
+        """The one forward: embeds (B, T, C) at cache positions input_pos (B, T) -> speech logits (B, T, V),
+        or (B, V) at index logits_at[b] (B,) long of each row (a prefill needs only its last real position).
 
-    def prefill_padded(self, embeds: Tensor, cache: KVCache, lengths: Tensor) -> Tensor:
-        """Prefill rows of different lengths in one pass: embeds (B, T, C) right-padded, row b real up to
-        lengths[b] (long, B) -> speech logits (B, V) at each row's own last real position.
+        A prefill, a right-padded prefill of rows of different lengths and a batched decode step (T = 1,
+        every row at its own position) are all this call; the decode step runs eagerly on CPU and is
+        replayed from CUDA graphs on GPU (`cuda_graphs.py`)."""
+        hidden = self.tfmr(embeds, input_pos, cache, kv_len)
+        if logits_at is not None:
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), logits_at]  # (B, C)
+        return self.speech_head(hidden)
 
-        Causal attention keeps a row's real positions blind to its padding. The padding only leaves
-        (finite) garbage in the row's cache slots from lengths[b] on, which decode steps mask out and
-        overwrite one by one as the row advances.
-        """
-        hidden = self.tfmr(embeds, cache, 0)
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]  # (B, C)
-        return self.speech_head(last)
+    def sample(
+        self,
+        logits: Tensor,
+        history: Tensor,
+        sampled: int,
+        params: SamplingParams,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """One request's next token (1, 1) from its logits (CFG pair or one row, V); history (1, N) holds
+        the speech BOS then the `sampled` tokens so far, all of which upstream penalises."""
+        return sample_next(logits, history[:, : sampled + 1], params, generator)
 
-    def step(self, embeds: Tensor, cache: KVCache, positions: Tensor, kv_len: int) -> Tensor:
-        """One batched decode step: embeds (B, 1, C), each row at its own cache position (B,) ->
-        speech logits (B, V). The same function runs eagerly on CPU and under CUDA graphs on GPU."""
-        return self.speech_head(self.tfmr.step(embeds, cache, positions, kv_len))[:, -1]
+    @property
+    def max_positions(self) -> int:
+        """Cache positions one request may reach: RoPE has no limit, the learned tables bound text and speech."""
+        cfg = self.cfg
+        return cfg.cond_len + cfg.max_text_tokens + 2 + cfg.max_speech_tokens
 
-    def new_cache(self, batch: int, max_len: int, *, zeroed: bool = False) -> KVCache:
-        weight = self.speech_head.weight
-        return KVCache(self.cfg, batch, max_len, weight.device, weight.dtype, zeroed=zeroed)
+    def new_cache(self, rows: int, max_len: int) -> KVCache:
+        weight, cfg = self.speech_head.weight, self.cfg
+        return KVCache(
+            cfg.num_layers, cfg.num_heads, cfg.head_dim, rows, max_len, weight.device, weight.dtype
+        )

@@ -1,24 +1,23 @@
-"""Turbo T3: the GPT-2 backbone variant of T3, and its decode loop (reference §4.3, §6.2, §6.8).
+"""Turbo T3: the GPT-2 backbone variant of T3 (reference §4.3, §6.2, §6.8); it decodes in `decoding.py`.
 
 Differences from the Llama T3 (`t3.py`): GPT-2 blocks (LayerNorm, biased projections stored as
 HF `Conv1D` (in, out) matrices, gelu_new MLP, learned absolute positions `tfmr.wpe` over the whole
 sequence); conditioning is only the speaker embedding plus the raw speech-prompt embeddings (no
-perceiver, no emotion); text has no start/stop tokens; decoding runs one row without CFG and its
+perceiver, no emotion); text has no start/stop tokens; a request decodes one row without CFG and its
 processors are temperature -> top-k -> top-p -> repetition penalty. Parameter names mirror
 `checkpoint-keys/t3_turbo.tsv`; the unused `tfmr.wte` in the file is accepted and dropped on load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sampling import apply_repetition_penalty, apply_top_p
-from .t3 import KVCache
+from .sampling import SamplingParams, apply_repetition_penalty, apply_top_p
+from .t3 import CachePositions, KVCache
 
 UNUSED_KEYS = ("tfmr.wte.weight",)  # GPT-2's own token table: in the official file, never used
 TOP_K = 1000  # upstream `generate(top_k=1000)`; not a user knob
@@ -82,15 +81,14 @@ class GPT2Attention(nn.Module):
         self.c_attn = Conv1D(cfg.hidden_size, 3 * cfg.hidden_size)
         self.c_proj = Conv1D(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache, layer: int, at: CachePositions) -> Tensor:
         B, T, C = x.shape
         q, k, v = (
-            t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+            t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
             for t in self.c_attn(x).split(C, dim=2)
         )
-        k, v = cache.update(layer, start, k, v)
-        # Prefill starts at 0 (plain causal); decode steps see the whole cache.
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        k, v = cache.write(layer, at, k, v)  # (B, H, kv_len, D)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=at.mask)
         return self.c_proj(out.transpose(1, 2).reshape(B, T, C))
 
 
@@ -112,8 +110,8 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = GPT2MLP(cfg)
 
-    def forward(self, x: Tensor, cache: KVCache, layer: int, start: int) -> Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer, start)
+    def forward(self, x: Tensor, cache: KVCache, layer: int, at: CachePositions) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, at)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,10 +124,12 @@ class GPT2Backbone(nn.Module):
         self.h = nn.ModuleList(GPT2Block(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
-    def forward(self, embeds: Tensor, cache: KVCache, start: int) -> Tensor:
-        x = embeds + self.wpe.weight[start : start + embeds.shape[1]]
+    def forward(self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int) -> Tensor:
+        """embeds (B, T, C) at positions input_pos (B, T) long -> final-normed hidden states (B, T, C)."""
+        at = CachePositions.of(input_pos, kv_len)
+        x = embeds + self.wpe(input_pos)
         for index, block in enumerate(self.h):
-            x = block(x, cache, index, start)
+            x = block(x, cache, index, at)
         return self.ln_f(x)
 
 
@@ -158,18 +158,53 @@ class GPT2T3(nn.Module):
         speaker = self.cond_enc.spkr_enc(speaker_emb)[:, None]
         return torch.cat((speaker, self.speech_emb(prompt_tokens)), dim=1)
 
-    def prefill_embeds(self, cond: Tensor, text_tokens: Tensor) -> Tensor:
-        """[speaker][prompt][text][speech BOS] (text without start/stop tokens)."""
+    def embed_speech_rows(self, tokens: Tensor, speech_positions: Tensor) -> Tensor:
+        """One token per row, tokens (B, 1) long -> (B, 1, C). Turbo's positions are absolute (`tfmr.wpe`,
+        added in forward), so the speech positions are not needed."""
+        return self.speech_emb(tokens)
+
+    def prefill_embeds(self, cond: Tensor, text_tokens: Tensor, cfg_rows: bool = False) -> Tensor:
+        """[speaker][prompt][text][speech BOS] (text without start/stop tokens): one row, Turbo has no
+        CFG (cfg_rows is accepted, and ignored, as for every variant's T3)."""
         bos = torch.full((1, 1), self.cfg.start_speech_token, device=text_tokens.device, dtype=torch.long)
         return torch.cat((cond, self.text_emb(text_tokens), self.speech_emb(bos)), dim=1)
 
-    def forward(self, embeds: Tensor, cache: KVCache, start: int, last_only: bool = False) -> Tensor:
-        hidden = self.tfmr(embeds, cache, start)
-        return self.speech_head(hidden[:, -1:] if last_only else hidden)
+    def forward(
+        self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int, logits_at: Tensor | None = None
+    ) -> Tensor:
+        """As `T3.forward`: embeds (B, T, C) at positions input_pos (B, T) -> speech logits (B, T, V), or
+        (B, V) at index logits_at[b] of each row."""
+        hidden = self.tfmr(embeds, input_pos, cache, kv_len)
+        if logits_at is not None:
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), logits_at]  # (B, C)
+        return self.speech_head(hidden)
 
-    def new_cache(self, max_len: int) -> KVCache:
-        weight = self.speech_head.weight
-        return KVCache(self.cfg, 1, max_len, weight.device, weight.dtype)
+    def sample(
+        self,
+        logits: Tensor,
+        history: Tensor,
+        sampled: int,
+        params: SamplingParams,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """One request's next token (1, 1) from its logits (1, V); history (1, N) holds the speech BOS then
+        the `sampled` tokens so far. The first step penalises the BOS, later ones only generated tokens."""
+        seen = history[:, 1 : sampled + 1] if sampled else history[:, :1]
+        probs = process_turbo_logits(
+            logits.float(), seen, params.temperature, params.top_p, params.repetition_penalty
+        ).softmax(-1)
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+
+    @property
+    def max_positions(self) -> int:
+        """Cache positions one request may reach: the learned position table's length."""
+        return self.cfg.max_positions
+
+    def new_cache(self, rows: int, max_len: int) -> KVCache:
+        weight, cfg = self.speech_head.weight, self.cfg
+        return KVCache(
+            cfg.num_layers, cfg.num_heads, cfg.head_dim, rows, max_len, weight.device, weight.dtype
+        )
 
 
 def apply_top_k(logits: Tensor, top_k: int) -> Tensor:
@@ -190,41 +225,3 @@ def process_turbo_logits(
     if repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, history, repetition_penalty)
     return logits
-
-
-@torch.inference_mode()
-def decode_turbo_tokens(
-    t3: GPT2T3,
-    cond: Tensor,
-    text_tokens: Tensor,
-    temperature: float,
-    top_p: float,
-    repetition_penalty: float,
-    generator: torch.Generator,
-    max_new_tokens: int,
-) -> Iterator[int]:
-    """Yield sampled speech tokens until the stop token (not yielded) or max_new_tokens.
-
-    The first step's penalty history is the speech BOS; later steps use only generated tokens.
-    """
-    cfg = t3.cfg
-    embeds = t3.prefill_embeds(cond, text_tokens)
-    position = embeds.shape[1]
-    if position + max_new_tokens > cfg.max_positions:
-        max_new_tokens = cfg.max_positions - position
-    cache = t3.new_cache(position + max_new_tokens)
-    logits = t3(embeds, cache, 0, last_only=True)[:, -1]
-    history = torch.full((1, max_new_tokens), cfg.start_speech_token, dtype=torch.long, device=embeds.device)
-    for step in range(max_new_tokens):
-        seen = history[:, : max(step, 1)]
-        probs = process_turbo_logits(logits.float(), seen, temperature, top_p, repetition_penalty).softmax(-1)
-        token = torch.multinomial(probs, num_samples=1, generator=generator)
-        history[:, step] = token[0]
-        token_id = int(token)
-        if token_id == cfg.stop_speech_token:
-            return
-        yield token_id
-        if step + 1 == max_new_tokens:
-            return
-        logits = t3(t3.speech_emb(token), cache, position)[:, -1]
-        position += 1

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 from chatterbox_engine.batching import DecodeBatcher
-from chatterbox_engine.cuda_graphs import EagerStep, bucket_for
+from chatterbox_engine.cuda_graphs import bucket_for
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.sampling import SamplingParams
 
@@ -55,9 +55,14 @@ def joining_together(batcher):
 
 @contextmanager
 def prefill_passes(t3):
-    """Rows of every backbone forward pass (prefills; decode steps go through `step`) while inside."""
+    """Rows of every prefill pass (decode steps feed one position per row) while inside."""
     rows: list[int] = []
-    hook = t3.tfmr.register_forward_hook(lambda module, args, output: rows.append(args[0].shape[0]))
+
+    def count(module, args, output) -> None:
+        if args[0].shape[1] > 1:
+            rows.append(args[0].shape[0])
+
+    hook = t3.tfmr.register_forward_hook(count)
     try:
         yield rows
     finally:
@@ -165,24 +170,26 @@ def test_requests_longer_than_the_cache_grow_it(t3, cond):
 
 def test_padded_prefill_then_batched_step_equal_lone_forward_per_row(t3, cond):
     """Rows of different lengths prefilled in one right-padded pass, then one shared step (eager here,
-    replayed from CUDA graphs on GPU): each row computes what the lone decoder's forward does. The padding
-    garbage in the shorter row's cache is masked out and overwritten by its step."""
+    replayed from CUDA graphs on GPU): each row computes what its lone forward does. The padding garbage in
+    the shorter row's cache is masked out and overwritten by its step."""
     texts = [[255, *range(20, 30), 0], [255, *range(40, 44), 0]]
     prefills = [t3.prefill_embeds(cond, torch.tensor([text]), cfg_rows=True) for text in texts]
     lengths = [prefill.shape[1] for prefill in prefills]
     padded = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, max(lengths) - p.shape[1])) for p in prefills])
-    cache = t3.new_cache(4, 128, zeroed=True)
+    cache = t3.new_cache(4, 128)
     lone_prefill, lone_step, step_embeds = [], [], []
     with torch.inference_mode():
-        batched_prefill = t3.prefill_padded(padded, cache, torch.tensor([lengths[0]] * 2 + [lengths[1]] * 2))
+        row_lengths = torch.tensor([lengths[0]] * 2 + [lengths[1]] * 2)
+        everywhere = torch.arange(max(lengths)).expand(4, -1)
+        batched_prefill = t3(padded, everywhere, cache, max(lengths), logits_at=row_lengths - 1)
         for row, prefill in enumerate(prefills):
             own = t3.new_cache(2, 128)
-            lone_prefill.append(t3(prefill, own, 0, last_only=True)[:, -1])
+            length = prefill.shape[1]
+            lone_prefill.append(t3(prefill, torch.arange(length).expand(2, -1), own, length)[:, -1])
             embeds = t3.embed_speech(torch.tensor([[100 + row]]), 1).expand(2, -1, -1)
-            lone_step.append(t3(embeds, own, prefill.shape[1])[:, -1])
+            lone_step.append(t3(embeds, torch.full((2, 1), length), own, length + 1)[:, -1])
             step_embeds.append(embeds)
-        positions = torch.tensor([lengths[0]] * 2 + [lengths[1]] * 2)
-        batched_step = EagerStep(t3)(torch.cat(step_embeds), cache, positions, max(lengths))
+        batched_step = t3(torch.cat(step_embeds), row_lengths[:, None], cache, max(lengths) + 1)[:, -1]
     torch.testing.assert_close(batched_prefill, torch.cat(lone_prefill), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(batched_step, torch.cat(lone_step), rtol=1e-5, atol=1e-5)
 
@@ -227,3 +234,25 @@ def test_engine_with_batching_gives_the_same_audio_under_concurrency(tiny_engine
             expected = tiny_engine.generate(text, **kwargs).audio
         np.testing.assert_allclose(results[index], expected, atol=1e-5)
     assert max(stats.requests for stats in steps) > 1
+
+
+def test_turbo_batched_tokens_equal_lone_decoding():
+    """Turbo (GPT-2 T3, one row per request, its own processor order) decodes in the same loop."""
+    import chatterbox_engine as ce
+
+    turbo = ce.load("random:tiny-turbo", watermark=False)
+    t3, voice = turbo.t3, turbo.default_voice
+    with torch.inference_mode():
+        cond = t3.embed_conditioning(voice.speaker_emb, voice.prompt_tokens, None)
+    requests = [  # Turbo text has no start/stop tokens
+        (list(range(300, 312)), SamplingParams(top_p=0.95), 1, 30),
+        (list(range(400, 405)), SamplingParams(temperature=1.1, top_p=0.95), 2, 20),
+        (list(range(500, 530)), SamplingParams(repetition_penalty=1.5, top_p=0.8), 3, 45),
+    ]
+    expected = [alone(t3, cond, *request) for request in requests]
+    batcher = DecodeBatcher(t3, max_requests=len(requests), prefill_length_slack=32)
+    with prefill_passes(t3) as passes:
+        with joining_together(batcher):
+            streams = [submit(batcher, cond, *request) for request in requests]
+        assert [list(stream) for stream in streams] == expected
+    assert passes == [3]  # one row each, prefilled together

@@ -9,7 +9,6 @@ from __future__ import annotations
 import chatterbox_engine as ce
 import numpy as np
 import torch
-from chatterbox_engine.cuda_graphs import EagerStep
 
 T3_LOGITS_TOLERANCE = 0.02
 S3GEN_MEL_TOLERANCE = 0.10  # ten ODE steps compound the rounding
@@ -28,8 +27,9 @@ def prefill(engine: ce.Engine):
         voice.speaker_emb.to(dtype), voice.prompt_tokens, torch.tensor([0.5], dtype=dtype)
     )
     embeds = t3.prefill_embeds(cond, TEXT_TOKENS, cfg_rows=True)
-    cache = t3.new_cache(2, embeds.shape[1] + 8, zeroed=True)
-    return t3(embeds, cache, 0), cache, embeds.shape[1]
+    length = embeds.shape[1]
+    cache = t3.new_cache(2, length + 8)
+    return t3(embeds, torch.arange(length).expand(2, -1), cache, length), cache, length
 
 
 @torch.inference_mode()
@@ -41,15 +41,18 @@ def test_t3_logits_drift_within_tolerance(tiny_engine, bf16_engine):
 
 
 @torch.inference_mode()
-def test_bf16_batched_step_matches_the_bf16_lone_forward(bf16_engine):
+def test_bf16_step_over_the_whole_static_cache_matches_the_bf16_lone_forward(bf16_engine):
+    """The decode step as CUDA graphs replay it (attending over the whole cache, masked) against the
+    lone forward's (attending up to its position)."""
     t3 = bf16_engine.t3
     _, cache, position = prefill(bf16_engine)
     lone_cache = t3.new_cache(2, cache.max_len)
     lone_cache.keys.copy_(cache.keys)
     lone_cache.values.copy_(cache.values)
     embeds = t3.embed_speech(torch.tensor([[123]]), 1).expand(2, -1, -1)
-    lone = t3(embeds, lone_cache, position)[:, -1]
-    batched = EagerStep(t3)(embeds, cache, torch.tensor([position, position]), position)
+    input_pos = torch.full((2, 1), position)
+    lone = t3(embeds, input_pos, lone_cache, position + 1)[:, -1]
+    batched = t3(embeds, input_pos, cache, cache.max_len)[:, -1]
     assert relative_error(batched, lone) < 0.01
 
 

@@ -1,12 +1,12 @@
-"""CUDA-graph replay of the batched T3 step equals the eager step (GPU only; the CPU runs the same step
-eagerly in test_batching.py)."""
+"""CUDA-graph replay of the batched T3 step equals the eager forward (GPU only; the CPU runs the same
+forward eagerly in test_batching.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from chatterbox_engine.batching import DecodeBatcher
-from chatterbox_engine.cuda_graphs import CudaGraphStep, EagerStep, make_step_runner
+from chatterbox_engine.cuda_graphs import CudaGraphStep, make_step_runner
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.loading import random_models
 from chatterbox_engine.sampling import SamplingParams
@@ -14,8 +14,8 @@ from chatterbox_engine.sampling import SamplingParams
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def test_cpu_runs_the_step_eagerly(tiny_engine):
-    assert isinstance(make_step_runner(tiny_engine.t3, torch.device("cpu")), EagerStep)
+def test_cpu_runs_the_step_as_the_models_own_forward(tiny_engine):
+    assert make_step_runner(tiny_engine.t3, torch.device("cpu")) is tiny_engine.t3
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,16 @@ def test_graph_replay_equals_eager_step_for_every_bucket(cuda_t3):
     graphs = CudaGraphStep(cuda_t3)
     for rows in (1, 3, 5, 8):
         # Fresh caches: padding rows write at position 0 of free rows, which eager steps never touch.
-        cache = cuda_t3.new_cache(8, 64, zeroed=True)
-        eager_cache = cuda_t3.new_cache(8, 64, zeroed=True)
-        positions = torch.arange(rows, device="cuda") + 10
+        cache = cuda_t3.new_cache(8, 64)
+        eager_cache = cuda_t3.new_cache(8, 64)
+        input_pos = torch.arange(rows, device="cuda")[:, None] + 10
         embeds = cuda_t3.embed_speech_rows(
             torch.arange(rows, device="cuda")[:, None] + 100, torch.arange(rows, device="cuda") + 1
         )
+        kv_len = int(input_pos.max()) + 1
         for _ in range(2):  # the first call captures, the second replays
-            replayed = graphs(embeds, cache, positions, int(positions.max()))
-        expected = EagerStep(cuda_t3)(embeds, eager_cache, positions, int(positions.max()))
+            replayed = graphs(embeds, input_pos, cache, kv_len)
+        expected = cuda_t3(embeds, input_pos, eager_cache, kv_len)
         torch.testing.assert_close(replayed, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -106,11 +106,11 @@ def test_t3_teacher_forced_logits_match_upstream(full_engine, upstream_t3):
     prefill = ours.prefill_embeds(our_cond, text, cfg_rows=True)
     assert prefill.shape == embeds.shape[:1] + (embeds.shape[1] + 1, embeds.shape[2])
     cache = ours.new_cache(2, prefill.shape[1] + forced.shape[1])
-    mine = [ours(prefill, cache, 0)]
     position = prefill.shape[1]
+    mine = [ours(prefill, torch.arange(position).expand(2, -1), cache, position)]
     for i in range(forced.shape[1]):
         step = ours.embed_speech(forced[:, i : i + 1], i + 1).expand(2, -1, -1)
-        mine.append(ours(step, cache, position))
+        mine.append(ours(step, torch.full((2, 1), position), cache, position + 1))
         position += 1
 
     diffs = [(a - b).abs().max().item() for a, b in zip(mine, theirs, strict=True)]

@@ -163,9 +163,11 @@ def test_t3_teacher_forced_logits_match_upstream(ours, upstream):
         t3.embed_conditioning(speaker, prompt, torch.tensor([exaggeration])), text, True
     )
     cache = t3.new_cache(2, prefill.shape[1] + forced.shape[1])
-    mine, position = [t3(prefill, cache, 0)], prefill.shape[1]
+    position = prefill.shape[1]
+    mine = [t3(prefill, torch.arange(position).expand(2, -1), cache, position)]
     for i in range(forced.shape[1]):
-        mine.append(t3(t3.embed_speech(forced[:, i : i + 1], i + 1).expand(2, -1, -1), cache, position))
+        step = t3.embed_speech(forced[:, i : i + 1], i + 1).expand(2, -1, -1)
+        mine.append(t3(step, torch.full((2, 1), position), cache, position + 1))
         position += 1
 
     diffs = [(a - b).abs().max().item() for a, b in zip(mine, theirs, strict=True)]

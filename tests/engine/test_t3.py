@@ -30,13 +30,15 @@ def test_cached_decode_matches_full_sequence_forward():
     steps = torch.randint(0, 6561, (1, 6), generator=g)
     step_embeds = [t3.embed_speech(steps[:, i : i + 1], i + 1).expand(2, -1, -1) for i in range(6)]
 
-    cache = t3.new_cache(2, prefill.shape[1] + 6)
-    incremental = [t3(prefill, cache, 0)[:, -1]]
+    length = prefill.shape[1]
+    cache = t3.new_cache(2, length + 6)
+    incremental = [t3(prefill, torch.arange(length).expand(2, -1), cache, length)[:, -1]]
     for i, emb in enumerate(step_embeds[:-1]):
-        incremental.append(t3(emb, cache, prefill.shape[1] + i)[:, -1])
+        incremental.append(t3(emb, torch.full((2, 1), length + i), cache, length + i + 1)[:, -1])
 
     everything = torch.cat([prefill, *step_embeds[:-1]], dim=1)
-    full = t3(everything, t3.new_cache(2, everything.shape[1]), 0)
+    full_len = everything.shape[1]
+    full = t3(everything, torch.arange(full_len).expand(2, -1), t3.new_cache(2, full_len), full_len)
     expected = full[:, prefill.shape[1] - 1 :]
     assert torch.allclose(torch.stack(incremental, dim=1), expected, atol=1e-5)
     # The unconditional row differs only through its zeroed text embeddings.
