@@ -114,11 +114,6 @@ class EngineAdapter:
         return dict(self._engine.supported_languages)
 
     @property
-    def unavailable_languages(self) -> dict[str, str]:
-        """Language code -> why the loaded model cannot speak it here (e.g. a missing front-end file)."""
-        return dict(self._engine.unavailable_languages)
-
-    @property
     def ignored_parameters(self) -> tuple[str, ...]:
         """Request knobs the loaded variant has no use for (reported back to clients)."""
         return tuple(self._engine.ignored_parameters)
