@@ -1,5 +1,7 @@
-"""Text front end: upstream punctuation normalisation, the English BPE tokenizer, and splitting long
-text into sentence-aligned pieces that each fit one T3 generation."""
+"""Text front end: upstream punctuation normalisation, splitting long text into sentence-aligned pieces
+that each fit one T3 generation, and the English BPE tokenizer. The parts every variant's tokenizer
+shares live here too: the English-only language check (`EnglishOnly`), the [SPACE]-token encoding of
+the English and multilingual vocabularies (`SpacedTokenizer`) and the makers of random-model vocabularies."""
 
 from __future__ import annotations
 

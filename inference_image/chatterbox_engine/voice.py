@@ -1,8 +1,10 @@
 """A voice: everything the model needs from a reference recording, computed once and reused.
 
 T3 needs the VoiceEncoder speaker embedding and S3 tokens of the first 6 s; S3Gen needs its own
-reference (prompt tokens, prompt mel and CAMPPlus x-vector of the first 10 s). Voices save to and load
-from safetensors (never pickle). The built-in voice comes from the official `conds.pt`.
+reference (prompt tokens, prompt mel and CAMPPlus x-vector of the first 10 s). `Voice.from_reference`
+checks the recording, levels its loudness (Turbo), resamples it and embeds it, as upstream's
+`prepare_conditionals` does. Voices save to and load from safetensors (never pickle). The built-in voice
+comes from the official `conds.pt`; random-weight models embed a synthetic reference instead.
 """
 
 from __future__ import annotations
