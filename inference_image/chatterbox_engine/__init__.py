@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 
+from . import runtime  # first: it sets OpenMP's wait policy, read once when torch loads
+
+# isort: split
 import torch
 
 SAMPLE_RATE = 24_000
@@ -73,6 +76,8 @@ def load(
     torch_dtype = _parse_dtype(dtype)
     device = _parse_device(device)
     models = resolve_models(source, cache_dir=cache_dir, variant=variant)
+    if torch.device(device).type == "cpu":
+        runtime.limit_threads_to_cpu_budget()
     return Engine(models, source=source, device=device, dtype=torch_dtype, watermark=bool(watermark))
 
 

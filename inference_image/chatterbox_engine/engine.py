@@ -28,6 +28,7 @@ from .decoding import StepStats, decode_speech_tokens
 from .errors import InvalidAudioError, InvalidParameterError
 from .loading import Models, write_models
 from .request import GenerationRequest, RequestBuilder, check_seed
+from .runtime import stage_dtypes
 from .s3gen.config import S3_SR, S3GEN_SR
 from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
 from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
@@ -66,10 +67,11 @@ class Engine:
     ) -> None:
         self.models = models
         self.device = torch.device(device)
-        self.t3 = models.t3.to(self.device, dtype)
+        stages = stage_dtypes(self.device, dtype)  # e.g. bf16 T3 with fp32 S3Gen on a CPU without bf16 math
+        self.t3 = models.t3.to(self.device, stages.t3)
         self.voice_encoder = models.voice_encoder.to(self.device)
         # S3Gen casts only its synthesis path; its reference front end stays fp32 whatever the dtype.
-        self.s3gen = models.s3gen.to(self.device, dtype)
+        self.s3gen = models.s3gen.to(self.device, stages.s3gen)
         self.tokenizer = models.tokenizer
         self.spec = models.spec
         self.variant = self.spec.name
@@ -79,6 +81,7 @@ class Engine:
             "variant": self.variant,
             "device": str(self.device),
             "dtype": str(dtype).removeprefix("torch."),
+            "stage_dtypes": stages.describe(),
             "watermark": watermark,
         }
         # Random-weight models have no built-in voice (`conds.pt`): embed a synthetic one.

@@ -143,6 +143,12 @@ class ModelCard(BaseModel):
     ignored_parameters: list[str] | None = Field(
         None, description="Request fields this model accepts but has no use for."
     )
+    dtype: str | None = Field(None, description="The precision the server was asked to run in (DTYPE).")
+    stage_dtypes: dict[str, str] | None = Field(
+        None,
+        description="The precision each stage runs in (t3, s3gen): on a CPU without bfloat16 arithmetic, "
+        "dtype bfloat16 keeps the compute-bound S3Gen in float32.",
+    )
 
 
 class ModelList(BaseModel):

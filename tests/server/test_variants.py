@@ -46,6 +46,8 @@ def test_models_list_the_variant_and_its_languages(multilingual: RunningServer, 
     assert {"en", "fr", "de", "ja", "ko"} <= set(chatterbox["languages"])
     assert chatterbox["languages"]["fr"] == "French"
     assert chatterbox["ignored_parameters"] == []
+    assert chatterbox["dtype"] == "float32"
+    assert chatterbox["stage_dtypes"] == {"t3": "float32", "s3gen": "float32"}
     turbo_card = httpx.get(f"{turbo.url}/v1/models").json()["data"][0]
     assert turbo_card["variant"] == "turbo"
     assert turbo_card["languages"] == {"en": "English"}

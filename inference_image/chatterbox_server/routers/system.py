@@ -50,6 +50,8 @@ async def list_models(request: Request) -> ModelList:
         "variant": engine.info.get("variant"),
         "languages": engine.supported_languages,
         "ignored_parameters": list(engine.ignored_parameters),
+        "dtype": engine.info.get("dtype"),
+        "stage_dtypes": engine.info.get("stage_dtypes"),
     }
     ids = (SERVED_MODEL_ID, *MODEL_ALIASES)
     return ModelList(

@@ -1,0 +1,77 @@
+"""One home for how the engine uses the CPU: OpenMP waiting, thread count and per-stage precision.
+
+Importing this module sets `OMP_WAIT_POLICY=PASSIVE` unless the environment already chose: torch's OpenMP
+runtime reads it once, when torch loads, so `chatterbox_engine` imports this before torch. With the default
+(spinning) policy, each parallel region's threads busy-wait for the slowest one; on a CPU shared with other
+busy processes, that made a 2-thread S3Gen estimator step 7-25x slower than 1 thread (passive: on a par).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402 (after the wait policy, see above)
+
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def cpu_budget(cpu_max: Path = _CGROUP_CPU_MAX) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a pod's CPU limit)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return available
+    if quota == "max":
+        return available
+    return max(1, min(available, math.ceil(int(quota) / int(period))))
+
+
+def limit_threads_to_cpu_budget() -> int:
+    """Lower torch's intra-op threads to the CPU budget (never raise them: a caller may have chosen fewer).
+
+    Torch counts the node's cores; in a pod limited to 2 CPUs on a 64-core node, 64 threads would fight over
+    2 CPUs' worth of quota. Returns the thread count in effect."""
+    if torch.get_num_threads() > cpu_budget():
+        torch.set_num_threads(cpu_budget())
+    return torch.get_num_threads()
+
+
+_NATIVE_CPU_PROBES = {
+    torch.bfloat16: ("_is_amx_tile_supported", "_is_avx512_bf16_supported"),
+    torch.float16: ("_is_amx_fp16_supported",),
+}
+
+
+def cpu_computes_natively(dtype: torch.dtype) -> bool:
+    """Whether this CPU multiplies `dtype` in hardware (bf16: AMX tiles or AVX-512 BF16; fp16: AMX-FP16)."""
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in _NATIVE_CPU_PROBES.get(dtype, ()))
+
+
+@dataclass(frozen=True)
+class StageDtypes:
+    """The precision each stage runs in for a requested dtype."""
+
+    t3: torch.dtype
+    s3gen: torch.dtype
+
+    def describe(self) -> dict[str, str]:
+        return {stage: str(dtype).removeprefix("torch.") for stage, dtype in vars(self).items()}
+
+
+def stage_dtypes(device, dtype: torch.dtype, native: bool | None = None) -> StageDtypes:
+    """Per-stage precision for a requested dtype on a device (`native`: override the CPU probe).
+
+    T3's decode reads all its weights for every token, so half-width weights pay on any CPU. S3Gen is
+    compute bound (a 56-block estimator over every frame, 10 steps), so on a CPU without hardware
+    arithmetic for the dtype it stays float32: emulated half precision would only slow it down."""
+    if dtype == torch.float32 or torch.device(device).type != "cpu":
+        return StageDtypes(dtype, dtype)
+    if native is None:
+        native = cpu_computes_natively(dtype)
+    return StageDtypes(dtype, dtype if native else torch.float32)

@@ -1,0 +1,64 @@
+"""CPU settings (`runtime.py`): thread budget from a pod's CPU quota, and per-stage precision."""
+
+from __future__ import annotations
+
+import os
+
+import chatterbox_engine as ce
+import numpy as np
+import pytest
+import torch
+from chatterbox_engine import runtime
+from chatterbox_engine.runtime import StageDtypes, cpu_budget, limit_threads_to_cpu_budget, stage_dtypes
+
+
+def test_openmp_waits_passively_unless_the_environment_chose() -> None:
+    assert os.environ["OMP_WAIT_POLICY"]  # set before torch loaded, by importing chatterbox_engine
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("100000000 100000\n", None)],
+)
+def test_cpu_budget_is_the_quota_rounded_up_within_the_affinity(tmp_path, cpu_max, expected) -> None:
+    available = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert cpu_budget(tmp_path / "cpu.max") == (available if expected is None else min(expected, available))
+    assert cpu_budget(tmp_path / "missing") == available
+
+
+def test_threads_are_lowered_to_the_budget_never_raised(monkeypatch) -> None:
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setattr(runtime, "cpu_budget", lambda: 4)
+        assert limit_threads_to_cpu_budget() == 1
+        torch.set_num_threads(3)
+        monkeypatch.setattr(runtime, "cpu_budget", lambda: 2)
+        assert limit_threads_to_cpu_budget() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_stage_dtypes_keep_s3gen_float32_without_hardware_half_precision() -> None:
+    bf16, fp32 = torch.bfloat16, torch.float32
+    assert stage_dtypes("cpu", fp32) == StageDtypes(fp32, fp32)
+    assert stage_dtypes("cpu", bf16, native=True) == StageDtypes(bf16, bf16)
+    assert stage_dtypes("cpu", bf16, native=False) == StageDtypes(bf16, fp32)
+    assert stage_dtypes("cuda", bf16, native=False) == StageDtypes(bf16, bf16)
+    assert stage_dtypes("cpu", bf16, native=False).describe() == {"t3": "bfloat16", "s3gen": "float32"}
+
+
+def test_bf16_engine_on_a_cpu_without_bf16_math_runs_s3gen_in_float32(monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "cpu_computes_natively", lambda dtype: False)
+    engine = ce.load("random:tiny", watermark=False, dtype="bfloat16")
+    assert engine.t3.speech_head.weight.dtype == torch.bfloat16
+    assert engine.s3gen.dtype == torch.float32
+    assert engine.info["dtype"] == "bfloat16"
+    assert engine.info["stage_dtypes"] == {"t3": "bfloat16", "s3gen": "float32"}
+    audio = engine.generate("Hello there.", seed=1, max_new_tokens=20).audio
+    assert audio.dtype == np.float32 and audio.size > 0 and np.isfinite(audio).all()
+    streamed = np.concatenate(
+        [c.audio for c in engine.generate_stream("Hello there.", seed=1, max_new_tokens=20)]
+    )
+    assert streamed.size == audio.size
