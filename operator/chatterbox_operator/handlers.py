@@ -24,6 +24,8 @@ from chatterbox_operator.schema import GROUP
 
 # Drift-correction and retry period; short in tests, where nothing else would advance the clock.
 RESYNC_SECONDS = float(os.environ.get("CHATTERBOX_OPERATOR_RESYNC_SECONDS", "30"))
+# Objects of one kind handled at once (benchmarks/operator_scale.py: memory and convergence at 300).
+WORKER_LIMIT = int(os.environ.get("CHATTERBOX_OPERATOR_WORKER_LIMIT", "96"))
 
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={builders.MANAGER}"
 _MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGER}
@@ -42,6 +44,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = min(1.0, RESYNC_SECONDS)
+    # Bounded concurrency per watched kind: hundreds of objects changing at once (a GitOps sync, an
+    # operator restart) queue instead of all holding requests, responses and retries in memory together
+    # (and flooding the API server); idle per-object workers exit soon.
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = 1.0
     for group_kind in (("apps", "deployments"), ("", "pods")):
         settings.watching.label_selectors[group_kind] = MANAGED_SELECTOR
     memo.api = kube.KubeApi(settings)
