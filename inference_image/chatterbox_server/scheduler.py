@@ -24,6 +24,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _ITEM, _ERROR, _END = range(3)
+# A job still running this long after its deadline has not reached an item boundary, where it would
+# have stopped: the engine is wedged (e.g. a hung GPU kernel), and only a restart frees its slot.
+STUCK_GRACE_S = 60.0
 
 
 class Scheduler:
@@ -40,6 +43,8 @@ class Scheduler:
         self._running = 0
         # Typical job length, for a Retry-After that reflects the real backlog.
         self._average_job_s = 2.0
+        # Deadline of each job a worker thread is running (written by the workers, read by liveness).
+        self._deadlines: dict[int, float] = {}
 
     @property
     def waiting(self) -> int:
@@ -64,6 +69,11 @@ class Scheduler:
         self._waiting += 1
         self._publish()
         return Admission(self, time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s))
+
+    def is_stuck(self) -> bool:
+        """Whether a worker has been running a job for STUCK_GRACE_S past its deadline (liveness)."""
+        now = time.monotonic()
+        return any(now > deadline + STUCK_GRACE_S for deadline in list(self._deadlines.values()))
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -119,6 +129,7 @@ class Admission:
         def work() -> None:
             started = time.monotonic()
             items = None
+            scheduler._deadlines[id(stop)] = deadline
             try:
                 items = make_items()
                 for item in items:
@@ -139,6 +150,7 @@ class Admission:
                     logger.exception("stopping a synthesis failed")
                 finally:
                     # Always: the request must end and the slot must come back, whatever happened above.
+                    scheduler._deadlines.pop(id(stop), None)
                     deliver(_END, None)
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(scheduler._job_finished, time.monotonic() - started)

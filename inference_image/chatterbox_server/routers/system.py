@@ -15,12 +15,16 @@ models_router = APIRouter(
 
 @router.get(
     "/healthz",
-    summary="Liveness: the process is up",
+    summary="Liveness: the process is up and its engine is not wedged",
     response_model=HealthStatus,
-    response_model_exclude_none=True,
+    responses={503: {"model": HealthStatus}},
 )
-async def healthz() -> HealthStatus:
-    return HealthStatus(status="ok")
+async def healthz(request: Request) -> JSONResponse:
+    scheduler = getattr(request.app.state, "scheduler", None)  # absent while the model loads
+    if scheduler is not None and scheduler.is_stuck():
+        detail = "a synthesis is still running long past its deadline: the engine is wedged"
+        return JSONResponse(HealthStatus(status="stuck", detail=detail).model_dump(exclude_none=True), 503)
+    return JSONResponse(HealthStatus(status="ok").model_dump(exclude_none=True))
 
 
 @router.get(
