@@ -150,7 +150,7 @@ class _SocketSession:
                             raise _Refused(cause, _close_code(cause))
                         raise failure
                     usage = speaking.result()
-                    await self.websocket.send_json({"type": "speech.audio.done", "usage": usage.as_openai()})
+                    await self.websocket.send_json({"type": "speech.audio.done", "usage": usage.as_dict()})
                     await self.websocket.close(CloseCode.DONE)
                     return "done"
                 message = receiving.result()

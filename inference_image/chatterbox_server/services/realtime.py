@@ -21,7 +21,7 @@ import numpy as np
 from ..audio import AudioFormat, StreamEncoder
 from ..errors import InvalidRequest
 from ..schemas import SpeechRequest
-from .speech import SpeechService
+from .speech import SpeechService, SpeechUsage
 
 # Chatterbox garbles past ~300 characters (serving-api.md), and a run-on must not wait forever.
 MAX_SEGMENT_CHARS = 300
@@ -80,21 +80,6 @@ class SegmentDone:
     end_sample: int
 
 
-@dataclass(frozen=True)
-class SessionUsage:
-    input_chars: int
-    output_tokens: int
-    samples: int
-
-    def as_openai(self) -> dict:
-        # Chatterbox's English tokenizer works on characters, so the input count is characters (as for SSE).
-        return {
-            "input_tokens": self.input_chars,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.input_chars + self.output_tokens,
-        }
-
-
 class SpeechSession:
     """One client's text stream. `append`/`flush`/`finish` feed it; `run` speaks the segments in order,
     handing encoded audio to `on_audio` and each finished segment to `on_segment`.
@@ -140,8 +125,8 @@ class SpeechSession:
         return not self._busy and self._segments.empty()
 
     @property
-    def usage(self) -> SessionUsage:
-        return SessionUsage(self._input_chars, self._tokens, self._samples)
+    def usage(self) -> SpeechUsage:
+        return SpeechUsage(self._input_chars, self._tokens, self._samples / self.sample_rate)
 
     def append(self, text: str) -> None:
         self._check_open()
@@ -165,7 +150,7 @@ class SpeechSession:
         self._finished = True
         self._segments.put_nowait(None)
 
-    async def run(self) -> SessionUsage:
+    async def run(self) -> SpeechUsage:
         """Speaks segments until `finish` and the last one is done; returns the usage."""
         index = 0
         while (segment := await self._segments.get()) is not None:
