@@ -61,12 +61,14 @@ def load(
     watermark: bool = True,
     cache_dir: str | None = None,
     variant: str | None = None,
+    version: str | None = None,
 ) -> Engine:
     """Build an Engine from a Hugging Face repo id (`owner/name[@revision]`), a local folder in the
     official layout, or `random:tiny` / `random:full` (seeded random weights; `random:tiny-turbo`,
-    `random:full-multilingual`, ... for the other variants). `variant` ("english", "multilingual",
-    "turbo") picks the model where a source holds several, and is checked against the files
-    otherwise; None detects it."""
+    `random:full-multilingual`, `random:tiny-nano`, ... for the other variants). `variant` ("english",
+    "multilingual", "turbo", "nano") picks the model where a source holds several, and is checked against
+    the files otherwise; None detects it. `version` picks a multilingual release ("v2", the default, or
+    "v3")."""
     from .loading import resolve_models
 
     if isinstance(source, os.PathLike):
@@ -75,7 +77,7 @@ def load(
         raise CheckpointError(f"model source must be a non-empty string, got {source!r}")
     torch_dtype = _parse_dtype(dtype)
     device = _parse_device(device)
-    models = resolve_models(source, cache_dir=cache_dir, variant=variant)
+    models = resolve_models(source, cache_dir=cache_dir, variant=variant, version=version)
     if torch.device(device).type == "cpu":
         runtime.limit_threads_to_cpu_budget()
     return Engine(models, source=source, device=device, dtype=torch_dtype, watermark=bool(watermark))

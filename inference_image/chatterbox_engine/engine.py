@@ -31,7 +31,7 @@ from .request import GenerationRequest, RequestBuilder, check_seed
 from .runtime import stage_dtypes
 from .s3gen.config import S3_SR, S3GEN_SR
 from .s3gen_batching import MAX_WINDOWS, WindowBatcher, WindowBatchStats
-from .streaming import ChunkPlan, ChunkRenderer, RenderWindow, fade_out
+from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, RenderWindow, fade_out
 from .variants import S3GEN_SILENCE_TOKEN
 from .voice import Voice, check_reference, check_voice, default_reference, resample
 from .watermark import Watermarker
@@ -78,7 +78,8 @@ class Engine:
         self.watermarker = Watermarker(SAMPLE_RATE) if watermark else None
         self.info = {
             "model": source,
-            "variant": self.variant,
+            "variant": self.spec.family,
+            "version": self.spec.version,
             "device": str(self.device),
             "dtype": str(dtype).removeprefix("torch."),
             "stage_dtypes": stages.describe(),
@@ -100,6 +101,11 @@ class Engine:
     def unavailable_languages(self) -> dict[str, str]:
         """Language code -> why this install cannot speak it (multilingual: e.g. zh without its segmenter)."""
         return dict(self.tokenizer.unavailable)
+
+    @property
+    def paralinguistic_tags(self) -> tuple[str, ...]:
+        """Tags such as `[laugh]` this model voices as events (Turbo, Nano); other models drop them."""
+        return self.tokenizer.tags
 
     @property
     def ignored_parameters(self) -> tuple[str, ...]:
@@ -195,7 +201,10 @@ class Engine:
             tokens += self._tail_tokens()
             started = time.perf_counter()
             wav = self.s3gen.inference(torch.tensor([tokens]), ref, s3gen_generator)
-            parts.append(fade_out(wav[0].float().cpu().numpy()))
+            wav = wav[0].float().cpu().numpy()
+            if self.spec.drop_last_token_audio:
+                wav = wav[: max(1, len(tokens) - 1) * SAMPLES_PER_TOKEN]
+            parts.append(fade_out(wav))
             s3gen_seconds += time.perf_counter() - started
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         return Synthesis(self._finish(audio), SAMPLE_RATE, num_tokens, t3_seconds, s3gen_seconds)
@@ -275,7 +284,7 @@ class Engine:
             spoken = len(renderer.tokens)
             if spoken:
                 renderer.tokens.extend(self._tail_tokens())
-            tail = renderer.render(final=True)
+            tail = renderer.render(final=True, drop_last_token=self.spec.drop_last_token_audio)
             covered += spoken
             if tail.size or index == last_piece:
                 yield AudioChunk(self._finish(tail), covered, is_last=index == last_piece)

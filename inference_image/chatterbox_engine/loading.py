@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,7 +26,15 @@ from .t3_gpt2 import GPT2T3
 from .text import EnTokenizer
 from .text_mtl import MultilingualTokenizer
 from .text_turbo import TurboTokenizer
-from .variants import ENGLISH, SPECS, VariantSpec, check_variant, detect_variant, variant_for_repo
+from .variants import (
+    ENGLISH,
+    SPECS,
+    VariantSpec,
+    check_variant,
+    detect_variant,
+    select_variant,
+    variant_for_repo,
+)
 from .voice import Voice
 from .voice_encoder import VoiceEncoder
 
@@ -132,9 +140,10 @@ def read_configs(folder: Path, variant: str) -> ModelConfigs:
         configs = ModelConfigs.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"invalid {CONFIG_FILE} in {folder}: {error}") from error
-    if configs.variant != variant:
+    if SPECS[configs.variant].family != SPECS[variant].family:
         raise CheckpointError(f"{CONFIG_FILE} in {folder} describes a {configs.variant} model, not {variant}")
-    return configs
+    # Releases of one family share their shapes (multilingual v2 / v3 side by side in one folder).
+    return replace(configs, variant=variant)
 
 
 def _read_tokenizer(folder: Path, spec: VariantSpec):
@@ -230,7 +239,7 @@ def parse_random_source(source: str) -> tuple[str, str]:
 
 
 def random_models(kind: str, seed: int = RANDOM_SEED) -> Models:
-    """`random:tiny`, `random:full` or their `-multilingual` / `-turbo` forms: seeded random networks
+    """`random:tiny`, `random:full` or their `-<variant>` forms (`-nano`, `-multilingual-v3`, ...): seeded random networks
     without a built-in voice (the engine embeds a synthetic reference as its default voice)."""
     size, variant = parse_random_source(kind)
     configs = ModelConfigs.tiny(variant) if size == "tiny" else ModelConfigs.official(variant)
@@ -248,9 +257,12 @@ def random_models(kind: str, seed: int = RANDOM_SEED) -> Models:
     return Models(configs, t3.eval(), voice_encoder.eval(), s3gen.eval(), tokenizer, None)
 
 
-def resolve_models(source: str, cache_dir: str | None = None, variant: str | None = None) -> Models:
-    """Load Models from any supported source string; `variant` picks or checks the model variant."""
-    variant = check_variant(variant)
+def resolve_models(
+    source: str, cache_dir: str | None = None, variant: str | None = None, version: str | None = None
+) -> Models:
+    """Load Models from any supported source string; `variant` (and, for multilingual, `version`) picks
+    or checks the model variant."""
+    variant = select_variant(variant, version)
     if source.startswith("random:"):
         models = random_models(source)
         if variant is not None and variant != models.variant:

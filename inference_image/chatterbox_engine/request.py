@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .errors import InvalidParameterError, InvalidTextError
 from .sampling import SAMPLING_BOUNDS, Bounds, SamplingParams
-from .text import check_text, punc_norm, split_sentences
+from .text import check_text, drop_tags, punc_norm, split_sentences
 from .voice import Voice, check_voice
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class GenerationRequest:
     exaggeration: float
     seed: int  # drawn at random when the caller gave none, so the result can be reproduced
     max_new_tokens: int  # per piece
+    dropped_tags: tuple[str, ...] = ()  # paralinguistic tags removed from the text: this model has none
 
 
 def check_seed(seed: object) -> int:
@@ -96,6 +97,7 @@ class RequestBuilder:
         e.g. Turbo top_p 0.95); `ignored_parameters` are accepted and have no effect. `seed` None draws
         one (kept in the request)."""
         check_text(text)
+        spoken, dropped_tags = drop_tags(text, self._tokenizer.tags)
         language = self._tokenizer.check_language("en" if language is None else language)
         sampling = self._spec.sampling.with_overrides(
             cfg_weight=cfg_weight,
@@ -112,7 +114,7 @@ class RequestBuilder:
             check_voice(voice, self._t3_cfg, self._vocab_size)
         pieces = [
             self._tokenizer.text_tokens(punc_norm(piece, **self._spec.punctuation), language)
-            for piece in split_sentences(text)
+            for piece in split_sentences(spoken)
         ]
         if not pieces:
             raise InvalidTextError("text has nothing to speak")
@@ -128,6 +130,7 @@ class RequestBuilder:
             exaggeration,
             seed,
             max_new_tokens,
+            dropped_tags,
         )
 
     def resolve(

@@ -66,6 +66,7 @@ class ChunkRenderer:
         self.tokens: list[int] = []
         # Positions are samples on the utterance timeline, where token k ends at (k + 1) * 960.
         self.emitted_until: int | None = None  # timeline position up to which audio was returned
+        self.started_at = 0  # timeline position of the first returned sample
         self.tail = np.zeros(0, dtype=np.float32)  # held-back samples starting at emitted_until
         self.excitation: torch.Tensor | None = None  # vocoder source of the previous window
         self.excitation_start = 0
@@ -75,8 +76,10 @@ class ChunkRenderer:
     def next_chunk_due(self) -> bool:
         return len(self.tokens) - self.rendered_tokens >= self.plan.chunk_size(self.chunks_rendered)
 
-    def render(self, final: bool) -> np.ndarray:
-        """Audio for tokens so far; unless final, the last `overlap_tokens` worth is held back."""
+    def render(self, final: bool, drop_last_token: bool = False) -> np.ndarray:
+        """Audio for tokens so far; unless final, the last `overlap_tokens` worth is held back. With
+        drop_last_token (multilingual v3) the final audio stops one token early, as a one-shot cut of
+        `(tokens - 1) * 960` samples does (one token is always kept)."""
         end = len(self.tokens)
         if end == 0:
             return np.zeros(0, dtype=np.float32)
@@ -95,12 +98,15 @@ class ChunkRenderer:
         if start == 0:
             wav = apply_trim_fade(wav, self.s3gen.trim_fade)
         if self.emitted_until is None:
-            self.emitted_until = window_start
+            self.emitted_until = self.started_at = window_start
         audio = wav[0].float().cpu().numpy()[self.emitted_until - window_start :]
         audio = crossfade(self.tail, audio)
         self.rendered_tokens = end
         self.chunks_rendered += 1
         if final:
+            if drop_last_token:
+                end_at = self.started_at + max(1, end - 1) * SAMPLES_PER_TOKEN
+                audio = audio[: max(0, end_at - self.emitted_until)]
             self.tail = np.zeros(0, dtype=np.float32)
             self.emitted_until += len(audio)
             return fade_out(audio)

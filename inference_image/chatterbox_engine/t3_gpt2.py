@@ -49,6 +49,16 @@ class GPT2T3Config:
         return cls()
 
     @classmethod
+    def nano(cls) -> GPT2T3Config:
+        """The official Nano shapes (GPT-2 small): Turbo's architecture, 768 wide, 12 blocks, 12 heads."""
+        return cls(hidden_size=768, num_layers=12, num_heads=12)
+
+    @classmethod
+    def tiny_nano(cls) -> GPT2T3Config:
+        """Nano's tiny test shapes: one block fewer than Turbo's, so the two random models differ."""
+        return cls(hidden_size=64, num_layers=1, num_heads=4, speaker_embed_size=32)
+
+    @classmethod
     def tiny(cls) -> GPT2T3Config:
         return cls(hidden_size=64, num_layers=2, num_heads=4, speaker_embed_size=32, text_vocab_size=50276)
 

@@ -42,6 +42,50 @@ PUNCTUATION_REPLACEMENTS = (
 )
 _SENTENCE_ENDINGS = (".", "!", "?", "-", ",")
 
+# Turbo's paralinguistic tags: the 19 added tokens (ids 50257-50275) of the official `added_tokens.json`,
+# sounds then delivery styles. The random-weight Turbo/Nano tokenizers carry them too; a loaded model's
+# own set is its tokenizer's `tags`. Models without tags have these removed from the text (reported
+# back as dropped) instead of spelling them out.
+PARALINGUISTIC_TAGS = (
+    "[laugh]",
+    "[chuckle]",
+    "[gasp]",
+    "[cough]",
+    "[sigh]",
+    "[groan]",
+    "[sniff]",
+    "[shush]",
+    "[clear throat]",
+    "[angry]",
+    "[crying]",
+    "[dramatic]",
+    "[fear]",
+    "[happy]",
+    "[narration]",
+    "[sarcastic]",
+    "[surprised]",
+    "[whispering]",
+    "[advertisement]",
+)
+_TAG = re.compile(r"\[[a-z][a-z ]*\]")
+
+
+def is_tag(token: str) -> bool:
+    """A paralinguistic tag's spelling: lower-case words in square brackets, e.g. `[clear throat]`."""
+    return _TAG.fullmatch(token) is not None
+
+
+def drop_tags(text: str, understood: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Remove the known paralinguistic tags a model does not understand (with the spaces before them);
+    returns the text and the distinct tags removed, in order of appearance. Tags it understands, and
+    bracketed words that are no tag, stay as written."""
+    unknown = [tag for tag in PARALINGUISTIC_TAGS if tag not in understood]
+    if not unknown or "[" not in text:
+        return text, ()
+    pattern = re.compile(r"[ \t]*(" + "|".join(map(re.escape, unknown)) + ")")
+    dropped = tuple(dict.fromkeys(match.group(1) for match in pattern.finditer(text)))
+    return (pattern.sub("", text) if dropped else text), dropped
+
 
 def punc_norm(
     text: str,
@@ -168,6 +212,7 @@ class SpacedTokenizer:
     literal [SPACE] token before encoding (the English BPE and the multilingual graphemes)."""
 
     FILE = TOKENIZER_FILE
+    tags: tuple[str, ...] = ()  # no paralinguistic tags: the English and multilingual models drop them
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         vocab = tokenizer.get_vocab()

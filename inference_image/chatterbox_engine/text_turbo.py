@@ -15,7 +15,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import BPE
 
-from .text import PUNCTUATION_REPLACEMENTS, EnglishOnly
+from .text import PARALINGUISTIC_TAGS, PUNCTUATION_REPLACEMENTS, EnglishOnly, is_tag
 
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -38,34 +38,12 @@ TURBO_PUNCTUATION_REPLACEMENTS = tuple(
     (old, new) for old, new in PUNCTUATION_REPLACEMENTS if old not in ("...", " - ", ";")
 )
 
-# Event tags of the random-weight tokenizer (the official file defines its own set).
-PARALINGUISTIC_TAGS = (
-    "[laugh]",
-    "[chuckle]",
-    "[sigh]",
-    "[gasp]",
-    "[cough]",
-    "[clear throat]",
-    "[sniff]",
-    "[groan]",
-    "[shush]",
-    "[whisper]",
-    "[cry]",
-    "[scream]",
-    "[yawn]",
-    "[hum]",
-    "[breath]",
-    "[inhale]",
-    "[exhale]",
-    "[pause]",
-    "[giggle]",
-)
-
 
 class TurboTokenizer(EnglishOnly):
-    def __init__(self, tokenizer: Tokenizer, files: dict[str, str]) -> None:
+    def __init__(self, tokenizer: Tokenizer, files: dict[str, str], tags: tuple[str, ...] = ()) -> None:
         self.tokenizer = tokenizer
         self._files = files  # the HF-layout texts it was built from, for writing checkpoints
+        self.tags = tags  # the added tokens that are paralinguistic tags (`[laugh]`, ...), in id order
 
     def files(self) -> dict[str, str]:
         """File name -> text, for writing the tokenizer into a checkpoint folder."""
@@ -107,7 +85,8 @@ class TurboTokenizer(EnglishOnly):
         mismatched = {t: i for t, i in added.items() if tokenizer.token_to_id(t) != i}
         if mismatched:
             raise ValueError(f"{ADDED_TOKENS_FILE} ids do not follow the vocabulary: {mismatched}")
-        return cls(tokenizer, files)
+        in_id_order = [tag for tag, _ in sorted(added.items(), key=lambda kv: kv[1])]
+        return cls(tokenizer, files, tags=tuple(tag for tag in in_id_order if is_tag(tag)))
 
     @property
     def vocab_size(self) -> int:

@@ -4,10 +4,13 @@
 |---|---|---|---|
 | english | `t3_cfg.safetensors` (Llama) | `s3gen.safetensors`, 10 steps + CFG | `tokenizer.json` |
 | multilingual (v2) | `t3_mtl23ls_v2.safetensors` (Llama, 2454 graphemes) | `s3gen.pt` | `grapheme_mtl_merged_expanded_v1.json`, 23 languages |
-| turbo | `t3_turbo_v1.safetensors` (GPT-2 medium) | `s3gen_meanflow.safetensors`, 2 steps | GPT-2 BPE files |
+| multilingual-v3 | `t3_mtl23ls_v3.safetensors` (as v2) | as v2 | as v2 |
+| turbo | `t3_turbo_v1.safetensors` (GPT-2 medium) | `s3gen_meanflow.safetensors`, 2 steps | GPT-2 BPE files, paralinguistic tags |
+| nano | `t3_nano_v1.safetensors` (GPT-2 small) | as Turbo | as Turbo |
 
-A folder's variant is detected from its T3 file; the official `ResembleAI/chatterbox` repo holds both
-the English and the multilingual files, so there English stays the default and `variant` picks.
+A folder's variant is detected from its T3 file; the official `ResembleAI/chatterbox` repo holds the
+English and both multilingual T3 files, so there English stays the default, then multilingual v2, and
+`variant` (with `version` for multilingual) picks. Nano and Turbo each have their own hub repo.
 
 A new variant is one more `SPECS` entry, often a `replace` of a relative: Nano is Turbo with its own T3
 file, a GPT-2-small T3 config and the `-nano` repo suffix.
@@ -36,7 +39,8 @@ from .text_mtl import (
 )
 from .text_turbo import TURBO_PUNCTUATION_REPLACEMENTS, TURBO_TOKENIZER_FILES, TurboTokenizer
 
-ENGLISH, MULTILINGUAL, TURBO = "english", "multilingual", "turbo"
+ENGLISH, MULTILINGUAL, TURBO, NANO = "english", "multilingual", "turbo", "nano"
+MULTILINGUAL_V3 = "multilingual-v3"
 CONDS_FILE = "conds.pt"
 S3GEN_SILENCE_TOKEN = 4299
 
@@ -71,6 +75,15 @@ class VariantSpec:
     ignored_parameters: tuple[str, ...]  # request knobs this model has no input for: accepted, reported
     trailing_silence_tokens: int  # Turbo appends 3 x S3GEN_SIL before vocoding
     sampling: SamplingParams  # this variant's defaults for the knobs a request leaves unset
+    # Releases of one model: `family` is the variant users name, `version` picks its T3 file (multilingual
+    # v2 / v3). A variant with a single release leaves both unset (family = name, no version).
+    family: str = ""
+    version: str | None = None
+    drop_last_token_audio: bool = False  # v3: the last speech token before the stop decodes to noise
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def required_files(self) -> tuple[str, ...]:
@@ -142,6 +155,8 @@ SPECS = {
         punctuation={"endings": (".", "!", "?", "-", ",", *CJK_SENTENCE_ENDINGS)},
         ignored_parameters=(),
         sampling=SamplingParams(repetition_penalty=2.0),  # upstream 0.1.7's multilingual default
+        family=MULTILINGUAL,
+        version="v2",
     ),
     TURBO: VariantSpec(
         TURBO,
@@ -166,7 +181,34 @@ SPECS = {
         sampling=SamplingParams(top_p=0.95),
     ),
 }
+# Multilingual V3 (upstream main, opt-in there too): new T3 weights, v2's architecture and other files.
+# Upstream main's V3 behaviour: repetition penalty 1.2 (v2: 2.0), the audio of the last speech token
+# dropped, and no alignment analyzer (we never ran one, for v2 either).
+SPECS[MULTILINGUAL_V3] = replace(
+    SPECS[MULTILINGUAL],
+    name=MULTILINGUAL_V3,
+    t3_file="t3_mtl23ls_v3.safetensors",
+    sampling=SamplingParams(),
+    version="v3",
+    drop_last_token_audio=True,
+)
+# Nano (upstream main): Turbo with a GPT-2 small backbone and its own T3 file, in its own hub repo.
+SPECS[NANO] = replace(
+    SPECS[TURBO],
+    name=NANO,
+    t3_file="t3_nano_v1.safetensors",
+    repo_suffix="-nano",
+    t3_full=GPT2T3Config.nano,
+    t3_tiny=GPT2T3Config.tiny_nano,
+    family=NANO,
+)
 VARIANTS = tuple(SPECS)
+# What users name (`--variant`, the operator's spec.model.variant): the families; `version` picks a release.
+FAMILIES = tuple(dict.fromkeys(spec.family for spec in SPECS.values()))
+VERSIONS = {
+    family: tuple(spec.version for spec in SPECS.values() if spec.family == family and spec.version)
+    for family in FAMILIES
+}
 
 
 def check_variant(variant: object) -> str | None:
@@ -175,6 +217,25 @@ def check_variant(variant: object) -> str | None:
     if variant not in SPECS:
         raise CheckpointError(f"unknown model variant {variant!r}: use one of {', '.join(VARIANTS)}")
     return variant
+
+
+def select_variant(variant: object, version: object = None) -> str | None:
+    """A variant (a family such as "multilingual", or a SPECS name; None: detect from the files) and an
+    optional version ("v2", "v3") -> the SPECS name to load, or None to detect."""
+    variant = check_variant(variant)
+    if version is None or version == "":
+        return variant
+    family = SPECS[variant].family if variant else MULTILINGUAL
+    versioned = {spec.version: name for name, spec in SPECS.items() if spec.family == family and spec.version}
+    if not versioned:
+        raise CheckpointError(f"the {family} model has a single version; only multilingual takes a version")
+    if version not in versioned:
+        raise CheckpointError(
+            f"unknown {family} version {version!r}: use one of {', '.join(VERSIONS[family])}"
+        )
+    if variant is not None and variant != family and variant != versioned[version]:
+        raise CheckpointError(f"variant {variant!r} is not version {version!r}")
+    return versioned[version]
 
 
 def detect_variant(folder: Path, requested: str | None = None) -> str:
@@ -194,7 +255,8 @@ def detect_variant(folder: Path, requested: str | None = None) -> str:
 
 
 def variant_for_repo(repo: str, requested: str | None) -> str:
-    """Hub repos: Turbo lives in its own repo (`-turbo`); elsewhere English unless a variant is requested."""
+    """Hub repos: Turbo and Nano live in their own repos (`-turbo`, `-nano`); elsewhere English unless a
+    variant is requested."""
     if requested is not None:
         return requested
     name = repo.lower().rstrip("/")
