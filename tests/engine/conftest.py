@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import importlib
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import chatterbox_engine as ce
@@ -82,3 +86,31 @@ def checkpoint_table():
         return table
 
     return read
+
+
+# Upstream main (commit 5de7a54: Nano, Multilingual V3) beside the repository as `shared/upstream/`. Its
+# package metadata still says chatterbox-tts 0.1.7, so it cannot be installed beside the PyPI release:
+# its source is imported under another package name (all its imports are relative).
+UPSTREAM_MAIN_SRC = Path(
+    os.environ.get(
+        "CHATTERBOX_UPSTREAM_MAIN",
+        Path(__file__).resolve().parents[2].parent / "shared/upstream/chatterbox-5de7a54/src/chatterbox",
+    )
+)
+UPSTREAM_MAIN_PACKAGE = "chatterbox_upstream_main"
+
+
+@pytest.fixture(scope="session")
+def upstream_main(tmp_path_factory):
+    """Upstream main's `chatterbox` package imported as `chatterbox_upstream_main` (skips without it)."""
+    if not (UPSTREAM_MAIN_SRC / "tts_turbo.py").exists():
+        pytest.skip(f"upstream main source not found at {UPSTREAM_MAIN_SRC} (set CHATTERBOX_UPSTREAM_MAIN)")
+    root = tmp_path_factory.mktemp("upstream_main")
+    shutil.copytree(
+        UPSTREAM_MAIN_SRC, root / UPSTREAM_MAIN_PACKAGE, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    sys.path.insert(0, str(root))
+    try:
+        yield importlib.import_module(UPSTREAM_MAIN_PACKAGE)
+    finally:
+        sys.path.remove(str(root))
