@@ -70,6 +70,7 @@ def load_engine(settings: Settings) -> EngineAdapter:
     return EngineAdapter.load(
         settings.chatterbox_model,
         variant=settings.chatterbox_variant,
+        version=settings.chatterbox_model_version,
         device=settings.device,
         dtype=settings.dtype,
         watermark=settings.watermark,

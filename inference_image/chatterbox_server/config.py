@@ -43,10 +43,16 @@ class Settings(BaseSettings):
         description="Hugging Face repo id (optional @revision), a local folder, or random:tiny / random:full "
         "(random:tiny-multilingual, random:tiny-turbo, ... for the other variants).",
     )
-    chatterbox_variant: Literal["english", "multilingual", "turbo"] | None = Field(
+    chatterbox_variant: Literal["english", "multilingual", "turbo", "nano"] | None = Field(
         None,
-        description="Model variant: english, multilingual (23 languages) or turbo; unset: detected from "
-        "the model files (ResembleAI/chatterbox holds English and multilingual: English unless set).",
+        description="Model variant: english, multilingual (23 languages), turbo or nano (the small one, for "
+        "CPU); unset: detected from the model files (ResembleAI/chatterbox holds English and multilingual: "
+        "English unless set).",
+    )
+    chatterbox_model_version: Literal["v2", "v3"] | None = Field(
+        None,
+        description="Multilingual release: v2 (t3_mtl23ls_v2, the default) or v3 (t3_mtl23ls_v3: repetition "
+        "penalty 1.2, the last token's audio dropped). Only with the multilingual variant.",
     )
     model_cache_dir: str | None = Field(None, description="Where downloaded weights are kept.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N.")

@@ -49,6 +49,7 @@ class EngineAdapter:
         watermark: bool,
         cache_dir: str | None,
         variant: str | None = None,
+        version: str | None = None,
     ):
         import chatterbox_engine
 
@@ -56,7 +57,13 @@ class EngineAdapter:
         logger.info("loading model %s on %s (%s)", source, device, dtype)
         try:
             engine = chatterbox_engine.load(
-                source, device=device, dtype=dtype, watermark=watermark, cache_dir=cache_dir, variant=variant
+                source,
+                device=device,
+                dtype=dtype,
+                watermark=watermark,
+                cache_dir=cache_dir,
+                variant=variant,
+                version=version,
             )
         except Exception as error:
             hint = (
@@ -117,6 +124,11 @@ class EngineAdapter:
     def ignored_parameters(self) -> tuple[str, ...]:
         """Request knobs the loaded variant has no use for (reported back to clients)."""
         return tuple(self._engine.ignored_parameters)
+
+    @property
+    def paralinguistic_tags(self) -> tuple[str, ...]:
+        """Tags such as `[laugh]` the loaded model voices (Turbo, Nano); others drop them."""
+        return tuple(self._engine.paralinguistic_tags)
 
     @property
     def default_voice(self) -> Any:

@@ -138,7 +138,11 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    variant: str | None = Field(None, description="english, multilingual or turbo.")
+    variant: str | None = Field(None, description="english, multilingual, turbo or nano.")
+    version: str | None = Field(None, description="The multilingual release (v2 or v3); null for the others.")
+    paralinguistic_tags: list[str] | None = Field(
+        None, description="Tags such as [laugh] the model voices (Turbo, Nano); other models drop them."
+    )
     languages: dict[str, str] | None = Field(None, description="Language code -> name the model speaks.")
     ignored_parameters: list[str] | None = Field(
         None, description="Request fields this model accepts but has no use for."

@@ -13,7 +13,9 @@ import importlib
 
 import pytest
 import torch
-from chatterbox_engine.t3_gpt2 import TOP_K, decode_turbo_tokens
+from chatterbox_engine.decoding import decode_speech_tokens
+from chatterbox_engine.sampling import SamplingParams
+from chatterbox_engine.t3_gpt2 import TOP_K
 from chatterbox_engine.text import PARALINGUISTIC_TAGS, punc_norm
 from chatterbox_engine.variants import SPECS
 
@@ -106,10 +108,11 @@ def test_t3_teacher_forced_logits_match_upstream(ours, upstream):
     t3 = ours.t3
     prefill = t3.prefill_embeds(t3.embed_conditioning(speaker, prompt, None), text)
     assert prefill.shape == embeds.shape
-    cache = t3.new_cache(prefill.shape[1] + forced.shape[1])
-    mine, position = [t3(prefill, cache, 0)], prefill.shape[1]
+    cache = t3.new_cache(1, prefill.shape[1] + forced.shape[1])
+    position = prefill.shape[1]
+    mine = [t3(prefill, torch.arange(position)[None], cache, position)]
     for i in range(forced.shape[1]):
-        mine.append(t3(t3.speech_emb(forced[:, i : i + 1]), cache, position))
+        mine.append(t3(t3.speech_emb(forced[:, i : i + 1]), torch.tensor([[position]]), cache, position + 1))
         position += 1
 
     diffs = [(a - b).abs().max().item() for a, b in zip(mine, theirs, strict=True)]
@@ -135,8 +138,13 @@ def test_decode_samples_the_same_tokens_as_upstream_inference_turbo(ours, upstre
     with torch.inference_mode():
         our_cond = ours.t3.embed_conditioning(speaker, prompt, None)
         mine = list(
-            decode_turbo_tokens(
-                ours.t3, our_cond, text, 0.8, 0.95, 1.2, torch.Generator().manual_seed(seed), steps + 1
+            decode_speech_tokens(
+                ours.t3,
+                our_cond,
+                text,
+                SamplingParams(temperature=0.8, top_p=0.95, repetition_penalty=1.2),
+                torch.Generator().manual_seed(seed),
+                steps + 1,
             )
         )
     assert mine == theirs[0].tolist()

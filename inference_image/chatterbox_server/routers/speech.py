@@ -10,6 +10,7 @@ from ..schemas import SpeechRequest
 from ..services.speech import SpeechService
 
 IGNORED_PARAMETERS_HEADER = "X-Chatterbox-Ignored-Parameters"
+DROPPED_TAGS_HEADER = "X-Chatterbox-Dropped-Tags"
 USAGE_HEADER = "X-Chatterbox-Usage"
 router = APIRouter(prefix="/v1", tags=["speech"], dependencies=[Depends(require_api_key)])
 
@@ -38,6 +39,9 @@ async def create_speech(
     # Knobs the client set that the loaded model has no use for (e.g. Turbo: cfg_weight) are reported.
     if stream.ignored_parameters:
         headers[IGNORED_PARAMETERS_HEADER] = ", ".join(stream.ignored_parameters)
+    # Paralinguistic tags ([laugh], ...) the loaded model has none of were removed from the text.
+    if stream.dropped_tags:
+        headers[DROPPED_TAGS_HEADER] = ", ".join(stream.dropped_tags)
     if body.stream_format == "sse":
         return AudioStreamResponse(stream.sse_events(), media_type="text/event-stream", headers=headers)
     return AudioStreamResponse(stream.chunks(), media_type=MEDIA_TYPES[body.response_format], headers=headers)

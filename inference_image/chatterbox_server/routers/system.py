@@ -46,12 +46,14 @@ async def metrics(request: Request) -> Response:
 
 @models_router.get("/models", summary="List models (OpenAI-compatible)", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
-    """The served model and its OpenAI aliases, each with the loaded variant, its languages and the
-    request fields it ignores."""
+    """The served model and its OpenAI aliases, each with the loaded variant (and version), its languages,
+    the paralinguistic tags it voices and the request fields it ignores."""
     created = request.app.state.runtime.started_at
     engine = request.app.state.engine
     details = {
         "variant": engine.info.get("variant"),
+        "version": engine.info.get("version"),
+        "paralinguistic_tags": list(engine.paralinguistic_tags),
         "languages": engine.supported_languages,
         "ignored_parameters": list(engine.ignored_parameters),
         "dtype": engine.info.get("dtype"),

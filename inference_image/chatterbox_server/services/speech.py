@@ -109,8 +109,10 @@ class SpeechStream:
 
     def __init__(self, first: bytes, rest: AsyncIterator[bytes], render: _Render, *, input_chars: int,
                  on_finish: Callable[[_Render], None], ignored_parameters: list[str],
-                 on_end: Callable[[SpeechUsage], None] | None = None) -> None:  # fmt: skip
+                 on_end: Callable[[SpeechUsage], None] | None = None,
+                 dropped_tags: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.ignored_parameters = ignored_parameters  # knobs the client set that this model ignores
+        self.dropped_tags = list(dropped_tags)  # paralinguistic tags removed: this model has none
         self._first = first
         self._rest = rest
         self._render = render
@@ -163,6 +165,8 @@ class SpeechStream:
             usage = self.usage().as_dict()
             if self.ignored_parameters:
                 usage["ignored_parameters"] = self.ignored_parameters
+            if self.dropped_tags:
+                usage["dropped_tags"] = self.dropped_tags
             yield _sse({"type": "speech.audio.done", "usage": usage})
         except APIError as error:
             logger.warning("speech stream ended early: %s", error.message)
@@ -233,6 +237,7 @@ class SpeechService:
             on_finish=self._record,
             ignored_parameters=ignored,
             on_end=on_end,
+            dropped_tags=generation.dropped_tags,
         )
 
     async def warm_up(self) -> None:

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 
 import { App } from "@/app/app";
 import { toSpeechRequest } from "@/config/parameters";
+import { useGenerationStore } from "@/features/speech/stores/generation-store";
 import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer } from "@/testing/fake-server";
 import { renderWithQueries } from "@/testing/render";
@@ -48,6 +49,31 @@ describe("App", () => {
     await waitFor(() => expect(useSettingsStore.getState().params.language).toBe("en"));
     expect(screen.queryByLabelText("Language")).toBeNull();
     expect(toSpeechRequest("Hello", useSettingsStore.getState().params, "wav")).not.toHaveProperty("language");
+  });
+
+  it("describes the selected model and offers its paralinguistic tags", async () => {
+    const nano = { id: "chatterbox", variant: "nano", languages: { en: "English" }, paralinguistic_tags: ["[laugh]", "[cough]"] };
+    const v3 = {
+      id: "tts-1",
+      variant: "multilingual",
+      version: "v3",
+      languages: { en: "English", fr: "French", ja: "Japanese" },
+      paralinguistic_tags: [],
+    };
+    installFakeServer({
+      "GET /v1/audio/voices": () => Response.json({ voices: [] }),
+      "GET /v1/models": () => Response.json({ object: "list", data: [nano, v3] }),
+    });
+    useGenerationStore.getState().setDraftText("Oh no");
+    renderWithQueries(<App />);
+    fireEvent.click(await screen.findByRole("button", { name: "[laugh]" }));
+    expect(useGenerationStore.getState().draftText).toBe("Oh no [laugh] ");
+    expect(screen.getByTestId("model-description").textContent).toBe("Chatterbox Nano · English · 2 paralinguistic tags");
+
+    // A model without tags (they would be dropped) offers none.
+    fireEvent.change(screen.getByLabelText("Model"), { target: { value: "tts-1" } });
+    await waitFor(() => expect(screen.queryByRole("button", { name: "[laugh]" })).toBeNull());
+    expect(screen.getByTestId("model-description").textContent).toBe("Chatterbox Multilingual V3 · 3 languages");
   });
 
   it("sends the API key typed in the header with every request", async () => {

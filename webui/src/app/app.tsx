@@ -3,6 +3,7 @@ import { ConnectionSettings } from "@/app/connection-settings";
 import { ConvertPanel } from "@/features/convert/components/convert-panel";
 import { LanguagePicker } from "@/features/models/components/language-picker";
 import { ModelPicker } from "@/features/models/components/model-picker";
+import { TagPicker } from "@/features/models/components/tag-picker";
 import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
 import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
 import { TextInput } from "@/features/speech/components/text-input";
@@ -36,6 +37,7 @@ export function App() {
                 <VoicePicker />
                 <ModelPicker />
                 <LanguagePicker />
+                <TagPicker />
               </>
             }
           />

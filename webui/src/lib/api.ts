@@ -67,8 +67,12 @@ export interface Model {
   object?: string;
   created?: number;
   owned_by?: string;
-  /** english, multilingual or turbo (Chatterbox servers only). */
+  /** english, multilingual, turbo or nano (Chatterbox servers only). */
   variant?: string;
+  /** The multilingual release (v2 or v3); null for the other variants. */
+  version?: string | null;
+  /** Paralinguistic tags such as [laugh] the model voices (Turbo, Nano); other models drop them. */
+  paralinguistic_tags?: string[];
   /** Language code -> name the model speaks. */
   languages?: Record<string, string>;
   /** Request fields this model accepts but ignores (e.g. Turbo: cfg_weight). */

@@ -2,6 +2,7 @@ import { useId } from "react";
 
 import { selectClass } from "@/components/ui/select-class";
 import { useModels } from "@/features/models/api/get-models";
+import { describeModel } from "@/features/models/describe-model";
 import { useSettingsStore } from "@/stores/settings-store";
 
 /** Picks the model name sent with each request. */
@@ -11,6 +12,7 @@ export function ModelPicker() {
   const setParam = useSettingsStore((s) => s.setParam);
   const { data: models = [] } = useModels();
   const options = models.some((m) => m.id === model) ? models : [{ id: model }, ...models];
+  const description = describeModel(models.find((m) => m.id === model));
   return (
     <div className="space-y-1">
       <label htmlFor={id} className="text-sm font-medium text-slate-800">
@@ -23,6 +25,11 @@ export function ModelPicker() {
           </option>
         ))}
       </select>
+      {description ? (
+        <p data-testid="model-description" className="text-xs text-slate-500">
+          {description}
+        </p>
+      ) : null}
     </div>
   );
 }
