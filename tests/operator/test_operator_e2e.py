@@ -4,6 +4,8 @@ kubelet (tests/cluster/kubelet.py) runs the pods the scheduler places and provis
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 from chatterbox_operator import resources as r
 from cluster.client import ApiError, KubeClient, wait_for
@@ -304,6 +306,24 @@ def test_claims_that_cannot_be_provisioned_or_attached_are_degraded(
     assert "ReadWriteOnce" in condition(tts, "Degraded")["message"]
     wait_for(lambda: "ClaimProvisioningFailed" in warnings(kube, namespace, "shared"), what="a Warning event")
 
+    # A StorageClass whose provisioner is not running (no CSI driver installed): the claim stays Pending
+    # while the scheduler waits for it, and after CHATTERBOX_OPERATOR_CLAIM_PENDING_SECONDS that is a problem.
+    unserved = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": "no-driver"},
+        "provisioner": "ebs.csi.example.com",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }
+    kube.apply(unserved)
+    cache = {"size": "1Gi", "storageClassName": "no-driver"}
+    kube.apply(tts_deployment("waiting", modelCache=cache, **cpu), namespace)
+    tts = wait_condition(kube, namespace, "waiting", "Degraded", status="True", reason="ClaimPending")
+    assert (
+        "PersistentVolumeClaim waiting-model-cache has been Pending" in condition(tts, "Degraded")["message"]
+    )
+    wait_for(lambda: "ClaimPending" in warnings(kube, namespace, "waiting"), what="a Warning event")
+
     # A ReadWriteOnce volume (a network disk: no node affinity) used by pods on two nodes: Multi-Attach.
     library = voice_library("voices", storage={"size": "1Gi", "storageClassName": "standard-immediate"})
     kube.apply(library, namespace)
@@ -490,3 +510,20 @@ def test_every_operator_call_is_in_the_rbac_table(kube_cluster) -> None:
     assert calls, "run together with the other tests of this module"
     missing = sorted(call for call in calls if not r.allowed(*call))
     assert missing == [], f"calls missing from resources.API_CALLS: {missing}"
+
+
+def test_deployments_and_pods_are_watched_by_label_only(kube_cluster, operator_identity) -> None:
+    """The operator never lists or watches every Deployment or pod in the cluster: the API server sends
+    it only those carrying its labels (the audit log shows each request's selector)."""
+    requests = [
+        entry["requestURI"]
+        for entry in kube_cluster.plane.audit_events(operator_identity.username)
+        if entry["verb"] in ("list", "watch")
+        and (entry.get("objectRef") or {}).get("resource") in ("deployments", "pods")
+    ]
+    assert any("watch=" in uri for uri in requests), "run together with the other tests of this module"
+    unselected = [uri for uri in requests if "labelSelector=" not in uri]
+    assert unselected == []
+    watches = [uri for uri in requests if "watch=" in uri]
+    selector = "labelSelector=app.kubernetes.io/managed-by=chatterbox-operator"
+    assert [uri for uri in watches if selector not in urllib.parse.unquote(uri)] == []
