@@ -140,7 +140,7 @@ def _model_string(model: dict[str, Any]) -> str:
 
 
 # spec.model.variant -> the server's CHATTERBOX_VARIANT ("standard" is the original English model).
-SERVER_VARIANTS = {"standard": "english", "multilingual": "multilingual", "turbo": "turbo"}
+SERVER_VARIANTS = {"standard": "english", "multilingual": "multilingual", "turbo": "turbo", "nano": "nano"}
 
 
 def max_concurrent(spec: dict[str, Any]) -> int:
@@ -178,6 +178,8 @@ def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
         # Libraries that honour only HOME or XDG dirs must not write to the read-only root filesystem.
         "HOME": "/tmp",
     }
+    if model.get("version"):
+        env["CHATTERBOX_MODEL_VERSION"] = model["version"]
     if spec["wyoming"]["enabled"]:
         env["WYOMING_PORT"] = str(spec["wyoming"]["port"])
     keys = api_keys(spec)

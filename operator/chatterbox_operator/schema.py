@@ -205,6 +205,11 @@ REVISION_NOT_TWICE = Rule(
     message="model.revision cannot be combined with an '@revision' already in model.source",
     check=lambda v: not _has(v, "revision") or "@" not in v["source"],
 )
+VERSION_ONLY_MULTILINGUAL = Rule(
+    cel="!has(self.version) || self.variant == 'multilingual'",
+    message="model.version picks a multilingual release: set it only with variant multilingual",
+    check=lambda v: not _has(v, "version") or v["variant"] == "multilingual",
+)
 ROLLOUT_CAN_PROGRESS = Rule(
     cel="!has(self.maxSurge) || !has(self.maxUnavailable)"
     " || string(self.maxSurge) != '0' || string(self.maxUnavailable) != '0'",
@@ -310,17 +315,23 @@ TTS_DEPLOYMENT_SPEC = obj(
                 "source": string(
                     "CHATTERBOX_MODEL as the server understands it: a Hugging Face repo id (optionally"
                     " '@revision'), a local folder in the official layout, or random:tiny / random:full"
-                    " (random:tiny-multilingual, random:tiny-turbo, ... for the other variants).",
+                    " (random:tiny-nano, random:tiny-multilingual, ... for the other variants).",
                     default="ResembleAI/chatterbox",
                     minLength=1,
                 ),
                 "revision": string("Hugging Face revision (branch, tag or commit) appended as '@revision'."),
                 "variant": enum(
                     "Which model of the checkpoint the server loads (CHATTERBOX_VARIANT; also a pod label):"
-                    " standard (English), multilingual (23 languages, from ResembleAI/chatterbox) or turbo"
-                    " (e.g. ResembleAI/chatterbox-turbo, random:tiny-turbo).",
-                    ["standard", "multilingual", "turbo"],
+                    " standard (English), multilingual (23 languages, from ResembleAI/chatterbox), turbo"
+                    " (ResembleAI/chatterbox-turbo) or nano (ResembleAI/chatterbox-nano: the small one, for"
+                    " CPU nodes).",
+                    ["standard", "multilingual", "turbo", "nano"],
                     "standard",
+                ),
+                "version": enum(
+                    "Multilingual release (CHATTERBOX_MODEL_VERSION): v2 (the default) or v3 (fewer"
+                    " hallucinations; repetition penalty 1.2, the last token's audio dropped).",
+                    ["v2", "v3"],
                 ),
                 "dtype": enum("Weights dtype.", ["float32", "bfloat16", "float16"], "float32"),
                 "loadTimeoutSeconds": integer(
@@ -331,7 +342,7 @@ TTS_DEPLOYMENT_SPEC = obj(
                 ),
             },
             default={},
-            rules=[REVISION_NOT_TWICE],
+            rules=[REVISION_NOT_TWICE, VERSION_ONLY_MULTILINGUAL],
         ),
         "image": string("Inference server image.", default=DEFAULT_IMAGE, minLength=1),
         "imagePullPolicy": enum("Image pull policy.", ["Always", "IfNotPresent", "Never"], "IfNotPresent"),

@@ -440,3 +440,22 @@ def test_pod_monitor_replaces_the_operator_service_monitor(render: Render) -> No
     assert tts["spec"]["monitoring"] == {"serviceMonitor": False}
     (tts,) = of_kind(render({"ttsDeployment": {"enabled": True}}), "TTSDeployment")
     assert "monitoring" not in tts["spec"]
+
+
+@pytest.mark.parametrize(
+    ("tts_values", "model"),
+    [
+        # No model given: the one for the device, Chatterbox-Nano on CPU nodes.
+        ({"gpuCount": 0}, {"source": "ResembleAI/chatterbox-nano", "variant": "nano"}),
+        ({"gpuCount": 1}, {"source": "ResembleAI/chatterbox"}),
+        ({"gpuCount": 0, "model": "random:tiny"}, {"source": "random:tiny"}),
+        (
+            {"gpuCount": 1, "variant": "multilingual", "modelVersion": "v3"},
+            {"source": "ResembleAI/chatterbox", "variant": "multilingual", "version": "v3"},
+        ),
+    ],
+)
+def test_model_values_pick_the_checkpoint_and_its_variant(render: Render, tts_values, model) -> None:
+    (tts,) = of_kind(render({"ttsDeployment": {"enabled": True, **tts_values}}), "TTSDeployment")
+    assert tts["spec"]["model"] == model
+    checked_spec(TTS_DEPLOYMENT, tts)  # the operator (and the CRD) accept what the chart renders

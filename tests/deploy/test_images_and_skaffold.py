@@ -333,9 +333,9 @@ def built(artifact: str) -> str:
 
 
 PROFILES = {
-    "gpu": (1, "ResembleAI/chatterbox"),
-    "cpu": (0, "ResembleAI/chatterbox"),
-    "demo": (0, "random:tiny"),
+    "gpu": (1, {"source": "ResembleAI/chatterbox"}),
+    "cpu": (0, {"source": "ResembleAI/chatterbox-nano", "variant": "nano"}),  # the chart's CPU default
+    "demo": (0, {"source": "random:tiny"}),
 }
 
 
@@ -355,7 +355,7 @@ def test_skaffold_profile_renders_with_the_built_images(profile: str, render: Re
     (tts,) = by_kind["TTSDeployment"]
     assert tts["spec"]["image"] == built("chatterbox-inference")
     gpus, model = PROFILES[profile]
-    assert tts["spec"]["gpu"] == {"count": gpus} and tts["spec"]["model"] == {"source": model}
+    assert tts["spec"]["gpu"] == {"count": gpus} and tts["spec"]["model"] == model
     # The resource selector lets skaffold rewrite the image inside the custom resource.
     allowed = {entry["groupKind"] for entry in SKAFFOLD["resourceSelector"]["allow"]}
     assert f"{tts['kind']}.{tts['apiVersion'].split('/')[0]}" in allowed

@@ -170,13 +170,18 @@ def test_api_keys_and_their_limits_are_mounted_where_the_server_reads_them() -> 
 
 
 @pytest.mark.parametrize(
-    ("variant", "server_variant"), [("multilingual", "multilingual"), ("turbo", "turbo")]
+    ("variant", "server_variant"), [("multilingual", "multilingual"), ("turbo", "turbo"), ("nano", "nano")]
 )
 def test_the_model_variant_reaches_the_server(variant: str, server_variant: str) -> None:
     spec = {"model": {"source": "ResembleAI/chatterbox-turbo", "variant": variant}}
     assert env_of(spec)["CHATTERBOX_VARIANT"] == server_variant
     labels = builders.deployment(OWNER, spec_of(spec), None)["spec"]["template"]["metadata"]["labels"]
     assert labels[builders.VARIANT_LABEL] == variant
+
+
+def test_the_multilingual_version_reaches_the_server() -> None:
+    assert env_of({"model": {"variant": "multilingual", "version": "v3"}})["CHATTERBOX_MODEL_VERSION"] == "v3"
+    assert "CHATTERBOX_MODEL_VERSION" not in env_of({"model": {"variant": "multilingual"}})  # the server's v2
 
 
 def test_serving_defaults_batch_eight_on_a_gpu_and_two_on_cpu() -> None:

@@ -175,6 +175,8 @@ RULE_CASES = {
         {"apiKeys": {"secretName": "keys", "limits": {}}},
         {"wyoming": {"enabled": True, "port": 10300}},
         {"wyoming": {"port": 8000}},
+        {"model": {"variant": "multilingual", "version": "v3"}},
+        {"model": {"variant": "nano", "version": "v3"}},
     ],
     "VoiceLibrary": [
         {"existingClaim": "voices", "reclaimPolicy": "Retain"},

@@ -1,0 +1,139 @@
+"""Chatterbox-Nano end to end on CPU: ours (float32, bfloat16) vs upstream main's `ChatterboxTurboTTS(nano=True)`.
+
+Every side loads the same full-size random Nano checkpoint (`random:full-nano` in the official layout, the
+stop token's logit pushed down so every side speaks exactly `--tokens` speech tokens), speaks the same text
+with the built-in voice, watermarks (upstream always does), and runs in this process, alternating, so load
+from other processes on a shared machine skews no side more than another.
+
+- RTF: wall time / audio seconds for a one-shot synthesis (lower is better; < 1 is faster than real time).
+- Time to first audio: ours, the first chunk of `generate_stream`; upstream has no streaming, so its first
+  audio is its whole synthesis.
+
+Upstream main (5de7a54) comes from `../shared/upstream` beside the repository (or $CHATTERBOX_UPSTREAM_MAIN),
+imported under another package name: its metadata says chatterbox-tts 0.1.7 like the PyPI release.
+Its generate has no token budget (1000), so its T3 call is given `max_gen_len` for the same token count.
+
+    .venv/bin/python benchmarks/nano_cpu.py [--tokens 150] [--rounds 1] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import chatterbox_engine as ce
+import torch
+from chatterbox_engine.loading import random_models
+
+TEXT = "Oh, that's hilarious! [chuckle] Um anyway, we do have a new model in store. It's got basically everything."
+UPSTREAM_MAIN_SRC = Path(
+    os.environ.get(
+        "CHATTERBOX_UPSTREAM_MAIN",
+        Path(__file__).resolve().parents[1].parent / "shared/upstream/chatterbox-5de7a54/src/chatterbox",
+    )
+)
+
+
+def import_upstream_main():
+    """Upstream main's `chatterbox` package, imported from its source as `chatterbox_upstream_main`."""
+    name = "chatterbox_upstream_main"
+    spec = importlib.util.spec_from_file_location(
+        name, UPSTREAM_MAIN_SRC / "__init__.py", submodule_search_locations=[str(UPSTREAM_MAIN_SRC)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.tts_turbo")
+
+
+def write_checkpoint(folder: Path) -> None:
+    models = random_models("random:full-nano")
+    stop = models.t3.cfg.stop_speech_token
+    with torch.no_grad():  # never sample the stop token: every side speaks the full budget
+        models.t3.speech_head.weight[stop] = 0.0
+        models.t3.speech_head.bias[stop] = -1e4
+    engine = ce.Engine(models, source="random:full-nano", device="cpu", dtype=torch.float32, watermark=False)
+    engine.save_checkpoint(folder)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=150, help="speech tokens per synthesis (25 per second)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds over all sides")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads, every side")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tts_turbo = import_upstream_main()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_checkpoint(folder)
+        upstream = tts_turbo.ChatterboxTurboTTS.from_local(folder, "cpu", nano=True)
+        upstream.t3.inference_turbo = functools.partial(
+            upstream.t3.inference_turbo, max_gen_len=args.tokens - 1
+        )
+        ours = {dtype: ce.load(str(folder), dtype=dtype, watermark=True) for dtype in ("float32", "bfloat16")}
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.tokens} tokens, {load()}")
+        print("ours bf16 stages:", ours["bfloat16"].info.get("stage_dtypes"))
+
+        def run_upstream() -> tuple[float, float, float]:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                wav = upstream.generate(TEXT)
+            wall = time.perf_counter() - started
+            return wall, wav.shape[-1] / upstream.sr, wall
+
+        def run_ours(engine: ce.Engine) -> tuple[float, float, float]:
+            request = engine.request(TEXT, seed=0, max_new_tokens=args.tokens)
+            started = time.perf_counter()
+            result = engine.generate(request)
+            wall = time.perf_counter() - started
+            started = time.perf_counter()
+            stream = engine.generate_stream(request)
+            next(stream)
+            first_audio = time.perf_counter() - started
+            stream.close()
+            return wall, result.audio.size / engine.sample_rate, first_audio
+
+        sides = {
+            "upstream main fp32": run_upstream,
+            "ours fp32": functools.partial(run_ours, ours["float32"]),
+            "ours bf16": functools.partial(run_ours, ours["bfloat16"]),
+        }
+        ours["float32"].generate("Warm up.", seed=0, max_new_tokens=5)  # first-call allocations, all sides
+        ours["bfloat16"].generate("Warm up.", seed=0, max_new_tokens=5)
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
+        for round_index in range(args.rounds):
+            for name, run in sides.items():
+                before = load()
+                wall, audio_s, first = run()
+                results[name].append((wall, audio_s, first))
+                print(
+                    f"round {round_index + 1} {name:18s}: {audio_s:5.2f} s audio in {wall:6.2f} s, RTF {wall / audio_s:5.2f}, "
+                    f"first audio {first:6.2f} s ({before} -> {load()})"
+                )
+        baseline = min(wall / audio for wall, audio, _ in results["upstream main fp32"])
+        print("best of rounds:")
+        for name, runs in results.items():
+            rtf = min(wall / audio for wall, audio, _ in runs)
+            first = min(first for _, _, first in runs)
+            print(
+                f"  {name:18s}: RTF {rtf:5.2f} ({baseline / rtf:4.2f}x upstream), first audio {first:6.2f} s"
+            )
+
+
+if __name__ == "__main__":
+    main()
