@@ -28,6 +28,8 @@ def test_info_describes_the_engine(tiny_engine):
         "variant": "english",
         "device": "cpu",
         "dtype": "float32",
+        "stage_dtypes": {"t3": "float32", "s3gen": "float32"},
+        "version": None,
         "watermark": False,
     }
 
