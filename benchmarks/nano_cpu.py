@@ -89,14 +89,14 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.tokens} tokens, {load()}")
         print("ours bf16 stages:", ours["bfloat16"].info.get("stage_dtypes"))
 
-        def run_upstream() -> tuple[float, float, float]:
+        def run_upstream() -> tuple[float, float, float, str]:
             started = time.perf_counter()
             with torch.inference_mode():
                 wav = upstream.generate(TEXT)
             wall = time.perf_counter() - started
-            return wall, wav.shape[-1] / upstream.sr, wall
+            return wall, wav.shape[-1] / upstream.sr, wall, ""
 
-        def run_ours(engine: ce.Engine) -> tuple[float, float, float]:
+        def run_ours(engine: ce.Engine) -> tuple[float, float, float, str]:
             request = engine.request(TEXT, seed=0, max_new_tokens=args.tokens)
             started = time.perf_counter()
             result = engine.generate(request)
@@ -106,7 +106,8 @@ def main() -> None:
             next(stream)
             first_audio = time.perf_counter() - started
             stream.close()
-            return wall, result.audio.size / engine.sample_rate, first_audio
+            split = f", T3 {result.t3_seconds:.1f} s + S3Gen {result.s3gen_seconds:.1f} s"
+            return wall, result.audio.size / engine.sample_rate, first_audio, split
 
         sides = {
             "upstream main fp32": run_upstream,
@@ -119,11 +120,11 @@ def main() -> None:
         for round_index in range(args.rounds):
             for name, run in sides.items():
                 before = load()
-                wall, audio_s, first = run()
+                wall, audio_s, first, split = run()
                 results[name].append((wall, audio_s, first))
                 print(
                     f"round {round_index + 1} {name:18s}: {audio_s:5.2f} s audio in {wall:6.2f} s, RTF {wall / audio_s:5.2f}, "
-                    f"first audio {first:6.2f} s ({before} -> {load()})"
+                    f"first audio {first:6.2f} s ({before} -> {load()}){split}"
                 )
         baseline = min(wall / audio for wall, audio, _ in results["upstream main fp32"])
         print("best of rounds:")
