@@ -27,7 +27,7 @@ from chatterbox_server.services.speech import SpeechUsage
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, start_server
+from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, speech_sample, start_server
 
 KEYS = {
     "team-a": "sk-team-a-0001",
@@ -35,6 +35,7 @@ KEYS = {
     "team-c": "sk-team-c-0003",  # requests_per_minute 2
     "team-d": "sk-team-d-0004",  # input_characters_per_day 30
     "team-r": "sk-team-r-0005",  # rotated
+    "team-v": "sk-team-v-0006",  # requests_per_minute 1, voice conversion
 }
 LIMITS = """\
 default:
@@ -45,6 +46,8 @@ team-c:
   requests_per_minute: 2
 team-d:
   input_characters_per_day: 30
+team-v:
+  requests_per_minute: 1
 """
 SECONDS_PER_DAY = 86_400
 
@@ -254,6 +257,20 @@ def test_requests_per_minute_limit(server: RunningServer) -> None:
     # The first request leaves the 60-second window at started + 60 at the latest.
     assert 60 - elapsed - 1 <= retry_after <= 60
     assert speak(server, "team-a").status_code == 200
+
+
+def test_voice_conversions_count_against_the_keys_limits_and_usage(server: RunningServer) -> None:
+    source = speech_sample(seconds=1.0, audio_format="wav")
+    with server.client(headers=auth("team-v")) as http:
+        converted = http.post(
+            "/v1/audio/voice-conversion", files={"file": ("s.wav", source)}, data={"response_format": "flac"}
+        )
+        assert converted.status_code == 200, converted.text
+        usage = json.loads(converted.headers["X-Chatterbox-Usage"])  # flac is sent whole: usage complete
+        assert usage["input_characters"] == 0 and usage["output_tokens"] == 25
+        again = http.post("/v1/audio/voice-conversion", files={"file": ("s.wav", source)})
+    assert_limit_refusal(again, "requests_per_minute")
+    wait_for_counter(server, "chatterbox_key_output_tokens_total", 25, key="team-v")
 
 
 def test_input_characters_per_day_limit(server: RunningServer) -> None:
