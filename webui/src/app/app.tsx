@@ -8,8 +8,16 @@ import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar
 import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
 import { TextInput } from "@/features/speech/components/text-input";
 import { TTSParameters } from "@/features/speech/components/tts-parameters";
+import { useGenerationStore } from "@/features/speech/stores/generation-store";
 import { VoiceLibrary } from "@/features/voices/components/voice-library";
 import { VoicePicker } from "@/features/voices/components/voice-picker";
+
+/** A tag picked in the settings goes to the end of the text being written. */
+function appendTag(tag: string) {
+  const { draftText, setDraftText } = useGenerationStore.getState();
+  const spacer = draftText === "" || /\s$/.test(draftText) ? "" : " ";
+  setDraftText(`${draftText}${spacer}${tag} `);
+}
 
 export function App() {
   return (
@@ -37,7 +45,7 @@ export function App() {
                 <VoicePicker />
                 <ModelPicker />
                 <LanguagePicker />
-                <TagPicker />
+                <TagPicker onInsert={appendTag} />
               </>
             }
           />

@@ -2,24 +2,18 @@ import { useId } from "react";
 
 import { Button } from "@/components/ui/button";
 import { useModels } from "@/features/models/api/get-models";
-import { useGenerationStore } from "@/features/speech/stores/generation-store";
 import { useSettingsStore } from "@/stores/settings-store";
 
 /**
- * Paralinguistic tags ([laugh], [cough], ...) of the selected model, from /v1/models: a click adds the
- * tag to the end of the text. Shown only for models that voice tags (Turbo, Nano); the others drop them.
+ * Paralinguistic tags ([laugh], [cough], ...) of the selected model, from /v1/models: a click hands the
+ * tag to `onInsert`. Shown only for models that voice tags (Turbo, Nano); the others drop them.
  */
-export function TagPicker() {
+export function TagPicker({ onInsert }: { onInsert: (tag: string) => void }) {
   const id = useId();
   const model = useSettingsStore((s) => s.params.model);
   const { data: models } = useModels();
   const tags = models?.find((m) => m.id === model)?.paralinguistic_tags ?? [];
   if (tags.length === 0) return null;
-  const insert = (tag: string) => {
-    const { draftText, setDraftText } = useGenerationStore.getState();
-    const spacer = draftText === "" || /\s$/.test(draftText) ? "" : " ";
-    setDraftText(`${draftText}${spacer}${tag} `);
-  };
   return (
     <div role="group" aria-labelledby={id} className="space-y-1">
       <p id={id} className="text-sm font-medium text-slate-800">
@@ -27,7 +21,7 @@ export function TagPicker() {
       </p>
       <div className="flex flex-wrap gap-1">
         {tags.map((tag) => (
-          <Button key={tag} size="sm" variant="ghost" onClick={() => insert(tag)} title={`Add ${tag} to the text`}>
+          <Button key={tag} size="sm" variant="ghost" onClick={() => onInsert(tag)} title={`Add ${tag} to the text`}>
             {tag}
           </Button>
         ))}
