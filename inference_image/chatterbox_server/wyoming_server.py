@@ -146,6 +146,8 @@ class WyomingHandler(AsyncEventHandler):
             on_segment=_ignore_segment,
             is_disconnected=_never,
             max_input_chars=settings.stream_max_input_chars,
+            # Wyoming has no credentials (a LAN protocol, off by default): no key to count against.
+            admit=lambda characters: self._state.api_keys.admit(None, input_characters=characters),
             observe_first_audio=self._state.metrics.stream_first_audio.labels(protocol=PROTOCOL).observe,
         )
 

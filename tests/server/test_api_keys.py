@@ -4,6 +4,7 @@ The parsers and the limit arithmetic also get quick tests of their own at the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -26,6 +27,8 @@ from chatterbox_server.metrics import ServerMetrics
 from chatterbox_server.services.speech import SpeechUsage
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, pcm_seconds, speech_sample, start_server
 
@@ -36,6 +39,7 @@ KEYS = {
     "team-d": "sk-team-d-0004",  # input_characters_per_day 30
     "team-r": "sk-team-r-0005",  # rotated
     "team-v": "sk-team-v-0006",  # requests_per_minute 1, voice conversion
+    "team-e": "sk-team-e-0007",  # requests_per_minute 2, speech socket
 }
 LIMITS = """\
 default:
@@ -48,6 +52,8 @@ team-d:
   input_characters_per_day: 30
 team-v:
   requests_per_minute: 1
+team-e:
+  requests_per_minute: 2
 """
 SECONDS_PER_DAY = 86_400
 
@@ -413,3 +419,35 @@ def test_concurrency_place_is_held_until_release(tmp_path: Path) -> None:
     keys.admit("a", input_characters=1)
     with pytest.raises(KeyLimitExceeded):
         keys.admit("a", input_characters=1)
+
+
+async def test_speech_socket_segments_count_against_the_keys_limits_and_usage(server: RunningServer) -> None:
+    """Each sentence spoken over WS /v1/audio/speech/stream is one request of its key: it is counted in the
+    key's usage, and a key past its requests-per-minute limit gets the socket's 429 (close code 1013)."""
+    url = server.url.replace("http://", "ws://") + "/v1/audio/speech/stream"
+    before = key_metrics(server)
+    async with connect(url, additional_headers=auth("team-e")) as socket:
+        await socket.send(
+            json.dumps({"type": "session.update", "session": {"response_format": "pcm", "seed": 3}})
+        )
+        await socket.send(json.dumps({"type": "input.append", "text": "One. Two. Three."}))
+        await socket.send(json.dumps({"type": "input.done"}))
+        messages = []
+        with contextlib.suppress(
+            ConnectionClosedError
+        ):  # iteration ends by raising on a close other than 1000
+            async for message in socket:
+                if isinstance(message, str):
+                    messages.append(json.loads(message))
+    assert socket.close_code == 1013
+    segments = [m for m in messages if m["type"] == "speech.segment.done"]
+    assert [s["text"] for s in segments] == ["One.", "Two."]
+    error = messages[-1]["error"]
+    assert error["code"] == "rate_limit_exceeded" and "requests_per_minute" in error["message"]
+    assert error["retry_after"] >= 1
+    # Both spoken segments are charged to the key (the refused third made nothing).
+    characters = "chatterbox_key_input_characters_total"
+    before_characters = counter(before, characters, key="team-e")
+    after = wait_for_counter(server, characters, before_characters + len("One.Two."), key="team-e")
+    seconds = "chatterbox_key_audio_seconds_total"
+    assert counter(after, seconds, key="team-e") > counter(before, seconds, key="team-e")

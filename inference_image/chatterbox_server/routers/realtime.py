@@ -111,6 +111,7 @@ class _SocketSession:
         self.settings = self.app_state.settings
         self.config = SpeechRequest(input=_PLACEHOLDER_INPUT, response_format=_DEFAULT_FORMAT)
         self.session: SpeechSession | None = None
+        self.key_name: str | None = None  # the API key's name, once authenticated (None: keys are off)
         self.client_gone = False
         self.last_activity = time.monotonic()
 
@@ -230,6 +231,9 @@ class _SocketSession:
                 on_segment=self._segment_done,
                 is_disconnected=self._is_disconnected,
                 max_input_chars=self.settings.stream_max_input_chars,
+                admit=lambda characters: self.app_state.api_keys.admit(
+                    self.key_name, input_characters=characters
+                ),
                 observe_first_audio=self.app_state.metrics.stream_first_audio.labels(
                     protocol=PROTOCOL
                 ).observe,
@@ -262,7 +266,9 @@ class _SocketSession:
         header = self.websocket.headers.get("authorization", "")
         offered = header[7:].strip() if header.lower().startswith("bearer ") else ""
         try:
-            self.app_state.api_keys.authenticate(offered or self.websocket.query_params.get("api_key", ""))
+            self.key_name = self.app_state.api_keys.authenticate(
+                offered or self.websocket.query_params.get("api_key", "")
+            )
         except Unauthorized as error:
             raise _Refused(error, CloseCode.REFUSED) from None
 

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from ..audio import AudioFormat, StreamEncoder
 from ..errors import InvalidRequest
 from ..schemas import SpeechRequest
 from .speech import SpeechService, SpeechUsage
+
+if TYPE_CHECKING:
+    from ..api_keys import KeyUsage
 
 # Chatterbox garbles past ~300 characters (serving-api.md), and a run-on must not wait forever.
 MAX_SEGMENT_CHARS = 300
@@ -97,6 +101,7 @@ class SpeechSession:
         on_segment: Callable[[SegmentDone], Awaitable[None]],
         is_disconnected: Callable[[], Awaitable[bool]],
         max_input_chars: int,
+        admit: Callable[[int], KeyUsage],
         observe_first_audio: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._speech = speech
@@ -106,6 +111,8 @@ class SpeechSession:
         self._on_segment = on_segment
         self._is_disconnected = is_disconnected
         self._max_input_chars = max_input_chars
+        # Each segment counts against the API key's limits and usage as the same text sent over HTTP would.
+        self._admit = admit
         self._observe_first_audio = observe_first_audio  # seconds from a segment's text complete to its audio
         # No seed asked for: one is drawn, so the session's segments still form one reproducible sequence.
         self.seed = config.seed if config.seed is not None else random.randrange(2**31)
@@ -178,16 +185,24 @@ class SpeechSession:
             }
         )
         start_sample = self._samples
-        stream = await self._speech.start(request, self._is_disconnected)
-        self._observe_first_audio(time.perf_counter() - completed_at)
-        pending = b""
-        async for data in stream.chunks():
-            pending += data
-            whole = len(pending) - len(pending) % 2
-            await self._emit(self._fade.push(np.frombuffer(pending[:whole], "<i2")))
-            pending = pending[whole:]
-        await self._emit(self._fade.end())
-        self._tokens += stream.output_tokens
+        key_usage = self._admit(len(text))
+        try:
+            stream = await self._speech.start(request, self._is_disconnected)
+            self._observe_first_audio(time.perf_counter() - completed_at)
+            try:
+                pending = b""
+                async for data in stream.chunks():
+                    pending += data
+                    whole = len(pending) - len(pending) % 2
+                    await self._emit(self._fade.push(np.frombuffer(pending[:whole], "<i2")))
+                    pending = pending[whole:]
+                await self._emit(self._fade.end())
+            finally:
+                self._tokens += stream.output_tokens
+                made = (self._samples - start_sample) / self.sample_rate
+                key_usage.record(SpeechUsage(len(text), stream.output_tokens, made))
+        finally:
+            key_usage.release()
         await self._on_segment(SegmentDone(index, text, start_sample, self._samples))
 
     async def _emit(self, samples: np.ndarray) -> None:
