@@ -5,9 +5,10 @@ All sides load the same full-size random weights, written once in the official l
 thread count, alternating in one process so that load from other processes skews no side more than another.
 Upstream runs `ChatterboxTTS.from_local(folder).generate(text)`, ours `Engine.generate(text)` and
 `Engine.generate_stream(text)` (first chunk and all chunks). Random weights rarely sample the stop token, so
-every side decodes exactly `--tokens` speech tokens (upstream's hard-coded 1000 is replaced); the few special
-tokens it samples are dropped as usual, so audio lengths differ a little and real-time factors
-(seconds per second of audio) are compared. Each side's T3 and S3Gen times are split out (upstream's by
+every side decodes exactly `--tokens` speech tokens (upstream's hard-coded 1000 is replaced); the special
+codes (>= 6561) it samples are filtered out on both sides alike (upstream's cut at a sampled start-of-speech
+code is bypassed), so audio lengths differ a little and real-time factors (seconds per second of audio)
+are compared. Each side's T3 and S3Gen times are split out (upstream's by
 timing its `t3.inference` and `s3gen.inference`); "other" is the rest: text front end and watermark.
 
 `--profile` also times S3Gen by stage (Conformer encoder, each CFM estimator step, HiFT source and decoder,
@@ -88,8 +89,13 @@ def timed(fn, seconds: list[float]):
 
 
 def upstream_side(folder: Path, tokens: int, text: str) -> Side:
+    import chatterbox.tts
     from chatterbox.tts import ChatterboxTTS
 
+    # Random weights sample the start-of-speech code now and then, and upstream's drop_invalid_tokens then
+    # drops everything before it (trained weights never emit it mid-utterance): keep the tokens, as ours
+    # does; `generate` still filters every code >= 6561 out afterwards.
+    chatterbox.tts.drop_invalid_tokens = lambda tokens: tokens
     tts = ChatterboxTTS.from_local(folder, "cpu")
     t3_times: list[float] = []
     s3gen_times: list[float] = []
