@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 
@@ -43,9 +44,25 @@ class _AbortedStreamFilter(logging.Filter):
         return not (record.exc_info and _is_aborted_stream(record.exc_info[1]))
 
 
+_KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"']*")
+
+
+class _KeyInQueryFilter(logging.Filter):
+    """Blanks `?api_key=` in log lines: browsers' speech sockets carry the key there, and uvicorn logs
+    every accepted WebSocket with its query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("api_key=" in str(arg) for arg in record.args):
+            record.args = tuple(_KEY_IN_QUERY.sub(r"\1REDACTED", str(arg)) for arg in record.args)
+        if isinstance(record.msg, str) and "api_key=" in record.msg:
+            record.msg = _KEY_IN_QUERY.sub(r"\1REDACTED", record.msg)
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_AbortedStreamFilter())
+    handler.addFilter(_KeyInQueryFilter())
     if settings.log_json:
         handler.setFormatter(_JsonFormatter())
     else:

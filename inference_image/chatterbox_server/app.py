@@ -130,6 +130,12 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
         if settings.warmup:
             await app.state.speech.warm_up()
         if settings.wyoming_port is not None:
+            if app.state.api_keys.enabled:
+                logger.warning(
+                    "the Wyoming listener (port %d) takes no API key: anyone who reaches that port bypasses "
+                    "the keys and their limits; keep it to a trusted network (e.g. a NetworkPolicy)",
+                    settings.wyoming_port,
+                )
             app.state.wyoming = await start_wyoming_server(
                 app.state, settings.api_host, settings.wyoming_port
             )

@@ -449,6 +449,11 @@ def test_pod_monitor_replaces_the_operator_service_monitor(render: Render) -> No
         ({"gpuCount": 0}, {"source": "ResembleAI/chatterbox-nano", "variant": "nano"}),
         ({"gpuCount": 1}, {"source": "ResembleAI/chatterbox"}),
         ({"gpuCount": 0, "model": "random:tiny"}, {"source": "random:tiny"}),
+        # Another variant asked for on CPU: its own checkpoint, not Nano's.
+        (
+            {"gpuCount": 0, "variant": "multilingual"},
+            {"source": "ResembleAI/chatterbox", "variant": "multilingual"},
+        ),
         (
             {"gpuCount": 1, "variant": "multilingual", "modelVersion": "v3"},
             {"source": "ResembleAI/chatterbox", "variant": "multilingual", "version": "v3"},

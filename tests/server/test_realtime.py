@@ -246,6 +246,8 @@ async def test_keys_come_as_bearer_header_or_query(
     transcript = await speak(socket_server, messages, query=query, headers=headers)
     if accepted:
         assert transcript.close_code == 1000 and transcript.audio
+        # uvicorn logs each accepted socket with its query string: the key must not reach the log.
+        assert API_KEY not in socket_server.log_path.read_text(errors="replace")
     else:
         assert [event["error"]["type"] for event in transcript.of_type("error")] == ["authentication_error"]
         assert transcript.close_code == 1008 and not transcript.audio
