@@ -31,7 +31,11 @@ DEFAULT_VOICE_ALIASES = dict.fromkeys(OPENAI_VOICE_NAMES, "default")
 class Settings(BaseSettings):
     """Every knob of the server. Environment variables use the upper-case field name (e.g. `API_PORT`)."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # `--variant` (the issue's and README's name) is a command-line shortcut only: an environment variable
+    # as generic as VARIANT is not read. Shortcut keys are the kebab-case flag names.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", cli_shortcuts={"chatterbox-variant": "variant"}
+    )
 
     api_host: str = Field("0.0.0.0", description="Interface to listen on.")
     api_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
