@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -28,6 +28,13 @@ DEFAULT_MAX_NEW_TOKENS = 1000
 # Every knob a request may set, with its range (the server's API schema takes them from here).
 KNOB_BOUNDS = {"exaggeration": EXAGGERATION_BOUNDS, **SAMPLING_BOUNDS}
 MAX_SEED = 2**63 - 1  # torch.Generator seeds are 64-bit; the API stays in the signed range
+
+
+def knob_defaults(spec: VariantSpec) -> dict[str, float]:
+    """The value each knob this variant uses takes when a request leaves it out (`KNOB_BOUNDS` order);
+    the knobs it ignores (`spec.ignored_parameters`) have none."""
+    defaults = {"exaggeration": DEFAULT_EXAGGERATION, **asdict(spec.sampling)}
+    return {name: defaults[name] for name in KNOB_BOUNDS if name not in spec.ignored_parameters}
 
 
 @dataclass(frozen=True)

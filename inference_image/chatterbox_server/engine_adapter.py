@@ -126,6 +126,13 @@ class EngineAdapter:
         return tuple(self._engine.ignored_parameters)
 
     @property
+    def knob_defaults(self) -> dict[str, float]:
+        """What each knob the model uses takes when a request omits it (the variant spec's values)."""
+        from chatterbox_engine.request import knob_defaults
+
+        return knob_defaults(self._engine.spec)
+
+    @property
     def paralinguistic_tags(self) -> tuple[str, ...]:
         """Tags such as `[laugh]` the loaded model voices (Turbo, Nano); others drop them."""
         return tuple(self._engine.paralinguistic_tags)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from chatterbox_engine.request import DEFAULT_EXAGGERATION, KNOB_BOUNDS, MAX_SEED
+from chatterbox_engine.request import KNOB_BOUNDS, MAX_SEED, knob_defaults
 from chatterbox_engine.variants import ENGLISH, SPECS
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,10 +22,8 @@ def _knob(name: str, description: str):
     """An optional generation knob with the engine's bounds; omitted, the model's default applies."""
     bounds = KNOB_BOUNDS[name]
     low = {"gt": bounds.low} if bounds.low_exclusive else {"ge": bounds.low}
-    by_variant = {
-        variant: DEFAULT_EXAGGERATION if name == "exaggeration" else getattr(spec.sampling, name)
-        for variant, spec in SPECS.items()
-    }
+    uses = {variant: knob_defaults(spec) for variant, spec in SPECS.items()}
+    by_variant = {variant: defaults[name] for variant, defaults in uses.items() if name in defaults}
     if len(set(by_variant.values())) == 1:
         default = f"{by_variant[ENGLISH]:g}"
     else:
@@ -146,6 +144,11 @@ class ModelCard(BaseModel):
     languages: dict[str, str] | None = Field(None, description="Language code -> name the model speaks.")
     ignored_parameters: list[str] | None = Field(
         None, description="Request fields this model accepts but has no use for."
+    )
+    defaults: dict[str, float] | None = Field(
+        None,
+        description="The value each generation knob the model uses takes when a request leaves it out "
+        "(e.g. Turbo top_p 0.95, multilingual v2 repetition_penalty 2.0).",
     )
     dtype: str | None = Field(None, description="The precision the server was asked to run in (DTYPE).")
     stage_dtypes: dict[str, str] | None = Field(

@@ -62,6 +62,12 @@ def test_models_list_variant_version_and_tags(nano: RunningServer, v3: RunningSe
     assert v3_card["variant"] == "multilingual" and v3_card["version"] == "v3"
     assert v3_card["paralinguistic_tags"] == []
     assert {"en", "fr", "ja"} <= set(v3_card["languages"])
+    # Nano samples as Turbo does; V3 at repetition penalty 1.2 where v2 uses 2.0.
+    assert nano_card["defaults"] == {"temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.2}
+    assert v3_card["defaults"] == {
+        "exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8, "top_p": 1.0, "min_p": 0.05,
+        "repetition_penalty": 1.2,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(

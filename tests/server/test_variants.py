@@ -86,12 +86,38 @@ def test_unsupported_language_is_a_400(multilingual: RunningServer, language: st
     assert error["param"] == "language" and message in error["message"]
 
 
+def model_card(server: RunningServer) -> dict:
+    return httpx.get(f"{server.url}/v1/models").json()["data"][0]
+
+
+ENGLISH_DEFAULTS = {
+    "exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8, "top_p": 1.0, "min_p": 0.05,
+    "repetition_penalty": 1.2,
+}  # fmt: skip
+
+
+def test_models_list_each_variants_knob_defaults(
+    server: RunningServer, multilingual: RunningServer, turbo: RunningServer
+) -> None:
+    # What a client (the web UI's sliders) shows as "the model's default": upstream's per model.
+    assert model_card(server)["defaults"] == ENGLISH_DEFAULTS
+    assert model_card(multilingual)["defaults"] == {**ENGLISH_DEFAULTS, "repetition_penalty": 2.0}
+    # Turbo has no input for exaggeration, cfg_weight or min_p: no default for them either.
+    assert model_card(turbo)["defaults"] == {"temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.2}
+
+
 def test_omitted_knobs_take_the_models_own_defaults(multilingual: RunningServer) -> None:
     # Upstream's multilingual model samples with repetition penalty 2.0 (English and Turbo: 1.2).
     omitted = speech(multilingual, input="Bonjour.", language="fr")
     explicit = speech(multilingual, input="Bonjour.", language="fr", repetition_penalty=2.0)
     assert omitted.status_code == explicit.status_code == 200
     assert omitted.content == explicit.content
+
+
+def test_the_listed_defaults_are_what_omitted_knobs_take(turbo: RunningServer) -> None:
+    listed = speech(turbo, **model_card(turbo)["defaults"])
+    assert listed.status_code == 200 and HEADER not in listed.headers
+    assert listed.content == speech(turbo).content
 
 
 def test_turbo_synthesises_and_reports_ignored_knobs(turbo: RunningServer) -> None:

@@ -47,7 +47,7 @@ async def metrics(request: Request) -> Response:
 @models_router.get("/models", summary="List models (OpenAI-compatible)", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     """The served model and its OpenAI aliases, each with the loaded variant (and version), its languages,
-    the paralinguistic tags it voices and the request fields it ignores."""
+    the paralinguistic tags it voices, the request fields it ignores and its defaults for the others."""
     created = request.app.state.runtime.started_at
     engine = request.app.state.engine
     details = {
@@ -56,6 +56,7 @@ async def list_models(request: Request) -> ModelList:
         "paralinguistic_tags": list(engine.paralinguistic_tags),
         "languages": engine.supported_languages,
         "ignored_parameters": list(engine.ignored_parameters),
+        "defaults": engine.knob_defaults,
         "dtype": engine.info.get("dtype"),
         "stage_dtypes": engine.info.get("stage_dtypes"),
     }
