@@ -52,3 +52,19 @@ def test_language_picker_sends_the_chosen_language(multilingual_page: Page) -> N
 def test_english_server_shows_no_language_picker(page: Page) -> None:
     expect(page.get_by_label("Model")).to_be_visible()
     expect(page.get_by_label("Language")).to_have_count(0)
+
+
+def test_sliders_start_at_the_models_own_defaults_and_unmoved_knobs_are_not_sent(
+    multilingual_page: Page,
+) -> None:
+    page = multilingual_page
+    # Multilingual v2 samples with repetition penalty 2 (the server's /v1/models `defaults`), not 1.2.
+    expect(page.get_by_role("slider", name="Repetition penalty")).to_have_value("2")
+    page.get_by_role("slider", name="Temperature").fill("1.1")
+    bodies: list[dict] = []
+    page.on("request", lambda r: bodies.append(r.post_data_json) if r.url.endswith(SPEECH_PATH) else None)
+    page.get_by_label("Text to speak").fill("Hello there.")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-player", "ended")
+    assert bodies and bodies[0]["temperature"] == 1.1
+    assert not {"repetition_penalty", "top_p", "min_p", "cfg_weight", "exaggeration"} & set(bodies[0])

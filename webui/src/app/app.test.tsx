@@ -76,6 +76,39 @@ describe("App", () => {
     expect(screen.getByTestId("model-description").textContent).toBe("Chatterbox Multilingual V3 · 3 languages");
   });
 
+  it("sets the sliders to the selected model's defaults and back when the model changes", async () => {
+    const turbo = {
+      id: "chatterbox",
+      variant: "turbo",
+      defaults: { temperature: 0.8, top_p: 0.95, repetition_penalty: 1.2 },
+      ignored_parameters: ["exaggeration", "cfg_weight", "min_p", "language"],
+    };
+    const multilingual = {
+      id: "tts-1",
+      variant: "multilingual",
+      defaults: { exaggeration: 0.5, cfg_weight: 0.5, temperature: 0.8, top_p: 1, min_p: 0.05, repetition_penalty: 2 },
+      ignored_parameters: [],
+    };
+    installFakeServer({
+      "GET /v1/audio/voices": () => Response.json({ voices: [] }),
+      "GET /v1/models": () => Response.json({ object: "list", data: [turbo, multilingual] }),
+    });
+    renderWithQueries(<App />);
+    const slider = (label: string) => screen.getByLabelText(label) as HTMLInputElement;
+    await waitFor(() => expect(slider("Top-p").value).toBe("0.95"));
+    expect(slider("CFG weight").disabled).toBe(true);
+    fireEvent.change(slider("Temperature"), { target: { value: "1.5" } });
+
+    fireEvent.change(screen.getByLabelText("Model"), { target: { value: "tts-1" } });
+    expect(slider("Repetition penalty").value).toBe("2");
+    expect(slider("Top-p").value).toBe("1");
+    expect(slider("Temperature").value).toBe("0.8"); // the tuning for Turbo does not carry over
+    expect(slider("CFG weight").disabled).toBe(false);
+    const request = toSpeechRequest("Bonjour", useSettingsStore.getState().params, "wav");
+    expect(request).not.toHaveProperty("repetition_penalty");
+    expect(request).not.toHaveProperty("temperature");
+  });
+
   it("sends the API key typed in the header with every request", async () => {
     const { requests } = installFakeServer({
       "GET /v1/audio/voices": () => Response.json({ voices: [] }),

@@ -3,6 +3,7 @@ import { ConnectionSettings } from "@/app/connection-settings";
 import { ConvertPanel } from "@/features/convert/components/convert-panel";
 import { LanguagePicker } from "@/features/models/components/language-picker";
 import { ModelPicker } from "@/features/models/components/model-picker";
+import { useModelKnobs } from "@/features/models/hooks/use-model-knobs";
 import { TagPicker } from "@/features/models/components/tag-picker";
 import { SessionsSidebar } from "@/features/sessions/components/sessions-sidebar";
 import { StreamingAudioPlayer } from "@/features/speech/components/streaming-audio-player";
@@ -20,6 +21,7 @@ function appendTag(tag: string) {
 }
 
 export function App() {
+  const modelKnobs = useModelKnobs();
   return (
     <div className="min-h-screen">
       <header className="bg-slate-900 text-white">
@@ -40,6 +42,7 @@ export function App() {
         </main>
         <aside className="space-y-4 lg:col-start-3 lg:row-start-1" aria-label="Settings">
           <TTSParameters
+            model={modelKnobs}
             pickers={
               <>
                 <VoicePicker />

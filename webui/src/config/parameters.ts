@@ -1,28 +1,58 @@
 /**
  * The single table of generation parameters: defaults, slider ranges and labels. The store takes
  * its defaults from here and the parameter panel renders its sliders from it.
- * Defaults follow the Chatterbox model's own (exaggeration 0.5, cfg weight 0.5, temperature 0.8).
+ * The model's knobs (temperature, top-p, ...) have no default here: each model's own come from
+ * /v1/models (`defaults`), and a knob the user has not moved is left out of requests, so the server
+ * applies the selected model's default (Turbo top-p 0.95, multilingual v2 repetition penalty 2, ...).
  */
 import type { ResponseFormat, SpeechRequest } from "@/lib/api";
 
-export interface GenerationParams {
+/** The model's generation knobs, by their UI names, with the request field each one sets. */
+export const KNOB_FIELDS = {
+  exaggeration: "exaggeration",
+  cfgWeight: "cfg_weight",
+  temperature: "temperature",
+  topP: "top_p",
+  minP: "min_p",
+  repetitionPenalty: "repetition_penalty",
+} as const satisfies Record<string, keyof SpeechRequest>;
+
+export type Knob = keyof typeof KNOB_FIELDS;
+export const KNOBS = Object.keys(KNOB_FIELDS) as Knob[];
+
+/** What the selected model does with each knob: its default when left out, and the ones it ignores. */
+export interface ModelKnobs {
+  defaults: Partial<Record<Knob, number>>;
+  ignored: readonly Knob[];
+}
+
+/** A model /v1/models says nothing about: no known defaults, nothing known to be ignored. */
+export const UNKNOWN_MODEL_KNOBS: ModelKnobs = { defaults: {}, ignored: [] };
+
+/** Each knob is `null` until the user moves it: the request leaves it out and the model's default applies. */
+export type KnobValues = Record<Knob, number | null>;
+
+export const UNSET_KNOBS: KnobValues = {
+  exaggeration: null,
+  cfgWeight: null,
+  temperature: null,
+  topP: null,
+  minP: null,
+  repetitionPenalty: null,
+};
+
+export interface GenerationParams extends KnobValues {
   model: string;
   voice: string;
   responseFormat: ResponseFormat;
   speed: number;
-  temperature: number;
-  exaggeration: number;
-  cfgWeight: number;
-  topP: number;
-  minP: number;
-  repetitionPenalty: number;
   /** null asks for a fresh random seed per generation; the seed used is kept with the session. */
   seed: number | null;
   /** Language of the text; offered only for models that speak more than English. */
   language: string;
 }
 
-export type SliderParam = "speed" | "temperature" | "exaggeration" | "cfgWeight" | "topP" | "minP" | "repetitionPenalty";
+export type SliderParam = "speed" | Knob;
 
 export interface SliderSpec {
   key: SliderParam;
@@ -40,12 +70,7 @@ export const DEFAULT_PARAMS: GenerationParams = {
   voice: "default",
   responseFormat: "wav",
   speed: 1,
-  temperature: 0.8,
-  exaggeration: 0.5,
-  cfgWeight: 0.5,
-  topP: 1,
-  minP: 0.05,
-  repetitionPenalty: 1.2,
+  ...UNSET_KNOBS,
   seed: null,
   language: DEFAULT_LANGUAGE,
 };
@@ -59,6 +84,24 @@ export const SLIDERS: readonly SliderSpec[] = [
   { key: "minP", label: "Min-p", hint: "Drop tokens below this share of the top one", min: 0, max: 1, step: 0.01 },
   { key: "repetitionPenalty", label: "Repetition penalty", hint: "Discourages repeated speech tokens", min: 1, max: 2, step: 0.05 },
 ];
+
+/**
+ * Where a knob's slider rests for a model that lists no default for it (a server without `defaults`,
+ * or before /v1/models answers): upstream's English defaults. Display only: an unmoved knob is never sent.
+ */
+export const DISPLAY_FALLBACK_KNOBS: Record<Knob, number> = {
+  exaggeration: 0.5,
+  cfgWeight: 0.5,
+  temperature: 0.8,
+  topP: 1,
+  minP: 0.05,
+  repetitionPenalty: 1.2,
+};
+
+/** Where a knob's slider rests until the user moves it: the model's default. */
+export function knobDefault(knob: Knob, model: ModelKnobs): number {
+  return model.defaults[knob] ?? DISPLAY_FALLBACK_KNOBS[knob];
+}
 
 export const MAX_SEED = 2 ** 31 - 1;
 
@@ -79,14 +122,16 @@ export function toSpeechSettings(params: GenerationParams, format: ResponseForma
     voice: params.voice,
     response_format: format,
     speed: params.speed,
-    temperature: params.temperature,
-    exaggeration: params.exaggeration,
-    cfg_weight: params.cfgWeight,
-    top_p: params.topP,
-    min_p: params.minP,
-    repetition_penalty: params.repetitionPenalty,
+    ...movedKnobs(params),
     ...(params.seed === null ? {} : { seed: params.seed }),
     // English is every model's default; English-only models would report an explicit one as ignored.
     ...(params.language === DEFAULT_LANGUAGE ? {} : { language: params.language }),
   };
+}
+
+/** The knobs the user moved, as request fields; the others are left to the model's defaults. */
+function movedKnobs(params: KnobValues): Partial<SpeechRequest> {
+  return Object.fromEntries(
+    KNOBS.flatMap((knob) => (params[knob] === null ? [] : [[KNOB_FIELDS[knob], params[knob]]])),
+  );
 }

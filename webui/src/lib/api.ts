@@ -77,6 +77,8 @@ export interface Model {
   languages?: Record<string, string>;
   /** Request fields this model accepts but ignores (e.g. Turbo: cfg_weight). */
   ignored_parameters?: string[];
+  /** Request field -> the value the model uses when a request leaves it out (e.g. Turbo: top_p 0.95). */
+  defaults?: Record<string, number>;
 }
 
 export class ChatterboxAPIError extends Error {

@@ -5,7 +5,7 @@
 import { create } from "zustand";
 import { createJSONStorage, persist } from "zustand/middleware";
 
-import { DEFAULT_PARAMS, type GenerationParams } from "@/config/parameters";
+import { DEFAULT_PARAMS, DISPLAY_FALLBACK_KNOBS, KNOBS, UNSET_KNOBS, type GenerationParams } from "@/config/parameters";
 import { createStudioStorage } from "@/lib/persist-storage";
 
 export interface SettingsState {
@@ -25,7 +25,12 @@ export const useSettingsStore = create<SettingsState & SettingsActions>()(
     (set) => ({
       params: DEFAULT_PARAMS,
       apiKey: "",
-      setParam: (key, value) => set((state) => ({ params: { ...state.params, [key]: value } })),
+      setParam: (key, value) =>
+        set((state) => {
+          // Another model has other defaults: knobs tuned for the last one start again from the new one's.
+          const modelChanged = key === "model" && value !== state.params.model;
+          return { params: { ...state.params, ...(modelChanged ? UNSET_KNOBS : {}), [key]: value } };
+        }),
       resetParam: (key) => set((state) => ({ params: { ...state.params, [key]: DEFAULT_PARAMS[key] } })),
       resetParams: () =>
         // Voice and model are choices, not tuning: "reset all" keeps them.
@@ -36,10 +41,11 @@ export const useSettingsStore = create<SettingsState & SettingsActions>()(
     }),
     {
       name: "chatterbox-studio-settings",
-      version: 1,
+      version: 2,
       // Settings were kept with the sessions under "chatterbox-studio" before each store had its own key.
       storage: createJSONStorage(() => createStudioStorage({ readsFrom: "chatterbox-studio" })),
       partialize: (state) => ({ params: state.params, apiKey: state.apiKey }),
+      migrate: (persisted, version) => (version < 2 ? unsetVersion1Knobs(persisted as Partial<SettingsState>) : persisted),
       merge: (persisted, current) => {
         const saved = (persisted ?? {}) as Partial<SettingsState>;
         // Parameters added in later versions get their defaults.
@@ -48,3 +54,14 @@ export const useSettingsStore = create<SettingsState & SettingsActions>()(
     },
   ),
 );
+
+/**
+ * Version 1 kept every knob as a number and sent it to every model, starting from fixed English values
+ * (`DISPLAY_FALLBACK_KNOBS`): a knob still at that value was never moved, so it now follows the model.
+ */
+function unsetVersion1Knobs(saved: Partial<SettingsState>): Partial<SettingsState> {
+  if (!saved?.params) return saved;
+  const params: Record<string, unknown> = { ...saved.params };
+  for (const knob of KNOBS) if (params[knob] === DISPLAY_FALLBACK_KNOBS[knob]) params[knob] = null;
+  return { ...saved, params: params as unknown as GenerationParams };
+}

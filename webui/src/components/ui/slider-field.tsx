@@ -5,6 +5,10 @@ interface SliderFieldProps {
   hint: string;
   value: number;
   defaultValue: number;
+  /** Whether the value is the user's own (the reset button shows); default: it differs from `defaultValue`. */
+  changed?: boolean;
+  /** Shown greyed out, with the hint saying why. */
+  disabled?: boolean;
   min: number;
   max: number;
   step: number;
@@ -13,7 +17,19 @@ interface SliderFieldProps {
 }
 
 /** A labelled range input with its current value and a reset-to-default button. */
-export function SliderField({ label, hint, value, defaultValue, min, max, step, onChange, onReset }: SliderFieldProps) {
+export function SliderField({
+  label,
+  hint,
+  value,
+  defaultValue,
+  changed = value !== defaultValue,
+  disabled = false,
+  min,
+  max,
+  step,
+  onChange,
+  onReset,
+}: SliderFieldProps) {
   const id = useId();
   const decimals = step < 0.05 ? 2 : step < 1 ? 2 : 0;
   return (
@@ -29,7 +45,7 @@ export function SliderField({ label, hint, value, defaultValue, min, max, step, 
           <button
             type="button"
             onClick={onReset}
-            disabled={value === defaultValue}
+            disabled={!changed || disabled}
             aria-label={`Reset ${label} to ${defaultValue}`}
             title={`Reset to ${defaultValue}`}
             className="rounded px-1 text-xs text-slate-500 hover:bg-slate-100 hover:text-slate-900 focus-visible:outline-2 focus-visible:outline-indigo-600 disabled:invisible"
@@ -45,9 +61,10 @@ export function SliderField({ label, hint, value, defaultValue, min, max, step, 
         max={max}
         step={step}
         value={value}
+        disabled={disabled}
         onChange={(event) => onChange(Number(event.target.value))}
         aria-describedby={`${id}-hint`}
-        className="w-full"
+        className="w-full disabled:opacity-40"
       />
       <p id={`${id}-hint`} className="text-xs text-slate-500">
         {hint}

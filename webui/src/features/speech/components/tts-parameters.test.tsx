@@ -2,7 +2,7 @@ import { fireEvent, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { TTSParameters } from "@/features/speech/components/tts-parameters";
-import { DEFAULT_PARAMS } from "@/config/parameters";
+import { DISPLAY_FALLBACK_KNOBS, type ModelKnobs } from "@/config/parameters";
 import { useSettingsStore } from "@/stores/settings-store";
 import { installFakeServer } from "@/testing/fake-server";
 import { renderWithQueries } from "@/testing/render";
@@ -23,8 +23,26 @@ describe("TTSParameters", () => {
     expect(useSettingsStore.getState().params.temperature).toBe(1.5);
     expect(screen.getByText("1.50")).toBeTruthy();
 
-    fireEvent.click(screen.getByRole("button", { name: `Reset Temperature to ${DEFAULT_PARAMS.temperature}` }));
-    expect(useSettingsStore.getState().params.temperature).toBe(DEFAULT_PARAMS.temperature);
+    fireEvent.click(screen.getByRole("button", { name: `Reset Temperature to ${DISPLAY_FALLBACK_KNOBS.temperature}` }));
+    expect(useSettingsStore.getState().params.temperature).toBeNull(); // the model's default again
+  });
+
+  it("rests each knob on the model's default and greys out the knobs it ignores", () => {
+    serveCatalog();
+    const turbo: ModelKnobs = { defaults: { temperature: 0.8, topP: 0.95, repetitionPenalty: 1.2 }, ignored: ["exaggeration", "cfgWeight", "minP"] };
+    renderWithQueries(<TTSParameters model={turbo} />);
+    const topP = screen.getByLabelText("Top-p") as HTMLInputElement;
+    expect(topP.value).toBe("0.95");
+    const reset = screen.getByRole("button", { name: "Reset Top-p to 0.95" }) as HTMLButtonElement;
+    expect(reset.disabled).toBe(true); // (and invisible) until moved
+    expect((screen.getByLabelText("Exaggeration") as HTMLInputElement).disabled).toBe(true);
+    expect(screen.getAllByText(/this model has no use for it/)).toHaveLength(3);
+
+    fireEvent.change(topP, { target: { value: "0.8" } });
+    expect(useSettingsStore.getState().params.topP).toBe(0.8);
+    fireEvent.click(screen.getByRole("button", { name: "Reset Top-p to 0.95" }));
+    expect(useSettingsStore.getState().params.topP).toBeNull();
+    expect(topP.value).toBe("0.95");
   });
 
   it("takes a fixed seed and goes back to random", () => {

@@ -3,7 +3,15 @@ import { useId, type ReactNode } from "react";
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { SliderField } from "@/components/ui/slider-field";
-import { DEFAULT_PARAMS, MAX_SEED, SLIDERS } from "@/config/parameters";
+import {
+  DEFAULT_PARAMS,
+  MAX_SEED,
+  SLIDERS,
+  UNKNOWN_MODEL_KNOBS,
+  knobDefault,
+  type ModelKnobs,
+  type SliderSpec,
+} from "@/config/parameters";
 import { useSettingsStore } from "@/stores/settings-store";
 
 function SeedField() {
@@ -42,15 +50,39 @@ function SeedField() {
   );
 }
 
-/**
- * The tuning sliders, each with its value and a reset, plus the seed. `pickers` are the voice and
- * model selects, composed in by the app so this feature does not reach into the voices/models ones.
- */
-export function TTSParameters({ pickers }: { pickers?: ReactNode }) {
-  const id = useId();
-  const params = useSettingsStore((s) => s.params);
+/** One tuning slider: speed is the studio's own; a model knob rests on the selected model's default. */
+function ParameterSlider({ spec, model }: { spec: SliderSpec; model: ModelKnobs }) {
+  const value = useSettingsStore((s) => s.params[spec.key]);
   const setParam = useSettingsStore((s) => s.setParam);
   const resetParam = useSettingsStore((s) => s.resetParam);
+  const knob = spec.key === "speed" ? null : spec.key;
+  const defaultValue = knob === null ? DEFAULT_PARAMS.speed : knobDefault(knob, model);
+  const ignored = knob !== null && model.ignored.includes(knob);
+  return (
+    <SliderField
+      label={spec.label}
+      hint={ignored ? `${spec.hint} (this model has no use for it)` : spec.hint}
+      min={spec.min}
+      max={spec.max}
+      step={spec.step}
+      value={value ?? defaultValue}
+      defaultValue={defaultValue}
+      // A knob is the user's once moved, even back onto the default (it is then sent as set).
+      changed={knob === null ? value !== defaultValue : value !== null}
+      disabled={ignored}
+      onChange={(moved) => setParam(spec.key, moved)}
+      onReset={() => resetParam(spec.key)}
+    />
+  );
+}
+
+/**
+ * The tuning sliders, each with its value and a reset, plus the seed. `pickers` are the voice and
+ * model selects and `model` what the selected model does with each knob (its defaults, the knobs it
+ * ignores), composed in by the app so this feature does not reach into the voices/models ones.
+ */
+export function TTSParameters({ pickers, model = UNKNOWN_MODEL_KNOBS }: { pickers?: ReactNode; model?: ModelKnobs }) {
+  const id = useId();
   const resetParams = useSettingsStore((s) => s.resetParams);
   return (
     <Panel
@@ -65,18 +97,7 @@ export function TTSParameters({ pickers }: { pickers?: ReactNode }) {
       <div className="space-y-4">
         {pickers ? <div className="grid grid-cols-2 gap-3">{pickers}</div> : null}
         {SLIDERS.map((spec) => (
-          <SliderField
-            key={spec.key}
-            label={spec.label}
-            hint={spec.hint}
-            min={spec.min}
-            max={spec.max}
-            step={spec.step}
-            value={params[spec.key]}
-            defaultValue={DEFAULT_PARAMS[spec.key]}
-            onChange={(value) => setParam(spec.key, value)}
-            onReset={() => resetParam(spec.key)}
-          />
+          <ParameterSlider key={spec.key} spec={spec} model={model} />
         ))}
         <SeedField />
       </div>

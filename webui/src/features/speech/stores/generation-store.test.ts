@@ -22,6 +22,7 @@ describe("generate", () => {
     const body = await requests[0].json();
     expect(body).toMatchObject({ input: "Hello world", voice: "default", stream_format: "sse", response_format: "pcm", exaggeration: 0.9 });
     expect(Number.isInteger(body.seed)).toBe(true);
+    expect(body).not.toHaveProperty("top_p"); // not moved: the model's own default applies
     const [session] = sessions().sessions;
     expect(session).toMatchObject({ text: "Hello world", status: "done", error: null });
     expect(session.params.seed).toBe(body.seed);
