@@ -143,9 +143,10 @@ class WyomingHandler(AsyncEventHandler):
             SpeechRequest.model_validate(fields),
             sample_rate=self._state.engine.sample_rate,
             on_audio=self._send_audio,
-            on_segment=_ignore_segment,
+            on_segment=_warn_of_dropped_tags,
             is_disconnected=_never,
             max_input_chars=settings.stream_max_input_chars,
+            voiced_tags=self._state.engine.paralinguistic_tags,
             # Wyoming has no credentials (a LAN protocol, off by default): no key to count against.
             admit=lambda characters: self._state.api_keys.admit(None, input_characters=characters),
             observe_first_audio=self._state.metrics.stream_first_audio.labels(protocol=PROTOCOL).observe,
@@ -189,8 +190,14 @@ class WyomingHandler(AsyncEventHandler):
         return Info(tts=[program])
 
 
-async def _ignore_segment(_: SegmentDone) -> None:
-    return None
+async def _warn_of_dropped_tags(segment: SegmentDone) -> None:
+    # Wyoming's TTS events have no field for a warning (HTTP's header, the socket's dropped_tags): the log.
+    if segment.dropped_tags:
+        logger.warning(
+            "wyoming: the model does not voice %s; dropped from sentence %d",
+            ", ".join(segment.dropped_tags),
+            segment.index + 1,
+        )
 
 
 async def _never() -> bool:

@@ -109,6 +109,34 @@ async def test_text_split_at_every_character_gives_the_same_audio(socket_server:
     assert whole.events[-1]["type"] == "speech.audio.done"
 
 
+async def test_dropped_tags_are_reported_per_segment_and_for_the_session(
+    socket_server: RunningServer,
+) -> None:
+    # The English model voices no paralinguistic tags: dropped as over HTTP, reported, never an error.
+    tagged = "Hi [laugh] there. [cough] Bye [laugh] now. [sigh]"
+    transcript = await speak(
+        socket_server, [SESSION, {"type": "input.append", "text": tagged}, {"type": "input.done"}]
+    )
+    assert transcript.close_code == 1000
+    segments = transcript.of_type("speech.segment.done")
+    assert [segment["dropped_tags"] for segment in segments] == [
+        ["[laugh]"],
+        ["[cough]", "[laugh]"],
+        ["[sigh]"],
+    ]
+    # A segment of tags alone is skipped: no audio, no refusal.
+    assert segments[2]["start_sample"] == segments[2]["end_sample"] == len(transcript.audio) // 2
+    [done] = transcript.of_type("speech.audio.done")
+    assert done["usage"]["dropped_tags"] == ["[laugh]", "[cough]", "[sigh]"]
+    # Dropped means no effect: the audio is that of the text without them.
+    plain = await speak(
+        socket_server, [SESSION, {"type": "input.append", "text": TEXT}, {"type": "input.done"}]
+    )
+    assert transcript.audio == plain.audio
+    assert all("dropped_tags" not in event for event in plain.of_type("speech.segment.done"))
+    assert "dropped_tags" not in plain.of_type("speech.audio.done")[0]["usage"]
+
+
 async def test_the_same_text_over_http_sentence_by_sentence_sounds_the_same(
     socket_server: RunningServer,
 ) -> None:

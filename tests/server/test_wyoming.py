@@ -26,13 +26,18 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def wyoming_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def wyoming_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, int]]:
     port = free_port()
     running: RunningServer = start_server(tmp_path_factory.mktemp("wyoming"), wyoming_port=port)
-    yield port
+    yield running, port
     log = running.log_path.read_text(errors="replace")
     running.stop()
     assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def wyoming_port(wyoming_server: tuple[RunningServer, int]) -> int:
+    return wyoming_server[1]
 
 
 async def read_until(client: AsyncTcpClient, last: str) -> list[Event]:
@@ -98,3 +103,15 @@ async def test_an_unknown_voice_is_an_error_event(wyoming_port: int) -> None:
         # The connection stays usable.
         await client.write_event(Describe().event())
         assert (await read_until(client, "info"))[-1].type == "info"
+
+
+async def test_tags_the_model_drops_are_logged_not_refused(wyoming_server: tuple[RunningServer, int]) -> None:
+    # The English model voices no paralinguistic tags; Wyoming's TTS events have no field for a warning.
+    running, port = wyoming_server
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Synthesize(text="Hello [laugh] there. [cough]").event())
+        events = await read_until(client, "audio-stop")
+    assert AudioStop.is_type(events[-1].type) and len(audio_of(events)) > 0  # no error event
+    log = running.log_tail(200)
+    assert "does not voice [laugh]; dropped from sentence 1" in log
+    assert "does not voice [cough]; dropped from sentence 2" in log  # a sentence of tags alone: skipped

@@ -150,8 +150,10 @@ class _SocketSession:
                         if isinstance(cause, APIError):
                             raise _Refused(cause, _close_code(cause))
                         raise failure
-                    usage = speaking.result()
-                    await self.websocket.send_json({"type": "speech.audio.done", "usage": usage.as_dict()})
+                    usage = speaking.result().as_dict()
+                    if self.session.dropped_tags:
+                        usage["dropped_tags"] = self.session.dropped_tags  # as in SSE's done event
+                    await self.websocket.send_json({"type": "speech.audio.done", "usage": usage})
                     await self.websocket.close(CloseCode.DONE)
                     return "done"
                 message = receiving.result()
@@ -231,6 +233,7 @@ class _SocketSession:
                 on_segment=self._segment_done,
                 is_disconnected=self._is_disconnected,
                 max_input_chars=self.settings.stream_max_input_chars,
+                voiced_tags=self.app_state.engine.paralinguistic_tags,
                 admit=lambda characters: self.app_state.api_keys.admit(
                     self.key_name, input_characters=characters
                 ),
@@ -242,16 +245,17 @@ class _SocketSession:
 
     async def _segment_done(self, segment: SegmentDone) -> None:
         self.last_activity = time.monotonic()
-        await self.websocket.send_json(
-            {
-                "type": "speech.segment.done",
-                "segment": segment.index,
-                "text": segment.text,
-                "start_sample": segment.start_sample,
-                "end_sample": segment.end_sample,
-                "sample_rate": self.session.sample_rate if self.session else None,
-            }
-        )
+        event = {
+            "type": "speech.segment.done",
+            "segment": segment.index,
+            "text": segment.text,
+            "start_sample": segment.start_sample,
+            "end_sample": segment.end_sample,
+            "sample_rate": self.session.sample_rate if self.session else None,
+        }
+        if segment.dropped_tags:
+            event["dropped_tags"] = list(segment.dropped_tags)
+        await self.websocket.send_json(event)
 
     async def _is_disconnected(self) -> bool:
         return self.client_gone

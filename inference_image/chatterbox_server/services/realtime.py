@@ -4,7 +4,9 @@
     admitted, queued and batched like HTTP's) -> PCM -> click-free joins -> one encoder for the session
 
 Each segment is spoken with the session's voice and knobs and the next seed of one sequence, so the
-same text and seed give the same audio however the text was split into messages.
+same text and seed give the same audio however the text was split into messages. Paralinguistic tags the
+model does not voice are dropped, as over HTTP, and reported per segment and for the session; a segment
+that was nothing but such tags is skipped (no audio), not refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from chatterbox_engine.text import drop_tags
 
 from ..audio import AudioFormat, StreamEncoder
 from ..errors import InvalidRequest
@@ -82,6 +85,7 @@ class SegmentDone:
     text: str
     start_sample: int  # in the session's output audio (after speed), at `sample_rate`
     end_sample: int
+    dropped_tags: tuple[str, ...] = ()  # paralinguistic tags removed from `text`: the model has none
 
 
 class SpeechSession:
@@ -101,6 +105,7 @@ class SpeechSession:
         on_segment: Callable[[SegmentDone], Awaitable[None]],
         is_disconnected: Callable[[], Awaitable[bool]],
         max_input_chars: int,
+        voiced_tags: tuple[str, ...],
         admit: Callable[[int], KeyUsage],
         observe_first_audio: Callable[[float], None] = lambda seconds: None,
     ) -> None:
@@ -111,6 +116,8 @@ class SpeechSession:
         self._on_segment = on_segment
         self._is_disconnected = is_disconnected
         self._max_input_chars = max_input_chars
+        self._voiced_tags = voiced_tags  # the paralinguistic tags the model speaks; others are dropped
+        self._dropped_tags: dict[str, None] = {}  # in order of appearance, each once
         # Each segment counts against the API key's limits and usage as the same text sent over HTTP would.
         self._admit = admit
         self._observe_first_audio = observe_first_audio  # seconds from a segment's text complete to its audio
@@ -134,6 +141,11 @@ class SpeechSession:
     @property
     def usage(self) -> SpeechUsage:
         return SpeechUsage(self._input_chars, self._tokens, self._samples / self.sample_rate)
+
+    @property
+    def dropped_tags(self) -> list[str]:
+        """The paralinguistic tags dropped so far from the session's text (the model voices none of them)."""
+        return list(self._dropped_tags)
 
     def append(self, text: str) -> None:
         self._check_open()
@@ -176,6 +188,12 @@ class SpeechSession:
         self._encoder.close()
 
     async def _speak(self, index: int, text: str, completed_at: float) -> None:
+        # The engine drops these too (and would refuse a text of tags alone); known here to report them.
+        spoken, dropped = drop_tags(text, self._voiced_tags)
+        self._dropped_tags.update(dict.fromkeys(dropped))
+        if not _speakable(spoken):
+            await self._on_segment(SegmentDone(index, text, self._samples, self._samples, dropped))
+            return
         request = self._config.model_copy(
             update={
                 "input": text,
@@ -203,7 +221,7 @@ class SpeechSession:
                 key_usage.record(SpeechUsage(len(text), stream.output_tokens, made))
         finally:
             key_usage.release()
-        await self._on_segment(SegmentDone(index, text, start_sample, self._samples))
+        await self._on_segment(SegmentDone(index, text, start_sample, self._samples, dropped))
 
     async def _emit(self, samples: np.ndarray) -> None:
         if samples.size == 0:
