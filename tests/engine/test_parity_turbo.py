@@ -13,14 +13,13 @@ import gc
 import numpy as np
 import pytest
 import torch
-from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.s3gen import S3GenReference
-from chatterbox_engine.sampling import SamplingParams
 from chatterbox_engine.t3_gpt2 import TOP_K, process_turbo_logits
 from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
 
 from .conftest import loaded_then_freed, write_random_checkpoint
+from .gpt2_parity import check_synthesises_and_streams, decoded_tokens, teacher_forced_logit_diffs
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -67,50 +66,8 @@ def test_normalisation_and_tokens_match_upstream(ours, upstream, text):
     assert ours.tokenizer.text_tokens(normalised).tolist() == theirs.tolist()
 
 
-def _conditioning(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    speaker = torch.nn.functional.normalize(torch.randn(1, 256, generator=g), dim=-1)
-    prompt = torch.randint(0, 6561, (1, 375), generator=g)
-    return speaker, prompt, g
-
-
-@torch.inference_mode()
 def test_t3_teacher_forced_logits_match_upstream(ours, upstream):
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    speaker, prompt, g = _conditioning()
-    forced = torch.randint(0, 6561, (1, 6), generator=g)
-    text = ours.tokenizer.text_tokens(punc_norm(TEXTS[1]))
-    their_t3 = upstream.t3
-
-    cond = T3Cond(
-        speaker_emb=speaker, cond_prompt_speech_tokens=prompt, emotion_adv=0.5 * torch.ones(1, 1, 1)
-    )
-    embeds, _ = their_t3.prepare_input_embeds(
-        t3_cond=cond, text_tokens=text, speech_tokens=torch.full((1, 1), 6561), cfg_weight=0.0
-    )
-    output = their_t3.tfmr(inputs_embeds=embeds, use_cache=True)
-    theirs, past = [their_t3.speech_head(output[0])], output.past_key_values
-    for i in range(forced.shape[1]):
-        output = their_t3.tfmr(
-            inputs_embeds=their_t3.speech_emb(forced[:, i : i + 1]), past_key_values=past, use_cache=True
-        )
-        theirs.append(their_t3.speech_head(output[0]))
-        past = output.past_key_values
-
-    t3 = ours.t3
-    prefill = t3.prefill_embeds(t3.embed_conditioning(speaker, prompt, None), text)
-    assert prefill.shape == embeds.shape
-    cache = t3.new_cache(1, prefill.shape[1] + forced.shape[1])
-    position = prefill.shape[1]
-    mine = [t3(prefill, torch.arange(position)[None], cache, position)]
-    for i in range(forced.shape[1]):
-        mine.append(t3(t3.speech_emb(forced[:, i : i + 1]), torch.tensor([[position]]), cache, position + 1))
-        position += 1
-
-    diffs = [(a - b).abs().max().item() for a, b in zip(mine, theirs, strict=True)]
-    print("turbo T3 logits max abs diff per step (prefill first):", ", ".join(f"{d:.2e}" for d in diffs))
-    assert max(diffs) <= TOLERANCE
+    assert max(teacher_forced_logit_diffs(ours, upstream, TEXTS[1])) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
@@ -153,30 +110,8 @@ def test_one_sampling_step_matches_upstream_processors(temperature, top_p, penal
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_decode_samples_the_same_tokens_as_upstream_inference_turbo(ours, upstream, seed):
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    speaker, prompt, _ = _conditioning(10 + seed)
-    text = ours.tokenizer.text_tokens(punc_norm(TEXTS[0]))
-    steps = 10
-    torch.manual_seed(seed)
-    cond = T3Cond(
-        speaker_emb=speaker, cond_prompt_speech_tokens=prompt, emotion_adv=0.5 * torch.ones(1, 1, 1)
-    )
-    theirs = upstream.t3.inference_turbo(cond, text, temperature=0.8, top_k=TOP_K, top_p=0.95, repetition_penalty=1.2,
-                                         max_gen_len=steps)  # fmt: skip
-    with torch.inference_mode():
-        our_cond = ours.t3.embed_conditioning(speaker, prompt, None)
-        mine = list(
-            decode_speech_tokens(
-                ours.t3,
-                our_cond,
-                text,
-                SamplingParams(temperature=0.8, top_p=0.95, repetition_penalty=1.2),
-                torch.Generator().manual_seed(seed),
-                steps + 1,
-            )
-        )
-    assert mine == theirs[0].tolist()
+    mine, theirs = decoded_tokens(ours, upstream, TEXTS[0], seed, steps=10)
+    assert mine == theirs
 
 
 def test_meanflow_mel_with_injected_noise_matches_upstream(ours, upstream):
@@ -241,10 +176,7 @@ def test_voice_conditioning_matches_upstream_prepare_conditionals(ours, upstream
 
 
 def test_full_size_engine_synthesises_and_streams(ours):
-    result = ours.generate("Hello there.", seed=0, max_new_tokens=8)
-    assert result.audio.size == (result.num_tokens + 3) * 960  # three trailing silence tokens
-    chunks = list(ours.generate_stream("Hello there.", seed=0, max_new_tokens=8, chunk_tokens=4))
-    assert chunks[-1].is_last and chunks[-1].num_tokens == result.num_tokens
+    check_synthesises_and_streams(ours, "Hello there.")
 
 
 def test_builtin_voice_loads_in_upstream(turbo_checkpoint, ours):
