@@ -268,3 +268,28 @@ def test_concurrent_calls_from_threads_are_independent(tiny: S3Gen, ref: S3GenRe
         results = list(pool.map(synthesise, range(4)))
     for got, want in zip(results, expected, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv1d(16, 24, 7, dilation=3, padding=9),
+        torch.nn.Conv1d(18, 16, 6, stride=3, padding=1),
+        torch.nn.Conv1d(16, 8, 1, bias=False),
+        torch.nn.ConvTranspose1d(32, 16, 11, stride=5, padding=3),
+    ],
+    ids=["dilated", "strided", "pointwise", "transposed"],
+)
+def test_channels_last_convolution_equals_the_module(conv: torch.nn.Module, dtype: torch.dtype) -> None:
+    """The (B, C, 1, L) channels-last path S3Gen convolves on computes what the Conv1d module computes."""
+    from chatterbox_engine.s3gen.nwc import conv_nwc, from_nwc, to_nwc
+
+    conv = conv.to(dtype)
+    x = torch.randn(2, conv.in_channels, 50, generator=torch.Generator().manual_seed(0)).to(dtype)
+    with torch.inference_mode():
+        expected = conv(x).float()
+        got = from_nwc(conv_nwc(conv, to_nwc(x))).float()
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= tolerance * expected.abs().max()

@@ -4,6 +4,10 @@ reference §10.5.
 Input channels are [x, mu, speaker, cond] (4 x 80). Each level is a causal ResNet block fed by the time
 embedding, then transformer blocks (diffusers `BasicTransformerBlock` semantics: LayerNorm -> self-attention ->
 residual, LayerNorm (`norm3`) -> GELU FFN -> residual), then a causal k3 conv. Padded keys get a -1e10 bias.
+
+Between the transformer blocks activations are (B, C, 1, T) channels-last (nwc.py): physically (B, T, C), so
+the convolutions skip oneDNN's layout copies, and the transformer blocks and the LayerNorms over channels see
+(B, T, C) as a free view.
 """
 
 from __future__ import annotations
@@ -15,16 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MEL_BINS, EstimatorConfig
+from .nwc import channels_last_view, conv_nwc, from_nwc, to_nwc
 
 _PAD_BIAS = -1.0e10
 _TIME_SCALE = 1000.0
 
 
 class CausalConv1d(nn.Conv1d):
-    """Left-padded (kernel - 1) conv: output frame t sees inputs <= t."""
+    """Left-padded (kernel - 1) conv: output frame t sees inputs <= t. Takes (B, C, 1, T) channels-last."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, (self.kernel_size[0] - 1, 0)))
+        return conv_nwc(self, F.pad(x, (self.kernel_size[0] - 1, 0)))
 
 
 class CausalBlock1D(nn.Module):
@@ -36,9 +41,9 @@ class CausalBlock1D(nn.Module):
         self.block = nn.ModuleList([CausalConv1d(dim, dim_out, 3), nn.Identity(), nn.LayerNorm(dim_out)])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, C, 1, T) channels-last, mask (B, 1, 1, T)."""
         conv, _, norm = self.block
-        h = conv(x * mask)
-        h = norm(h.transpose(1, 2)).transpose(1, 2)
+        h = channels_last_view(norm(channels_last_view(conv(x * mask))))
         return F.mish(h) * mask
 
 
@@ -51,8 +56,8 @@ class CausalResnetBlock1D(nn.Module):
         self.res_conv = nn.Conv1d(dim, dim_out, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
-        h = self.block1(x, mask) + self.mlp(time_emb).unsqueeze(-1)
-        return self.block2(h, mask) + self.res_conv(x * mask)
+        h = self.block1(x, mask) + self.mlp(time_emb)[:, :, None, None]
+        return self.block2(h, mask) + conv_nwc(self.res_conv, x * mask)
 
 
 class SelfAttention(nn.Module):
@@ -137,10 +142,11 @@ class Level(nn.ModuleList):
     def run(
         self, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None, t_emb: torch.Tensor
     ) -> torch.Tensor:
-        x = self[0](x, mask, t_emb).transpose(1, 2)  # (B, T, C)
+        """x (B, C, 1, T) channels-last -> same."""
+        x = channels_last_view(self[0](x, mask, t_emb))  # (B, T, C)
         for block in self[1]:
             x = block(x, bias)
-        return x.transpose(1, 2)
+        return channels_last_view(x)
 
 
 class ConditionalDecoder(nn.Module):
@@ -190,11 +196,12 @@ class ConditionalDecoder(nn.Module):
     ) -> torch.Tensor:
         """x, mu, cond (B, 80, T); mask (B, 1, T); t (B,); spks (B, 80) -> velocity (B, 80, T)."""
         t_emb = self.time_embedding(t, r)
-        h = torch.cat([x, mu, spks.unsqueeze(-1).expand(-1, -1, x.size(-1)), cond], dim=1)  # (B, 320, T)
+        h = to_nwc(torch.cat([x, mu, spks.unsqueeze(-1).expand(-1, -1, x.size(-1)), cond], dim=1))  # 320 ch
         # Without padding the bias is all zeros; passing none lets SDPA take its unmasked (faster) kernel.
         bias = (
             None if bool(mask.all()) else ((1.0 - mask.to(x.dtype)) * _PAD_BIAS).unsqueeze(1)
         )  # (B, 1, 1, T)
+        mask = mask.unsqueeze(2)  # (B, 1, 1, T), broadcasts over (B, C, 1, T)
 
         down = self.down_blocks[0]
         skip = down.run(h, mask, bias, t_emb)
@@ -205,4 +212,4 @@ class ConditionalDecoder(nn.Module):
         h = up.run(torch.cat([h[:, :, : skip.size(-1)], skip], dim=1), mask, bias, t_emb)
         h = up[2](h * mask)
         h = self.final_block(h, mask)
-        return self.final_proj(h * mask) * mask
+        return from_nwc(conv_nwc(self.final_proj, h * mask) * mask)

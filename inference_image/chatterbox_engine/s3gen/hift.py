@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HOP_24K, S3GEN_SR, HiFTConfig
+from .nwc import conv_nwc, from_nwc, to_nwc
 from .weight_norm import WNConv1d, WNConvTranspose1d
 
 
@@ -22,14 +23,14 @@ def _same_padding(kernel_size: int, dilation: int = 1) -> int:
 
 
 class Snake(nn.Module):
-    """x + sin²(αx) / α, α per channel (linear scale)."""
+    """x + sin²(αx) / α, α per channel (dim 1; linear scale)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = self.alpha[None, :, None]
+        alpha = self.alpha.view(1, -1, *(1,) * (x.dim() - 2))
         return x + (1.0 / (alpha + 1e-9)) * torch.sin(x * alpha).pow(2)
 
 
@@ -49,10 +50,11 @@ class ResBlock(nn.Module):
             nn.init.normal_(conv.weight, 0.0, 0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, 1, L) channels-last (see nwc.py)."""
         for conv1, conv2, act1, act2 in zip(
             self.convs1, self.convs2, self.activations1, self.activations2, strict=True
         ):
-            x = x + conv2(act2(conv1(act1(x))))
+            x = x + conv_nwc(conv2, act2(conv_nwc(conv1, act1(x))))
         return x
 
 
@@ -151,24 +153,26 @@ class HiFTGenerator(nn.Module):
     def decode(self, mel: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """mel (B, 80, F), source (B, 1, 480 F) -> float32 waveform (B, 480 F) in [-0.99, 0.99].
 
-        The convolutions run in the module's dtype; the STFT, its inverse and the exp/sin head in float32.
+        The convolutions run in the module's dtype on channels-last activations (nwc.py); the STFT, its inverse
+        and the exp/sin head in float32.
         """
         cfg = self.cfg
         dtype = self.conv_pre.weight.dtype
         window = self._window(mel.device)
         n_fft, hop = cfg.istft_n_fft, cfg.istft_hop
         spec = torch.stft(source.squeeze(1).float(), n_fft, hop, n_fft, window=window, return_complex=True)
-        s_stft = torch.cat([spec.real, spec.imag], dim=1).to(dtype)  # (B, 18, 120 F + 1)
-        x = self.conv_pre(mel.to(dtype))
+        s_stft = to_nwc(torch.cat([spec.real, spec.imag], dim=1).to(dtype))  # (B, 18, 1, 120 F + 1)
+        x = conv_nwc(self.conv_pre, to_nwc(mel.to(dtype)))
         n_kernels = len(cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, cfg.lrelu_slope))
+            x = conv_nwc(up, F.leaky_relu(x, cfg.lrelu_slope))
             if i == len(self.ups) - 1:
-                x = F.pad(x, (1, 0), mode="reflect")
-            x = x + self.source_resblocks[i](self.source_downs[i](s_stft))
+                x = torch.cat([x[..., 1:2], x], dim=-1)  # reflect-pad one frame on the left
+            x = x + self.source_resblocks[i](conv_nwc(self.source_downs[i], s_stft))
             blocks = self.resblocks[i * n_kernels : (i + 1) * n_kernels]
             x = sum(block(x) for block in blocks) / n_kernels
-        x = self.conv_post(F.leaky_relu(x)).float()  # default slope 0.01 here, as upstream
+        # default slope 0.01 here, as upstream
+        x = from_nwc(conv_nwc(self.conv_post, F.leaky_relu(x))).float()
         half = n_fft // 2 + 1
         magnitude = torch.exp(x[:, :half]).clamp(max=1e2)
         phase = torch.sin(x[:, half:])
