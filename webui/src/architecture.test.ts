@@ -21,7 +21,7 @@ const paths = walk(SRC).map((path) => relative(SRC, path).split("\\").join("/"))
 const sourceFiles = paths.filter((p) => /\.(ts|tsx)$/.test(p));
 
 // Speech records what it generates as sessions, so it may use the sessions store; never the reverse.
-// Conversion picks its target among the library's voices and records with the voices' recorder.
+// Conversion picks its target among the library's voices and takes its clip through the voices' clip field.
 const FEATURE_DEPENDENCIES: Record<string, string[]> = { speech: ["sessions"], convert: ["voices"] };
 
 function importsOf(file: string): string[] {

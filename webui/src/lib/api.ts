@@ -14,6 +14,16 @@ export const MAX_INPUT_CHARS = 4096;
 export const RESPONSE_FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"] as const;
 export type ResponseFormat = (typeof RESPONSE_FORMATS)[number];
 
+/** The media type of a file in each response format (for Blobs the studio plays and saves). */
+export const MIME_TYPES: Record<ResponseFormat, string> = {
+  mp3: "audio/mpeg",
+  opus: "audio/ogg",
+  aac: "audio/aac",
+  flac: "audio/flac",
+  wav: "audio/wav",
+  pcm: "audio/L16",
+};
+
 export interface SpeechRequest {
   model: string;
   input: string;

@@ -2,19 +2,10 @@
  * Saves a session's audio in the chosen format. WAV and PCM are built from the streamed samples;
  * compressed formats are encoded by the server, re-running the session with its recorded seed.
  */
-import { chatterboxAPI, type ResponseFormat } from "@/lib/api";
+import { MIME_TYPES, chatterboxAPI, type ResponseFormat } from "@/lib/api";
 import { toSpeechRequest } from "@/config/parameters";
 import { base64ToBytes, concatBytes, pcm16ToWav } from "@/utils/pcm";
 import type { Session } from "@/features/sessions/stores/sessions-store";
-
-const MIME_TYPES: Record<ResponseFormat, string> = {
-  mp3: "audio/mpeg",
-  opus: "audio/ogg",
-  aac: "audio/aac",
-  flac: "audio/flac",
-  wav: "audio/wav",
-  pcm: "audio/L16",
-};
 
 export function sessionPcm(session: Pick<Session, "audioChunks">): Uint8Array<ArrayBuffer> {
   return concatBytes(session.audioChunks.map(base64ToBytes));

@@ -1,6 +1,6 @@
 import { useMutation } from "@tanstack/react-query";
 
-import { chatterboxAPI, type ResponseFormat } from "@/lib/api";
+import { MIME_TYPES, chatterboxAPI, type ResponseFormat } from "@/lib/api";
 import { pcm16ToWav } from "@/utils/pcm";
 
 export interface ConvertVoiceInput {
@@ -9,15 +9,6 @@ export interface ConvertVoiceInput {
   voice: string;
   format: ResponseFormat;
 }
-
-const MIME_TYPES: Record<ResponseFormat, string> = {
-  mp3: "audio/mpeg",
-  opus: "audio/ogg",
-  aac: "audio/aac",
-  flac: "audio/flac",
-  wav: "audio/wav",
-  pcm: "audio/L16",
-};
 
 /**
  * The converted recording as a playable, downloadable Blob. WAV is built here from the raw PCM: the

@@ -1,4 +1,4 @@
-import { useEffect, useId, useRef, useState, type FormEvent } from "react";
+import { useEffect, useId, useState, type FormEvent } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
@@ -6,11 +6,12 @@ import { selectClass } from "@/components/ui/select-class";
 import { DEFAULT_PARAMS } from "@/config/parameters";
 import { useConvertVoice } from "@/features/convert/api/convert-voice";
 import { useVoices } from "@/features/voices/api/get-voices";
-import { useVoiceRecorder, type Recording } from "@/features/voices/hooks/use-voice-recorder";
+import { VoiceSelect } from "@/features/voices/components/voice-picker";
+import { AudioClipField, isTooBig } from "@/features/voices/components/audio-clip-field";
+import type { Recording } from "@/features/voices/hooks/use-voice-recorder";
 import type { ResponseFormat } from "@/lib/api";
 import { notifyError } from "@/stores/notifications-store";
 
-const MAX_SOURCE_BYTES = 10 * 1024 * 1024;
 const FORMATS: ResponseFormat[] = ["wav", "mp3", "opus", "flac"];
 
 interface Converted {
@@ -26,12 +27,9 @@ export function ConvertPanel() {
   const [voice, setVoice] = useState(DEFAULT_PARAMS.voice);
   const [format, setFormat] = useState<ResponseFormat>("wav");
   const [result, setResult] = useState<Converted | null>(null);
-  const fileInput = useRef<HTMLInputElement>(null);
-  const recorder = useVoiceRecorder(setSource);
   const convert = useConvertVoice();
-  const { data: voices = [], isPending } = useVoices();
-  const tooBig = (source?.blob.size ?? 0) > MAX_SOURCE_BYTES;
-  const options = voices.some((v) => v.id === voice) ? voices : [{ id: voice, name: voice }, ...voices];
+  const { data: voices = [] } = useVoices();
+  const tooBig = isTooBig(source);
 
   // Each result owns an object URL: release it when replaced or when the panel goes away.
   useEffect(() => () => (result ? URL.revokeObjectURL(result.url) : undefined), [result]);
@@ -42,7 +40,7 @@ export function ConvertPanel() {
     try {
       const audio = await convert.mutateAsync({ source: source.blob, filename: source.filename, voice, format });
       const stem = source.filename.replace(/\.[^.]*$/, "") || "recording";
-      const voiceName = options.find((v) => v.id === voice)?.name ?? voice;
+      const voiceName = voices.find((v) => v.id === voice)?.name ?? voice;
       setResult({ url: URL.createObjectURL(audio), filename: `${stem}-as-${voiceName}.${format}`, voiceName });
     } catch (error) {
       notifyError("Conversion failed", error);
@@ -52,45 +50,9 @@ export function ConvertPanel() {
   return (
     <Panel title="Convert a recording" titleId={`${id}-title`}>
       <form onSubmit={submit} className="space-y-3" aria-label="Convert a recording">
-        <div className="space-y-1">
-          <label htmlFor={`${id}-file`} className="text-sm font-medium text-slate-800">
-            Speech to convert (any audio file up to 10 MB)
-          </label>
-          <input
-            ref={fileInput}
-            id={`${id}-file`}
-            type="file"
-            accept="audio/*"
-            onChange={(e) => {
-              const file = e.target.files?.[0];
-              setSource(file ? { blob: file, filename: file.name } : null);
-            }}
-            className="block w-full text-sm text-slate-700 file:mr-3 file:rounded-lg file:border-0 file:bg-slate-100 file:px-3 file:py-2 file:text-sm file:font-medium hover:file:bg-slate-200"
-          />
-          {recorder.supported ? (
-            <div className="flex items-center gap-2 pt-1 text-sm">
-              <span className="text-slate-500">or</span>
-              <Button size="sm" variant={recorder.recording ? "danger" : "secondary"} onClick={recorder.recording ? recorder.stop : recorder.start}>
-                {recorder.recording ? "■ Stop recording" : "● Record"}
-              </Button>
-              {source && !recorder.recording ? <span className="truncate text-slate-600">{source.filename}</span> : null}
-            </div>
-          ) : null}
-          {tooBig ? <p className="text-xs text-red-700">That file is larger than 10 MB.</p> : null}
-        </div>
+        <AudioClipField label="Speech to convert (any audio file up to 10 MB)" clip={source} onChange={setSource} />
         <div className="grid gap-3 sm:grid-cols-2">
-          <div className="space-y-1">
-            <label htmlFor={`${id}-voice`} className="text-sm font-medium text-slate-800">
-              Target voice
-            </label>
-            <select id={`${id}-voice`} value={voice} onChange={(e) => setVoice(e.target.value)} className={selectClass} aria-busy={isPending}>
-              {options.map((v) => (
-                <option key={v.id} value={v.id}>
-                  {v.name}
-                </option>
-              ))}
-            </select>
-          </div>
+          <VoiceSelect label="Target voice" value={voice} onChange={setVoice} />
           <div className="space-y-1">
             <label htmlFor={`${id}-format`} className="text-sm font-medium text-slate-800">
               File type

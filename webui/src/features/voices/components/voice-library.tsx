@@ -1,17 +1,16 @@
-import { useId, useRef, useState, type FormEvent } from "react";
+import { useId, useState, type FormEvent } from "react";
 
 import { Button } from "@/components/ui/button";
 import { Panel } from "@/components/ui/panel";
 import { useCloneVoice } from "@/features/voices/api/clone-voice";
 import { useDeleteVoice } from "@/features/voices/api/delete-voice";
 import { useVoices } from "@/features/voices/api/get-voices";
-import { useVoiceRecorder, type Recording } from "@/features/voices/hooks/use-voice-recorder";
+import { AudioClipField, isTooBig } from "@/features/voices/components/audio-clip-field";
+import type { Recording } from "@/features/voices/hooks/use-voice-recorder";
 import { chatterboxAPI, type Voice } from "@/lib/api";
 import { notifyError, useNotifications } from "@/stores/notifications-store";
 import { DEFAULT_PARAMS } from "@/config/parameters";
 import { useSettingsStore } from "@/stores/settings-store";
-
-const MAX_SAMPLE_BYTES = 10 * 1024 * 1024;
 
 /** Built-in voices ship with the server and cannot be deleted. */
 function isBuiltIn(voice: Voice): boolean {
@@ -41,11 +40,9 @@ function CloneForm() {
   const id = useId();
   const [name, setName] = useState("");
   const [sample, setSample] = useState<Recording | null>(null);
-  const fileInput = useRef<HTMLInputElement>(null);
   const cloneVoice = useCloneVoice();
   const setParam = useSettingsStore((s) => s.setParam);
-  const recorder = useVoiceRecorder(setSample);
-  const tooBig = (sample?.blob.size ?? 0) > MAX_SAMPLE_BYTES;
+  const tooBig = isTooBig(sample);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -55,8 +52,7 @@ function CloneForm() {
       setParam("voice", created.id);
       useNotifications.getState().notify({ kind: "info", title: "Voice cloned", message: `"${created.name}" is now selected.` });
       setName("");
-      setSample(null);
-      if (fileInput.current) fileInput.current.value = "";
+      setSample(null); // (clears the file input too)
     } catch (error) {
       notifyError("Cloning failed", error);
     }
@@ -77,32 +73,7 @@ function CloneForm() {
           className="w-full rounded-lg border border-slate-300 px-2.5 py-2 text-sm focus:outline-2 focus:outline-indigo-600"
         />
       </div>
-      <div className="space-y-1">
-        <label htmlFor={`${id}-file`} className="text-sm font-medium text-slate-800">
-          Reference audio (a few seconds of clear speech, up to 10 MB)
-        </label>
-        <input
-          ref={fileInput}
-          id={`${id}-file`}
-          type="file"
-          accept="audio/*"
-          onChange={(e) => {
-            const file = e.target.files?.[0];
-            setSample(file ? { blob: file, filename: file.name } : null);
-          }}
-          className="block w-full text-sm text-slate-700 file:mr-3 file:rounded-lg file:border-0 file:bg-slate-100 file:px-3 file:py-2 file:text-sm file:font-medium hover:file:bg-slate-200"
-        />
-        {recorder.supported ? (
-          <div className="flex items-center gap-2 pt-1 text-sm">
-            <span className="text-slate-500">or</span>
-            <Button size="sm" variant={recorder.recording ? "danger" : "secondary"} onClick={recorder.recording ? recorder.stop : recorder.start}>
-              {recorder.recording ? "■ Stop recording" : "● Record"}
-            </Button>
-            {sample && !recorder.recording ? <span className="truncate text-slate-600">{sample.filename}</span> : null}
-          </div>
-        ) : null}
-        {tooBig ? <p className="text-xs text-red-700">That file is larger than 10 MB.</p> : null}
-      </div>
+      <AudioClipField label="Reference audio (a few seconds of clear speech, up to 10 MB)" clip={sample} onChange={setSample} />
       <Button type="submit" variant="primary" disabled={!sample || name.trim() === "" || tooBig || cloneVoice.isPending}>
         {cloneVoice.isPending ? "Cloning…" : "Clone voice"}
       </Button>
