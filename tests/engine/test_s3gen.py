@@ -293,3 +293,32 @@ def test_channels_last_convolution_equals_the_module(conv: torch.nn.Module, dtyp
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     assert got.shape == expected.shape
     assert (got - expected).abs().max() <= tolerance * expected.abs().max()
+
+
+@pytest.mark.parametrize("meanflow", [False, True])
+def test_estimator_ignores_padded_frames(meanflow: bool) -> None:
+    """A row padded at the end gives, on its real frames, what it gives alone: causal convs look back only,
+    attention masks the padded keys."""
+    from chatterbox_engine.s3gen.config import EstimatorConfig
+    from chatterbox_engine.s3gen.estimator import ConditionalDecoder
+
+    torch.manual_seed(0)
+    small = EstimatorConfig(
+        channels=32, attention_heads=2, attention_head_dim=16, n_blocks=1, num_mid_blocks=1
+    )
+    estimator = ConditionalDecoder(EstimatorConfig(**{**small.__dict__, "meanflow": meanflow})).eval()
+    g = torch.Generator().manual_seed(1)
+    frames, real = 40, 31
+    x, mu, cond = (torch.randn(2, 80, frames, generator=g) for _ in range(3))
+    spks, t = torch.randn(2, 80, generator=g), torch.tensor([0.2, 0.7])
+    r = torch.tensor([0.5, 0.9]) if meanflow else None
+    mask = torch.ones(2, 1, frames)
+    mask[1, :, real:] = 0
+    with torch.inference_mode():
+        padded = estimator(x, mask, mu, t, spks, cond, r=r)
+        alone = estimator(
+            x[1:, :, :real], mask[1:, :, :real], mu[1:, :, :real], t[1:], spks[1:], cond[1:, :, :real],
+            r=None if r is None else r[1:],
+        )  # fmt: skip
+    assert torch.allclose(padded[1:, :, :real], alone, atol=1e-5)
+    assert (padded[1:, :, real:] == 0).all()

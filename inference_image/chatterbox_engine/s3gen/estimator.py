@@ -32,6 +32,20 @@ class CausalConv1d(nn.Conv1d):
         return conv_nwc(self, F.pad(x, (self.kernel_size[0] - 1, 0)))
 
 
+def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """x with padded frames zeroed; mask None means no padding (x * 1 would be the same bits, one pass more)."""
+    return x if mask is None else x * mask
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """x·tanh(softplus(x)) computed as x·n / (n + 2), n = eˣ(eˣ + 2), in float32: ~2x faster than `F.mish` on
+    CPU, within 1e-6 of it in float32 and the same bits in bfloat16. Past x = 20 the factor rounds to 1."""
+    x32 = x.float()
+    e = x32.clamp(max=20.0).exp_()
+    n = (e + 2).mul_(e)
+    return (n / (n + 2)).mul_(x32).to(x.dtype)
+
+
 class CausalBlock1D(nn.Module):
     """causal conv -> LayerNorm over channels -> Mish, masked before and after."""
 
@@ -40,11 +54,11 @@ class CausalBlock1D(nn.Module):
         # Index 1 holds no weights; it keeps the checkpoint's `block.0` (conv) / `block.2` (norm) numbering.
         self.block = nn.ModuleList([CausalConv1d(dim, dim_out, 3), nn.Identity(), nn.LayerNorm(dim_out)])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, C, 1, T) channels-last, mask (B, 1, 1, T)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, 1, T) channels-last, mask (B, 1, 1, T) or None."""
         conv, _, norm = self.block
-        h = channels_last_view(norm(channels_last_view(conv(x * mask))))
-        return F.mish(h) * mask
+        h = channels_last_view(norm(channels_last_view(conv(masked(x, mask)))))
+        return masked(mish(h), mask)
 
 
 class CausalResnetBlock1D(nn.Module):
@@ -55,9 +69,9 @@ class CausalResnetBlock1D(nn.Module):
         self.block2 = CausalBlock1D(dim_out, dim_out)
         self.res_conv = nn.Conv1d(dim, dim_out, 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, time_emb: torch.Tensor) -> torch.Tensor:
         h = self.block1(x, mask) + self.mlp(time_emb)[:, :, None, None]
-        return self.block2(h, mask) + conv_nwc(self.res_conv, x * mask)
+        return self.block2(h, mask) + conv_nwc(self.res_conv, masked(x, mask))
 
 
 class SelfAttention(nn.Module):
@@ -140,7 +154,7 @@ class Level(nn.ModuleList):
         super().__init__(modules)
 
     def run(
-        self, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None, t_emb: torch.Tensor
+        self, x: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None, t_emb: torch.Tensor
     ) -> torch.Tensor:
         """x (B, C, 1, T) channels-last -> same."""
         x = channels_last_view(self[0](x, mask, t_emb))  # (B, T, C)
@@ -197,19 +211,21 @@ class ConditionalDecoder(nn.Module):
         """x, mu, cond (B, 80, T); mask (B, 1, T); t (B,); spks (B, 80) -> velocity (B, 80, T)."""
         t_emb = self.time_embedding(t, r)
         h = to_nwc(torch.cat([x, mu, spks.unsqueeze(-1).expand(-1, -1, x.size(-1)), cond], dim=1))  # 320 ch
-        # Without padding the bias is all zeros; passing none lets SDPA take its unmasked (faster) kernel.
-        bias = (
-            None if bool(mask.all()) else ((1.0 - mask.to(x.dtype)) * _PAD_BIAS).unsqueeze(1)
-        )  # (B, 1, 1, T)
-        mask = mask.unsqueeze(2)  # (B, 1, 1, T), broadcasts over (B, C, 1, T)
+        # Without padding nothing needs masking: no mask passes, and no bias lets SDPA take its unmasked (faster)
+        # kernel. Otherwise the mask (B, 1, 1, T) broadcasts over (B, C, 1, T), the bias over attention scores.
+        if bool(mask.all()):
+            mask = bias = None
+        else:
+            bias = ((1.0 - mask.to(x.dtype)) * _PAD_BIAS).unsqueeze(1)
+            mask = mask.unsqueeze(2)
 
         down = self.down_blocks[0]
         skip = down.run(h, mask, bias, t_emb)
-        h = down[2](skip * mask)
+        h = down[2](masked(skip, mask))
         for level in self.mid_blocks:
             h = level.run(h, mask, bias, t_emb)
         up = self.up_blocks[0]
         h = up.run(torch.cat([h[:, :, : skip.size(-1)], skip], dim=1), mask, bias, t_emb)
-        h = up[2](h * mask)
+        h = up[2](masked(h, mask))
         h = self.final_block(h, mask)
-        return from_nwc(conv_nwc(self.final_proj, h * mask) * mask)
+        return from_nwc(masked(conv_nwc(self.final_proj, masked(h, mask)), mask))
