@@ -38,6 +38,9 @@ class DecodeRequest:
     params: SamplingParams
     generator: torch.Generator
     max_new_tokens: int
+    # Keys and values (layers, rows, H, P, D) of the prompt's first P positions, already computed (Turbo/Nano:
+    # its voice's conditioning); prefill copies them into the cache and runs the rest of the prompt only.
+    prefix: tuple[Tensor, Tensor] | None = None
     cancelled: bool = False  # set from any thread; the request leaves the batch at its next step
     first_row: int = 0  # of its rows in the shared cache
     position: int = 0  # cache position of the next token fed in
@@ -52,6 +55,10 @@ class DecodeRequest:
     @property
     def prefill_len(self) -> int:
         return self.prompt.shape[1]
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix is None else self.prefix[0].shape[3]
 
     @property
     def needed_len(self) -> int:
@@ -72,7 +79,10 @@ def new_request(
     prompt = t3.prefill_embeds(cond, text_tokens, cfg_rows=params.cfg_weight > 0)
     # Turbo's learned positions end at max_positions; the budget stops short of them, as upstream's.
     max_new_tokens = min(max_new_tokens, t3.max_positions - prompt.shape[1])
-    return DecodeRequest(prompt, params, generator, max_new_tokens)
+    # A T3 whose conditioning positions do not depend on the text (Turbo/Nano) keeps their keys and values.
+    conditioning_kv = getattr(t3, "conditioning_kv", None)
+    prefix = conditioning_kv(cond) if conditioning_kv is not None else None
+    return DecodeRequest(prompt, params, generator, max_new_tokens, prefix=prefix)
 
 
 @dataclass(frozen=True)
@@ -121,16 +131,29 @@ class DecodeBatch:
             request.first_row, row = row, row + request.rows
         if row > self.max_rows:
             raise ValueError(f"{row} rows exceed the batch's {self.max_rows}")
-        needed_len = -(-max(request.needed_len for request in group) // LENGTH_QUANTUM) * LENGTH_QUANTUM
+        # Each request's forward starts after its cached prefix, at its own position; padding goes past its end.
+        longest = max(request.prefill_len - request.prefix_len for request in group)
+        reach = max(max(r.needed_len for r in group), max(r.prefix_len for r in group) + longest)
+        needed_len = -(-reach // LENGTH_QUANTUM) * LENGTH_QUANTUM
         if self._cache is None:
             self._cache = self.t3.new_cache(self.max_rows, needed_len)
         elif needed_len > self._cache.max_len:
             self._cache = self._cache.grown(needed_len)
-        longest = max(request.prefill_len for request in group)
-        embeds = torch.cat([F.pad(r.prompt, (0, 0, 0, longest - r.prefill_len)) for r in group])
-        lengths = torch.tensor([r.prefill_len for r in group for _ in range(r.rows)], device=self.device)
-        input_pos = torch.arange(longest, device=self.device).expand(embeds.shape[0], -1)  # (rows, longest)
-        logits = self.t3(embeds, input_pos, self._cache.rows(first_row, row), longest, logits_at=lengths - 1)
+        for request in group:
+            if request.prefix is not None:
+                rows = slice(request.first_row, request.first_row + request.rows)
+                keys, values = request.prefix
+                self._cache.keys[:, rows, :, : request.prefix_len] = keys
+                self._cache.values[:, rows, :, : request.prefix_len] = values
+        rest = [request.prompt[:, request.prefix_len :] for request in group]
+        embeds = torch.cat([F.pad(prompt, (0, 0, 0, longest - prompt.shape[1])) for prompt in rest])
+        lengths = torch.tensor(
+            [prompt.shape[1] for prompt in rest for _ in range(prompt.shape[0])], device=self.device
+        )
+        starts = torch.tensor([r.prefix_len for r in group for _ in range(r.rows)], device=self.device)
+        input_pos = starts[:, None] + torch.arange(longest, device=self.device)  # (rows, longest)
+        kv_len = max(request.prefix_len for request in group) + longest
+        logits = self.t3(embeds, input_pos, self._cache.rows(first_row, row), kv_len, logits_at=lengths - 1)
         start_token = self.t3.cfg.start_speech_token
         for request in group:
             offset = request.first_row - first_row

@@ -10,17 +10,24 @@ processors are temperature -> top-k -> top-p -> repetition penalty. Parameter na
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import runtime
 from .sampling import SamplingParams, apply_repetition_penalty, apply_top_p
 from .t3 import CachePositions, KVCache
 
 UNUSED_KEYS = ("tfmr.wte.weight",)  # GPT-2's own token table: in the official file, never used
 TOP_K = 1000  # upstream `generate(top_k=1000)`; not a user knob
+# Conditioning keys and values kept per T3: Nano's voice prefix is 14 MB in bf16 (12 layers x 376 positions),
+# Turbo's 37 MB, so this holds 18 Nano voices in bf16 or 3 Turbo voices in fp32.
+CONDITIONING_KV_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,14 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+        return runtime.linear(self, x, self.weight, self.bias, in_out=True)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters) whose products may read a prepacked weight (`runtime.linear`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return runtime.linear(self, x, self.weight, self.bias)
 
 
 class GPT2Attention(nn.Module):
@@ -161,7 +175,22 @@ class GPT2T3(nn.Module):
         # Training-only text head, kept so the official file loads strictly.
         self.text_head = nn.Linear(cfg.hidden_size, cfg.text_vocab_size, bias=False)
         self.speech_emb = nn.Embedding(cfg.speech_vocab_size, cfg.hidden_size)
-        self.speech_head = nn.Linear(cfg.hidden_size, cfg.speech_vocab_size, bias=True)
+        self.speech_head = Linear(cfg.hidden_size, cfg.speech_vocab_size, bias=True)
+        self._conditioning_kv = LRUCache(CONDITIONING_KV_BYTES)
+
+    def conditioning_kv(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values (layers, 1, H, P, D) of the conditioning positions cond (1, P, C) from
+        `embed_conditioning`: they sit at positions 0..P with absolute positions and see nothing after them,
+        so every request with the voice starts with exactly these; computed once per distinct conditioning
+        and these weights, then reused (`decoding.DecodeBatch.prefill` copies them into a request's cache)."""
+        key = (_fingerprint(cond), *[(p.data_ptr(), runtime.version_of(p)) for p in self.tfmr.parameters()])
+        return self._conditioning_kv.get(key, lambda: self._compute_conditioning_kv(cond))
+
+    def _compute_conditioning_kv(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        length = cond.shape[1]
+        cache = self.new_cache(1, length)
+        self.tfmr(cond, torch.arange(length, device=cond.device)[None], cache, length)
+        return cache.keys, cache.values
 
     def embed_conditioning(self, speaker_emb: Tensor, prompt_tokens: Tensor, exaggeration: Tensor) -> Tensor:
         """speaker (1, S), prompt tokens (1, P) -> (1, 1 + P, C); `exaggeration` has no input here."""
@@ -235,3 +264,39 @@ def process_turbo_logits(
     if repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, history, repetition_penalty)
     return logits
+
+
+def _fingerprint(tensor: Tensor) -> tuple:
+    """What tells one tensor's contents from another's: shape, dtype and a digest of its bytes."""
+    data = tensor.detach().cpu().contiguous().view(torch.uint8).numpy()
+    return tuple(tensor.shape), tensor.dtype, hashlib.blake2b(data, digest_size=16).digest()
+
+
+class LRUCache:
+    """Thread-safe least-recently-used cache of tensor tuples, bounded by their total bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[object, tuple[Tensor, ...]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key, compute) -> tuple[Tensor, ...]:
+        """The entry for key, computed with compute() (outside the lock) when absent."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = compute()
+        size = sum(t.numel() * t.element_size() for t in value)
+        with self._lock:
+            if key not in self._entries and size <= self.max_bytes:
+                self._entries[key] = value
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, evicted = self._entries.popitem(last=False)
+                    self._bytes -= sum(t.numel() * t.element_size() for t in evicted)
+        return value

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 import torch
-from chatterbox_engine.decoding import decode_speech_tokens
+from chatterbox_engine.decoding import DecodeBatch, decode_speech_tokens, new_request
 from chatterbox_engine.sampling import SamplingParams
 from chatterbox_engine.t3_gpt2 import TOP_K
 from chatterbox_engine.text import punc_norm
@@ -70,6 +70,29 @@ def teacher_forced_logit_diffs(ours, upstream, text: str, forced_steps: int = 6)
         f"{ours.variant} T3 logits max abs diff per step (prefill first):",
         ", ".join(f"{d:.2e}" for d in diffs),
     )
+    return diffs
+
+
+@torch.inference_mode()
+def cached_prefix_prefill_diffs(ours, upstream, text: str) -> list[float]:
+    """Max abs difference of the first speech logits between upstream's whole prefill and our engine's, which
+    reuses the voice's conditioning keys and values: the first request computes them, the second reuses them."""
+    speaker, prompt, _ = conditioning(5)
+    text_tokens = ours.tokenizer.text_tokens(punc_norm(text))
+    embeds, _ = upstream.t3.prepare_input_embeds(
+        t3_cond=upstream_cond(upstream, speaker, prompt),
+        text_tokens=text_tokens,
+        speech_tokens=torch.full((1, 1), START_OF_SPEECH),
+        cfg_weight=0.0,
+    )
+    theirs = upstream.t3.speech_head(upstream.t3.tfmr(inputs_embeds=embeds)[0][:, -1])
+    cond = ours.t3.embed_conditioning(speaker, prompt, None)
+    diffs = []
+    for _ in range(2):
+        request = new_request(ours.t3, cond, text_tokens, SamplingParams(), torch.Generator(), 4)
+        assert request.prefix_len == 1 + prompt.shape[1]  # speaker + speech prompt
+        DecodeBatch(ours.t3, max_rows=1).prefill([request])
+        diffs.append((request.logits - theirs).abs().max().item())
     return diffs
 
 

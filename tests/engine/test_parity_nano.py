@@ -16,7 +16,12 @@ from chatterbox_engine.text import PARALINGUISTIC_TAGS, punc_norm
 from chatterbox_engine.variants import SPECS
 
 from .conftest import loaded_then_freed, write_random_checkpoint
-from .gpt2_parity import check_synthesises_and_streams, decoded_tokens, teacher_forced_logit_diffs
+from .gpt2_parity import (
+    cached_prefix_prefill_diffs,
+    check_synthesises_and_streams,
+    decoded_tokens,
+    teacher_forced_logit_diffs,
+)
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -67,6 +72,10 @@ def test_tags_tokenize_as_upstream(ours, upstream, text):
 
 def test_t3_teacher_forced_logits_match_upstream(ours, upstream):
     assert max(teacher_forced_logit_diffs(ours, upstream, TEXTS[0])) <= TOLERANCE
+
+
+def test_prefill_after_the_voices_cached_prefix_matches_upstream(ours, upstream):
+    assert max(cached_prefix_prefill_diffs(ours, upstream, TEXTS[0])) <= TOLERANCE
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -19,7 +19,12 @@ from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
 
 from .conftest import loaded_then_freed, write_random_checkpoint
-from .gpt2_parity import check_synthesises_and_streams, decoded_tokens, teacher_forced_logit_diffs
+from .gpt2_parity import (
+    cached_prefix_prefill_diffs,
+    check_synthesises_and_streams,
+    decoded_tokens,
+    teacher_forced_logit_diffs,
+)
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -68,6 +73,10 @@ def test_normalisation_and_tokens_match_upstream(ours, upstream, text):
 
 def test_t3_teacher_forced_logits_match_upstream(ours, upstream):
     assert max(teacher_forced_logit_diffs(ours, upstream, TEXTS[1])) <= TOLERANCE
+
+
+def test_prefill_after_the_voices_cached_prefix_matches_upstream(ours, upstream):
+    assert max(cached_prefix_prefill_diffs(ours, upstream, TEXTS[1])) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
