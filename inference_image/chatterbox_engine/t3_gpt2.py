@@ -284,6 +284,9 @@ class LRUCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __reduce__(self):
+        return LRUCache, (self.max_bytes,)  # a copied or pickled model starts with an empty cache
+
     def get(self, key, compute) -> tuple[Tensor, ...]:
         """The entry for key, computed with compute() (outside the lock) when absent."""
         with self._lock:

@@ -3,6 +3,8 @@ neither changes a request's logits or tokens."""
 
 from __future__ import annotations
 
+import copy
+
 import chatterbox_engine as ce
 import pytest
 import torch
@@ -116,6 +118,12 @@ def test_the_cache_keeps_the_most_recently_used_entries_within_its_bytes() -> No
     assert recomputed == ["b"]
     too_big = cache.get("huge", lambda: (torch.zeros(1000),))  # larger than the budget: returned, not kept
     assert too_big[0].numel() == 1000 and len(cache) == 3
+
+
+def test_a_copied_t3_starts_with_an_empty_prefix_cache(nano, voices) -> None:
+    nano.t3.conditioning_kv(conditioning(nano, voices[0]))
+    copied = copy.deepcopy(nano.t3)
+    assert len(copied._conditioning_kv) == 0 and len(nano.t3._conditioning_kv) > 0
 
 
 @pytest.mark.skipif(
