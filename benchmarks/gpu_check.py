@@ -18,15 +18,15 @@ SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back h
 
 
 def decode_rates(dtype: torch.dtype, tokens: int) -> None:
-    """T3 tokens/s per stream (= it/s) through the batcher, CUDA graphs vs eager, batch 1 and 8."""
-    from chatterbox_engine.batching import DecodeBatcher
+    """T3 tokens/s per stream (= it/s) through the engine loop, CUDA graphs vs eager, batch 1 and 8."""
     from chatterbox_engine.cuda_graphs import CudaGraphStep
-    from t3_batching import run_batched
-    from t3_decode import build_ours, build_upstream, in_dtype, our_cond, run_upstream
+    from chatterbox_engine.engine_core import EngineCore, SchedulerConfig
+    from t3_batching import benchmark_voice, run_batched
+    from t3_decode import build_ours, build_upstream, in_dtype, run_upstream
 
     fp32 = build_ours("cuda")
     t3 = in_dtype(fp32, dtype)
-    cond = our_cond(t3, "cuda")
+    voice = benchmark_voice("cuda")
 
     # The graph replays the same forward the eager path runs: check once before timing.
     cache = t3.new_cache(16, 512)
@@ -40,10 +40,13 @@ def decode_rates(dtype: torch.dtype, tokens: int) -> None:
     print(f"  CUDA graph vs eager step, max |diff| of logits: {float((eager - graphed).abs().max()):.2e}")
 
     for graphs in (True, False):
-        batcher = DecodeBatcher(t3, max_requests=8, use_cuda_graphs=graphs)
+        core = EngineCore(
+            t3, None, finish_audio=lambda audio: audio, tail_tokens=[],
+            config=SchedulerConfig(max_requests=8), use_cuda_graphs=graphs,
+        )  # fmt: skip
         for requests in (1, 8):
-            run_batched(batcher, cond, "cuda", requests, 5)  # captures this bucket's graph
-            rate = run_batched(batcher, cond, "cuda", requests, tokens)
+            run_batched(core, voice, "cuda", requests, 5)  # captures this bucket's graph
+            rate = run_batched(core, voice, "cuda", requests, tokens)
             label = "CUDA graphs" if graphs else "eager      "
             print(
                 f"  T3 {label} batch {requests}: {rate / requests:7.1f} it/s per stream, "

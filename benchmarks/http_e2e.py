@@ -1,7 +1,7 @@
 """End to end through HTTP: time to first audio (TTFA) and real-time factor (RTF), single and concurrent.
 
 Starts a real `chatterbox-server` (default CHATTERBOX_MODEL=random:full, watermark off, continuous batching
-over MAX_CONCURRENT workers) and posts one sentence to /v1/audio/speech as raw PCM, streamed (SSE events) and
+of up to MAX_CONCURRENT requests in the engine's loop) and posts one sentence to /v1/audio/speech as raw PCM, streamed (SSE events) and
 not streamed (one body, still sent as it is made), first alone and then 8 at once. TTFA is measured at
 the client (request sent -> first audio byte); RTF = request wall time / audio seconds.
 
@@ -30,7 +30,7 @@ SAMPLE_RATE = 24_000
 
 
 def start_server(
-    model: str, dtype: str, workers: int, batch_s3gen: bool, workdir: Path
+    model: str, dtype: str, max_concurrent: int, batch_s3gen: bool, workdir: Path
 ) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -40,8 +40,8 @@ def start_server(
         "CHATTERBOX_MODEL": model,
         "DTYPE": dtype,
         "WATERMARK": "false",
-        "MAX_CONCURRENT": str(workers),
-        "MAX_QUEUE": str(4 * workers),
+        "MAX_CONCURRENT": str(max_concurrent),
+        "MAX_QUEUE": str(4 * max_concurrent),
         "BATCH_S3GEN": str(batch_s3gen).lower(),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),
@@ -123,7 +123,7 @@ def main() -> None:
         try:
             print(
                 f"HTTP end to end, {args.model} {args.dtype}, one sentence ({len(SENTENCE)} chars), PCM, "
-                f"{args.concurrency} workers sharing one continuous T3 batch, "
+                f"up to {args.concurrency} requests sharing one continuous T3 batch, "
                 f"S3Gen calls {'shared' if args.batch_s3gen else 'per request'}"
             )
             for concurrent in (1, args.concurrency):

@@ -1,13 +1,13 @@
 """Aggregate T3 decode speed with continuous batching: 1, 2, 4, 8 concurrent requests vs upstream single-stream.
 
-Each concurrent request (a CFG pair of rows, its own seed) decodes the same number of tokens through our
-`DecodeBatcher`; all are submitted at once, and aggregate tokens/s = all requests' tokens / wall time from
+Each concurrent request (a CFG pair of rows, its own seed) decodes the same number of tokens through the
+engine's loop (`EngineCore`, T3 alone: speech-token jobs); all are submitted at once, and aggregate tokens/s = all requests' tokens / wall time from
 the first submit to the last token, prefills included. Upstream 0.1.7 `T3.inference` runs one stream at a
 time on the same full-size random weights (fp32, its only precision), measured before and after ours in
 the same process.
 
 Ours runs twice per concurrency, alternating: the requests admitted together prefilled in one padded pass
-(the default), and each prefilled in its own pass (`DecodeBatcher(batched_prefill=False)`). "steps" is the
+(the default), and each prefilled in its own pass (`SchedulerConfig(batched_prefill=False)`). "steps" is the
 share of the wall time spent in batched decode steps; the rest is mostly prefill. With --varied-text
 request i drops 4*i text tokens, so prefill lengths differ and the batched pass carries padding.
 
@@ -21,15 +21,18 @@ import argparse
 import time
 
 import torch
-from chatterbox_engine.batching import DecodeBatcher, StepStats
+from chatterbox_engine.decoding import StepStats
+from chatterbox_engine.engine_core import PREFILL_LENGTH_SLACK, EngineCore, Job, SchedulerConfig
+from chatterbox_engine.request import GenerationRequest
 from chatterbox_engine.sampling import SamplingParams
+from chatterbox_engine.voice import Voice
 from t3_decode import (
     TEXT_TOKENS,
     best_rate,
     build_ours,
     build_upstream,
+    conditioning,
     in_dtype,
-    our_cond,
     run_upstream,
     sync,
 )
@@ -43,15 +46,23 @@ def text_for(index: int, varied: bool) -> torch.Tensor:
 
 
 class Run:
-    """One batcher and the seconds its decode steps took."""
+    """One engine loop over T3 alone, and the seconds its decode steps took."""
 
     def __init__(self, t3, max_requests: int, batched_prefill: bool, slack: int | None = None) -> None:
         self.step_seconds = 0.0
-        self.batcher = DecodeBatcher(
-            t3,
+        device = t3.speech_head.weight.device.type
+        self.config = SchedulerConfig(
             max_requests=max_requests,
             batched_prefill=batched_prefill,
-            prefill_length_slack=slack,
+            prefill_length_slack=PREFILL_LENGTH_SLACK[device] if slack is None else slack,
+        )
+        # T3 alone: speech-token jobs never reach S3Gen.
+        self.core = EngineCore(
+            t3,
+            None,
+            finish_audio=lambda audio: audio,
+            tail_tokens=[],
+            config=self.config,
             on_step=self._count,
         )
 
@@ -59,31 +70,34 @@ class Run:
         self.step_seconds += stats.seconds
 
     def aggregate(
-        self, cond: torch.Tensor, device: str, requests: int, tokens: int, varied: bool
+        self, voice: Voice, device: str, requests: int, tokens: int, varied: bool
     ) -> tuple[float, float]:
         """Aggregate tokens/s of `requests` streams submitted at once, and the decode steps' time share."""
         self.step_seconds = 0.0
         started = time.perf_counter()
-        rate = run_batched(self.batcher, cond, device, requests, tokens, varied)
+        rate = run_batched(self.core, voice, device, requests, tokens, varied)
         return rate, self.step_seconds / (time.perf_counter() - started)
 
 
+def benchmark_voice(device: str) -> Voice:
+    """The conditioning `our_cond` embeds, as a voice (no S3Gen reference: T3 alone)."""
+    speaker, prompt = conditioning(device)
+    return Voice(speaker, prompt, None)
+
+
 def run_batched(
-    batcher: DecodeBatcher, cond: torch.Tensor, device: str, requests: int, tokens: int, varied: bool = False
+    core: EngineCore, voice: Voice, device: str, requests: int, tokens: int, varied: bool = False
 ) -> float:
-    """Aggregate tokens/s of `requests` streams submitted at once through `batcher`."""
+    """Aggregate tokens/s of `requests` streams submitted at once through the engine loop `core`."""
     started = time.perf_counter()
     # Submitted back to back, so they arrive together; tokens queue up in each stream until read.
-    streams = [
-        batcher.submit(
-            cond,
-            text_for(index, varied).to(device),
-            SamplingParams(),
-            torch.Generator(device).manual_seed(index),
-            tokens,
-        )
-        for index in range(requests)
-    ]
+    streams = []
+    for index in range(requests):
+        generator = torch.Generator(device).manual_seed(index)
+        text = text_for(index, varied).to(device)
+        request = GenerationRequest("", (text,), voice, "en", SamplingParams(), 0.5, index, tokens)
+        job = Job(None, generator, generation=request, t3_generator=generator, speech_tokens_only=True)
+        streams.append(core.outputs(job))
     count = sum(len(list(stream)) for stream in streams)
     sync(device)
     return count / (time.perf_counter() - started)
@@ -108,7 +122,7 @@ def main() -> None:
     ours = build_ours(args.device)
     upstream = build_upstream(ours, args.device)
     ours = in_dtype(ours, getattr(torch, args.dtype))
-    cond = our_cond(ours, args.device)
+    voice = benchmark_voice(args.device)
     runs = {
         "batched prefill": Run(
             ours, max(args.concurrency), batched_prefill=True, slack=args.prefill_length_slack
@@ -117,10 +131,10 @@ def main() -> None:
     }
     run_upstream(upstream, args.device, 3)  # warm-up
     for run in runs.values():
-        run.aggregate(cond, args.device, 2, 3, args.varied_text)
+        run.aggregate(voice, args.device, 2, 3, args.varied_text)
     upstream_runs = [run_upstream(upstream, args.device, args.tokens)]
     rates = {
-        (n, name): run.aggregate(cond, args.device, n, args.tokens, args.varied_text)
+        (n, name): run.aggregate(voice, args.device, n, args.tokens, args.varied_text)
         for n in args.concurrency
         for name, run in runs.items()
     }
@@ -130,7 +144,7 @@ def main() -> None:
     print(
         f"T3 aggregate decode with continuous batching, full-size random weights, device={args.device}, "
         f"threads={args.threads}, ours {args.dtype}, {args.tokens} tokens per request, {texts}, "
-        f"prefill length slack {runs['batched prefill'].batcher.prefill_length_slack}"
+        f"prefill length slack {runs['batched prefill'].config.prefill_length_slack}"
     )
     print(f"  upstream fp32, 1 stream            : {baseline:7.2f} tokens/s   1.00x")
     for (requests, name), (rate, step_share) in rates.items():

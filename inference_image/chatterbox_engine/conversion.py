@@ -5,20 +5,23 @@ reference audio goes through), and S3Gen renders those tokens conditioned on the
 reference. T3 takes no part, so every variant converts, Turbo's meanflow S3Gen included.
 
 Long sources render in windows by the streaming machinery (`streaming.ChunkRenderer`: left context,
-held-back overlap, cross-fade, carried vocoder excitation), so S3Gen's attention and memory stay bounded
-whatever the length. A source that fits one window renders in one S3Gen call, exactly as upstream does.
+held-back overlap, cross-fade, carried vocoder excitation) in the engine's loop (`engine_core.py`, a job
+with `source_tokens`), so S3Gen's attention and memory stay bounded whatever the length. A source that fits
+one window renders in one S3Gen call, exactly as upstream does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .s3gen import S3Gen, S3GenReference
-from .streaming import ChunkPlan, ChunkRenderer, RenderWindow
+from .errors import InvalidAudioError
+from .s3gen import S3Gen
+from .s3gen.config import S3_SR
+from .streaming import ChunkPlan
+from .voice import resample
 
 # Shortest source accepted: a few 40 ms tokens (the tokenizer's STFT also needs more than its window).
 MIN_SOURCE_SECONDS = 0.25
@@ -38,34 +41,11 @@ class Conversion:
     s3gen_seconds: float
 
 
-@dataclass(frozen=True)
-class ConversionJob:
-    """One validated conversion: the source's tokens and what makes the rendering this request's own."""
-
-    tokens: list[int]  # S3 tokens of the source speech, at least one
-    ref: S3GenReference  # the target voice's S3Gen reference, on the S3Gen device and dtype
-    generator: torch.Generator  # S3Gen's noise (flow start, vocoder source), drawn in upstream's order
-
-
-def source_tokens(s3gen: S3Gen, source16k: np.ndarray) -> list[int]:
-    """S3 tokens of 16 kHz mono speech (sources over 30 s are tokenized in the tokenizer's own windows)."""
-    codes, lengths = s3gen.tokenize(torch.from_numpy(source16k)[None])
-    return codes[0, : int(lengths[0])].tolist()
-
-
-def render_chunks(
-    s3gen: S3Gen, job: ConversionJob, plan: ChunkPlan, render_window: RenderWindow | None = None
-) -> Iterator[tuple[np.ndarray, int, bool]]:
-    """(audio, tokens covered so far, is_last) per window, as `plan` sizes them; the audio joins seamlessly.
-
-    The last token always goes into the final window, so a source no longer than the first chunk renders
-    in one S3Gen call."""
-    renderer = ChunkRenderer(s3gen, job.ref, job.generator, plan, render_window)
-    for token in job.tokens[:-1]:
-        renderer.tokens.append(token)
-        if renderer.next_chunk_due():
-            audio = renderer.render(final=False)
-            if audio.size:  # all of it may be held back for the cross-fade (tiny chunks)
-                yield audio, renderer.rendered_tokens, False
-    renderer.tokens.append(job.tokens[-1])
-    yield renderer.render(final=True), len(job.tokens), True
+def source_tokens(s3gen: S3Gen, source: np.ndarray, sample_rate: int) -> list[int]:
+    """S3 tokens of checked mono source speech, as upstream's ChatterboxVC: resampled to 16 kHz by librosa,
+    tokenized whole (over 30 s in the tokenizer's own windows). No token at all is an InvalidAudioError."""
+    codes, lengths = s3gen.tokenize(torch.from_numpy(resample(source, int(sample_rate), S3_SR))[None])
+    tokens = codes[0, : int(lengths[0])].tolist()
+    if not tokens:
+        raise InvalidAudioError("source audio is too short to hold any speech")
+    return tokens

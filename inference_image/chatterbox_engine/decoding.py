@@ -126,6 +126,7 @@ class DecodeBatch:
     def prefill(self, group: list[DecodeRequest]) -> None:
         """Prefill the group's rows, right after the active ones, in one right-padded forward pass: each
         request's rows hold what its own prefill would write (plus masked padding garbage)."""
+        self._compact([request for request in self.requests if not request.cancelled])  # free their rows
         first_row = row = self.rows
         for request in group:
             request.first_row, row = row, row + request.rows
@@ -227,11 +228,13 @@ def decode_speech_tokens(
     params: SamplingParams,
     generator: torch.Generator,
     max_new_tokens: int,
+    *,
+    use_cuda_graphs: bool = True,
 ) -> Iterator[int]:
     """One request alone, a batch of one: yield its sampled speech token ids until the stop token (not
     yielded) or max_new_tokens. Closing the iterator stops decoding."""
     request = new_request(t3, cond, text_tokens, params, generator, max_new_tokens)
-    batch = DecodeBatch(t3, max_rows=request.rows)
+    batch = DecodeBatch(t3, max_rows=request.rows, use_cuda_graphs=use_cuda_graphs)
     batch.prefill([request])
     while True:
         (outcome,) = batch.sample()

@@ -8,17 +8,14 @@ excitation for the overlap is handed over from the previous window so the harmon
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .errors import InvalidParameterError
 from .s3gen import S3Gen, S3GenReference, SynthesisWindow
 from .s3gen.model import apply_trim_fade
-
-# A window's (wav (1, S), excitation (1, 1, S)), rendered alone or batched with other streams' windows.
-RenderWindow = Callable[[SynthesisWindow], tuple[torch.Tensor, torch.Tensor]]
 
 SAMPLES_PER_TOKEN = 960  # 25 Hz tokens at 24 kHz
 FADE_OUT_SAMPLES = 480  # 20 ms at the end of each sentence-aligned piece
@@ -41,6 +38,20 @@ class ChunkPlan:
     context_tokens: int = 25  # left context re-run through S3Gen for continuity
     overlap_tokens: int = 3  # held back and cross-faded (the encoder's lookahead)
 
+    @classmethod
+    def fixed(cls, chunk_tokens: int) -> ChunkPlan:
+        """Chunks of `chunk_tokens` (1-500) each, kept, not grown; the first no larger than the default's."""
+        if (
+            isinstance(chunk_tokens, bool)
+            or not isinstance(chunk_tokens, int)
+            or not 1 <= chunk_tokens <= 500
+        ):
+            raise InvalidParameterError(
+                f"chunk_tokens must be between 1 and 500, got {chunk_tokens!r}", "chunk_tokens"
+            )
+        first = min(cls.first_chunk_tokens, chunk_tokens)
+        return cls(first_chunk_tokens=first, chunk_tokens=chunk_tokens, max_chunk_tokens=chunk_tokens)
+
     def chunk_size(self, chunks_rendered: int) -> int:
         if chunks_rendered == 0:
             return self.first_chunk_tokens
@@ -50,7 +61,11 @@ class ChunkPlan:
 
 
 class ChunkRenderer:
-    """Renders the audio of one utterance's tokens incrementally (one instance per utterance)."""
+    """Renders the audio of one utterance's tokens incrementally (one instance per utterance).
+
+    A chunk is two halves, so the engine's loop can render many streams' windows in one S3Gen call:
+    `window(end)` gives the S3Gen window for the tokens up to end, `take(end, final, wav, excitation)` turns
+    what S3Gen made of it into the chunk's audio."""
 
     def __init__(
         self,
@@ -58,11 +73,12 @@ class ChunkRenderer:
         ref: S3GenReference,
         generator: torch.Generator,
         plan: ChunkPlan,
-        render_window: RenderWindow | None = None,
+        drop_last_token: bool = False,
     ) -> None:
         self.s3gen, self.ref, self.generator, self.plan = s3gen, ref, generator, plan
-        # Alone by default; the engine passes its WindowBatcher's `render` to share S3Gen with other streams.
-        self.render_window = render_window or (lambda window: s3gen.synthesize([window])[0])
+        # Multilingual v3: the final audio stops one token early, as its one-shot cut of
+        # `(tokens - 1) * 960` samples does (one token is always kept).
+        self.drop_last_token = drop_last_token
         self.tokens: list[int] = []
         # Positions are samples on the utterance timeline, where token k ends at (k + 1) * 960.
         self.emitted_until: int | None = None  # timeline position up to which audio was returned
@@ -76,25 +92,32 @@ class ChunkRenderer:
     def next_chunk_due(self) -> bool:
         return len(self.tokens) - self.rendered_tokens >= self.plan.chunk_size(self.chunks_rendered)
 
-    def render(self, final: bool, drop_last_token: bool = False) -> np.ndarray:
-        """Audio for tokens so far; unless final, the last `overlap_tokens` worth is held back. With
-        drop_last_token (multilingual v3) the final audio stops one token early, as a one-shot cut of
-        `(tokens - 1) * 960` samples does (one token is always kept)."""
-        end = len(self.tokens)
-        if end == 0:
-            return np.zeros(0, dtype=np.float32)
+    def _span(self, end: int) -> tuple[int, int]:
+        """The window's first token (left context included) and the timeline sample its audio starts at."""
         start = max(0, min(self.rendered_tokens, end - 1) - self.plan.context_tokens)
-        window = torch.tensor([self.tokens[start:end]], dtype=torch.long)
         # Align the window by its end: a reference with an odd extra prompt frame makes S3Gen drop the
         # first output frame, so the window may start 480 samples after its first token.
-        window_start = end * SAMPLES_PER_TOKEN - self.ref.output_frames(end - start) * (
-            SAMPLES_PER_TOKEN // 2
-        )
+        return start, end * SAMPLES_PER_TOKEN - self.ref.output_frames(end - start) * (SAMPLES_PER_TOKEN // 2)
+
+    def window_key(self, end: int) -> tuple[int, int, int]:
+        """`SynthesisWindow.batch_key` of `window(end)`, without building it."""
+        start, _ = self._span(end)
+        return (end - start, self.ref.prompt_token.size(-1), self.ref.prompt_feat.size(1))
+
+    def window(self, end: int) -> SynthesisWindow:
+        """The S3Gen window for the tokens up to end (end > 0), after the chunks taken so far."""
+        start, window_start = self._span(end)
         source = None
         if self.excitation is not None:
             source = self.excitation[..., window_start - self.excitation_start :]
-        wav, self.excitation = self.render_window(SynthesisWindow(window, self.ref, self.generator, source))
-        self.excitation_start = window_start
+        tokens = torch.tensor([self.tokens[start:end]], dtype=torch.long)
+        return SynthesisWindow(tokens, self.ref, self.generator, source)
+
+    def take(self, end: int, final: bool, wav: torch.Tensor, excitation: torch.Tensor) -> np.ndarray:
+        """Audio of `window(end)` rendered as (wav (1, S), excitation (1, 1, S)); unless final, the last
+        `overlap_tokens` worth is held back for the cross-fade with the next chunk."""
+        start, window_start = self._span(end)
+        self.excitation, self.excitation_start = excitation, window_start
         if start == 0:
             wav = apply_trim_fade(wav, self.s3gen.trim_fade)
         if self.emitted_until is None:
@@ -104,7 +127,7 @@ class ChunkRenderer:
         self.rendered_tokens = end
         self.chunks_rendered += 1
         if final:
-            if drop_last_token:
+            if self.drop_last_token:
                 end_at = self.started_at + max(1, end - 1) * SAMPLES_PER_TOKEN
                 audio = audio[: max(0, end_at - self.emitted_until)]
             self.tail = np.zeros(0, dtype=np.float32)

@@ -24,7 +24,7 @@ class _PrintsToLog(io.TextIOBase):
 
 class Watermarker:
     """Lazily builds `perth.PerthImplicitWatermarker` once; calls are serialised because the Perth
-    network object is shared between worker threads."""
+    network object is shared between threads (the engine's loop and one-shot callers)."""
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate

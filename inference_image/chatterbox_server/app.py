@@ -18,13 +18,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .admission import AdmissionControl
 from .api_keys import ApiKeys
 from .config import Settings
 from .engine_adapter import EngineAdapter, ModelLoadError
 from .errors import error_body, install_error_handlers
 from .metrics import RequestMetricsMiddleware, ServerMetrics
 from .routers import conversion, realtime, speech, system, voices
-from .scheduler import Scheduler
 from .schemas import ErrorResponse
 from .services.conversion import ConversionService
 from .services.speech import ClientGone, SpeechService
@@ -93,15 +93,15 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             settings.voice_library_dir, load_tensors=engine.load_voice, save_tensors=engine.save_voice
         )
         max_concurrent = settings.max_concurrent or engine.default_max_concurrent
-        scheduler = Scheduler(
+        admission = AdmissionControl(
             max_concurrent=max_concurrent,
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
             metrics=metrics,
         )
-        app.state.scheduler = scheduler
-        # One T3 decode loop over all worker threads' requests, and shared S3Gen calls for their streams
-        # (see EngineAdapter.enable_batching).
+        app.state.admission = admission
+        # The engine's loop runs every admitted request: one T3 batch of up to max_concurrent, and shared
+        # S3Gen calls for their streams on a GPU (see EngineAdapter.enable_batching).
         engine.enable_batching(
             max_concurrent,
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
@@ -109,14 +109,14 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             on_s3gen_batch=metrics.s3gen_batch_size.observe,
         )
         app.state.voices = VoiceService(
-            library=library, engine=engine, scheduler=scheduler, settings=settings
+            library=library, engine=engine, admission=admission, settings=settings
         )
         app.state.engine = engine
         app.state.speech = SpeechService(
-            engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics
+            engine=engine, voices=app.state.voices, admission=admission, metrics=metrics
         )
         app.state.conversion = ConversionService(
-            engine=engine, voices=app.state.voices, scheduler=scheduler, metrics=metrics, settings=settings
+            engine=engine, voices=app.state.voices, admission=admission, metrics=metrics, settings=settings
         )
         info = engine.info
         metrics.model_info.labels(
@@ -166,9 +166,6 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             wyoming = getattr(app.state, "wyoming", None)
             if wyoming is not None:
                 await wyoming.stop()
-            scheduler = getattr(app.state, "scheduler", None)
-            if scheduler is not None:
-                scheduler.shutdown()
 
     app = FastAPI(
         title="Chatterbox TTS server",

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     max_concurrent: int | None = Field(
         None,
         ge=1,
-        description="Syntheses running at once (worker threads), decoded together in one batch; "
+        description="Syntheses running at once, decoded together in one batch of the engine's loop; "
         "unset: 8 on a GPU, 2 on CPU.",
     )
     batch_s3gen: bool | None = Field(
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         "up to float rounding); unset: on a GPU only. On CPU, S3Gen is compute-bound and gains nothing, and "
         "left off, concurrent audio stays bit-identical to the same request alone.",
     )
-    max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a worker; beyond that, 429.")
+    max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a slot; beyond that, 429.")
     request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may wait and synthesise.")
     drain_seconds: float = Field(
         0.0,

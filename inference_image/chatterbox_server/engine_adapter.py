@@ -6,10 +6,11 @@ Everything else in the server sees plain numpy audio, opaque voice and request o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +94,22 @@ class EngineAdapter:
         batch_s3gen: bool | None,
         on_s3gen_batch: Callable[[int], None],
     ) -> None:
-        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests (same tokens as
-        alone); with batch_s3gen (None: on a GPU only), concurrent streams also render their chunks through
-        S3Gen together (same audio up to float rounding). on_step(requests, seconds) after each batched T3
-        step, on_s3gen_batch(windows) after each S3Gen call. On a GPU always (the batcher replays the
-        decode step from CUDA graphs); on CPU only with several workers."""
-        if max_requests < 2 and not self.on_gpu:
-            return
+        """Concurrent syntheses decode T3 in one continuous batch of up to max_requests in the engine's loop
+        (same tokens as alone); with batch_s3gen (None: on a GPU only), concurrent streams also render their
+        chunks through S3Gen together (same audio up to float rounding; off, a CPU server's concurrent audio
+        is bit-identical to solo audio). on_step(requests, seconds) after each T3 step, on_s3gen_batch(windows)
+        after each shared S3Gen call."""
         self._engine.enable_batching(
             max_requests,
             on_step=lambda stats: on_step(stats.requests, stats.seconds),
             batch_s3gen=self.on_gpu if batch_s3gen is None else batch_s3gen,
             on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows),
         )
+
+    @property
+    def loop_busy_s(self) -> float:
+        """Seconds the engine's loop thread has been in one step (0 while idle), for liveness."""
+        return float(self._engine.loop_busy_s)
 
     @property
     def sample_rate(self) -> int:
@@ -149,18 +153,43 @@ class EngineAdapter:
         with self._translated_errors():
             return self._engine.request(text, voice, language=language, seed=seed, **options)
 
-    def stream(self, request: Any) -> Iterator[AudioPiece]:
-        """Audio for a `request` as it is made; closing the iterator stops the engine at its next chunk."""
-        with self._translated_errors():
-            yield from _pieces(self._engine.generate_stream(request))
+    async def stream(self, request: Any) -> AsyncIterator[AudioPiece]:
+        """Audio for a `request` as the engine's loop makes it; closing the iterator cancels the rest."""
+        async for piece in self._run(self._engine.speech_job(request)):
+            yield piece
 
-    def convert_stream(
+    async def convert_stream(
         self, audio: np.ndarray, sample_rate: int, voice: Any, *, seed: int | None
-    ) -> Iterator[AudioPiece]:
+    ) -> AsyncIterator[AudioPiece]:
         """Source speech spoken in `voice`, as it is made (num_tokens: source tokens covered so far). Checks
-        and tokenizes the source first; unusable audio is an InvalidRequest on `file`."""
+        and tokenizes the source first (in a thread: the tokenizer is a model); unusable audio is an
+        InvalidRequest on `file`."""
         with self._translated_errors(audio_param="file"):
-            yield from _pieces(self._engine.convert_stream(audio, sample_rate, voice, seed=seed))
+            job = await asyncio.to_thread(self._engine.conversion_job, audio, sample_rate, voice, seed=seed)
+        async for piece in self._run(job, audio_param="file"):
+            yield piece
+
+    async def _run(self, job: Any, audio_param: str = "voice") -> AsyncIterator[AudioPiece]:
+        """A job's chunks from the engine's loop thread, awaited here: no thread waits for them."""
+        loop = asyncio.get_running_loop()
+        outputs: asyncio.Queue = asyncio.Queue()
+
+        def deliver(item: object) -> None:  # called in the engine's loop thread
+            with contextlib.suppress(RuntimeError):  # the event loop is gone during interpreter shutdown
+                loop.call_soon_threadsafe(outputs.put_nowait, item)
+
+        cancel = self._engine.start(job, deliver)
+        try:
+            while True:
+                item = await outputs.get()
+                if isinstance(item, BaseException):
+                    with self._translated_errors(audio_param):
+                        raise item
+                if not isinstance(item, self._ce.AudioChunk):  # the engine's Finished
+                    return
+                yield AudioPiece(np.asarray(item.audio, dtype=np.float32).reshape(-1), int(item.num_tokens))
+        finally:
+            cancel()
 
     def embed_voice(self, audio: np.ndarray, sample_rate: int) -> Any:
         try:
@@ -192,15 +221,6 @@ class EngineAdapter:
                 "InvalidAudioError": audio_param,
             }.get(type(error).__name__)
             raise InvalidRequest(str(error), param=param) from error
-
-
-def _pieces(chunks: Iterator[Any]) -> Iterator[AudioPiece]:
-    """The engine's AudioChunks as plain numpy pieces; closing stops the engine at its next chunk."""
-    try:
-        for chunk in chunks:
-            yield AudioPiece(np.asarray(chunk.audio, dtype=np.float32).reshape(-1), int(chunk.num_tokens))
-    finally:
-        chunks.close()
 
 
 def _resolve_device(device: str) -> str:

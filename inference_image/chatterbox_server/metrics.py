@@ -47,7 +47,7 @@ class ServerMetrics:
             "chatterbox_audio_seconds_total", "Seconds of audio produced", registry=r
         )
         self.queue_depth = Gauge(
-            "chatterbox_queue_depth", "Requests admitted and waiting for a worker", registry=r
+            "chatterbox_queue_depth", "Requests admitted and waiting for a slot", registry=r
         )
         self.inflight = Gauge(
             "chatterbox_inflight_requests", "Requests currently being synthesised", registry=r

@@ -1,4 +1,5 @@
-"""Streaming response that always closes its body iterator, so an abandoned stream frees its worker."""
+"""Streaming response that always closes its body iterator, so an abandoned stream frees its slot and
+stops its engine work."""
 
 from __future__ import annotations
 

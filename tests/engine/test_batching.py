@@ -1,4 +1,5 @@
-"""Continuous batching: every request gets exactly the tokens it gets when decoded alone."""
+"""Continuous batching in the engine's loop: every request gets exactly the tokens it gets when decoded
+alone (a lone `decode_speech_tokens`, a batch of one)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from chatterbox_engine.batching import DecodeBatcher
 from chatterbox_engine.cuda_graphs import bucket_for
 from chatterbox_engine.decoding import decode_speech_tokens
+from chatterbox_engine.engine_core import EngineCore, Job, SchedulerConfig
+from chatterbox_engine.request import GenerationRequest
 from chatterbox_engine.sampling import SamplingParams
 
 # (text tokens, sampling params, seed, token budget): different lengths, CFG on and off, different knobs.
@@ -29,27 +31,44 @@ def t3(tiny_engine):
 
 
 @pytest.fixture(scope="module")
-def cond(tiny_engine):
-    voice = tiny_engine.default_voice
+def voice(tiny_engine):
+    return tiny_engine.default_voice
+
+
+def conditioning(t3, voice):
     with torch.inference_mode():
-        return tiny_engine.t3.embed_conditioning(voice.speaker_emb, voice.prompt_tokens, torch.tensor([0.5]))
+        return t3.embed_conditioning(voice.speaker_emb, voice.prompt_tokens, torch.tensor([0.5]))
 
 
-def alone(t3, cond, text, params, seed, budget) -> list[int]:
+def alone(t3, voice, text, params, seed, budget) -> list[int]:
     generator = torch.Generator().manual_seed(seed)
-    return list(decode_speech_tokens(t3, cond, torch.tensor([text]), params, generator, budget))
+    return list(
+        decode_speech_tokens(t3, conditioning(t3, voice), torch.tensor([text]), params, generator, budget)
+    )
 
 
-def submit(batcher, cond, text, params, seed, budget):
-    generator = torch.Generator().manual_seed(seed)
-    return batcher.submit(cond, torch.tensor([text]), params, generator, budget)
+def token_core(engine, *, on_step=None, **config) -> EngineCore:
+    """The engine's loop over engine's models, for jobs that stop at speech tokens."""
+    return EngineCore(
+        engine.t3, engine.s3gen, finish_audio=lambda audio: audio, tail_tokens=[],
+        config=SchedulerConfig(**config), on_step=on_step,
+    )  # fmt: skip
+
+
+def submit(core, voice, text, params, seed, budget, device="cpu"):
+    """Submitted now; iterating gives the request's speech tokens."""
+    generator = torch.Generator(device).manual_seed(seed)
+    text_tokens = torch.tensor([text], device=device)
+    request = GenerationRequest("", (text_tokens,), voice, "en", params, 0.5, seed, budget)
+    job = Job(voice.s3gen_ref, generator, generation=request, t3_generator=generator, speech_tokens_only=True)
+    return core.outputs(job)
 
 
 @contextmanager
-def joining_together(batcher):
-    """Requests submitted inside this block are admitted at the same step: the batcher thread takes the
-    waiting requests under this lock."""
-    with batcher._wake:
+def joining_together(core):
+    """Requests submitted inside this block are admitted at the same step: the loop thread takes the
+    submitted requests under this lock."""
+    with core._wake:
         yield
 
 
@@ -69,15 +88,15 @@ def prefill_passes(t3):
         hook.remove()
 
 
-def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
-    expected = [alone(t3, cond, *request) for request in REQUESTS]
+def test_batched_tokens_equal_lone_decoding_with_staggered_admission(tiny_engine, t3, voice):
+    expected = [alone(t3, voice, *request) for request in REQUESTS]
     steps = []
-    batcher = DecodeBatcher(t3, max_requests=3, on_step=steps.append)
+    core = token_core(tiny_engine, max_requests=3, on_step=steps.append)
     results: dict[int, list[int]] = {}
 
     def consume(index: int, delay: float) -> None:
         time.sleep(delay)  # later requests join a batch that is already decoding
-        results[index] = list(submit(batcher, cond, *REQUESTS[index]))
+        results[index] = list(submit(core, voice, *REQUESTS[index]))
 
     threads = [threading.Thread(target=consume, args=(i, 0.02 * i)) for i in range(len(REQUESTS))]
     for thread in threads:
@@ -89,90 +108,91 @@ def test_batched_tokens_equal_lone_decoding_with_staggered_admission(t3, cond):
     assert max(stats.requests for stats in steps) <= 3  # and the batch limit held
 
 
-def test_requests_admitted_together_share_prefill_passes_and_equal_lone_decoding(t3, cond):
+def test_requests_admitted_together_share_prefill_passes_and_equal_lone_decoding(tiny_engine, t3, voice):
     # Far longer than the others: its padding would waste too much, so it gets its own pass.
     long_request = ([255, *range(200, 270), 0], SamplingParams(), 6, 20)
     requests = [*REQUESTS, long_request]
-    expected = [alone(t3, cond, *request) for request in requests]
-    batcher = DecodeBatcher(t3, max_requests=len(requests), prefill_length_slack=32)
+    expected = [alone(t3, voice, *request) for request in requests]
+    core = token_core(tiny_engine, max_requests=len(requests), prefill_length_slack=32)
     with prefill_passes(t3) as passes:
-        with joining_together(batcher):
-            streams = [submit(batcher, cond, *request) for request in requests]
+        with joining_together(core):
+            streams = [submit(core, voice, *request) for request in requests]
         results = [list(stream) for stream in streams]
     assert results == expected
     # REQUESTS' text lengths differ by less than the slack: one pass over their 9 rows (one without CFG).
     assert sorted(passes) == [2, 9]
 
 
-def test_prefill_groups_split_where_lengths_differ_by_more_than_the_slack(t3, cond):
+def test_prefill_groups_split_where_lengths_differ_by_more_than_the_slack(tiny_engine, t3, voice):
     # Text lengths 4, 9, 14, 20, 27 (REQUESTS' order 3, 1, 0, 4, 2): 8 positions split them in three.
-    expected = [alone(t3, cond, *request) for request in REQUESTS]
-    batcher = DecodeBatcher(t3, max_requests=len(REQUESTS), prefill_length_slack=8)
+    expected = [alone(t3, voice, *request) for request in REQUESTS]
+    core = token_core(tiny_engine, max_requests=len(REQUESTS), prefill_length_slack=8)
     with prefill_passes(t3) as passes:
-        with joining_together(batcher):
-            streams = [submit(batcher, cond, *request) for request in REQUESTS]
+        with joining_together(core):
+            streams = [submit(core, voice, *request) for request in REQUESTS]
         assert [list(stream) for stream in streams] == expected
     assert passes == [3, 4, 2]
 
 
-def test_batched_prefill_off_gives_the_same_tokens_one_pass_per_request(t3, cond):
-    expected = [alone(t3, cond, *request) for request in REQUESTS]
-    batcher = DecodeBatcher(t3, max_requests=len(REQUESTS), batched_prefill=False)
+def test_batched_prefill_off_gives_the_same_tokens_one_pass_per_request(tiny_engine, t3, voice):
+    expected = [alone(t3, voice, *request) for request in REQUESTS]
+    core = token_core(tiny_engine, max_requests=len(REQUESTS), batched_prefill=False)
     with prefill_passes(t3) as passes:
-        with joining_together(batcher):
-            streams = [submit(batcher, cond, *request) for request in REQUESTS]
+        with joining_together(core):
+            streams = [submit(core, voice, *request) for request in REQUESTS]
         assert [list(stream) for stream in streams] == expected
     assert sorted(passes) == [1, 2, 2, 2, 2]
 
 
-def test_cancelled_requests_in_a_prefill_group_leave_the_others_untouched(t3, cond):
+def test_cancelled_requests_in_a_prefill_group_leave_the_others_untouched(tiny_engine, t3, voice):
     kept = [REQUESTS[0], REQUESTS[2], REQUESTS[1]]
-    batcher = DecodeBatcher(t3, max_requests=5, prefill_length_slack=32)
+    core = token_core(tiny_engine, max_requests=5, prefill_length_slack=32)
     with prefill_passes(t3) as passes:
-        with joining_together(batcher):
-            first = submit(batcher, cond, *kept[0])
+        with joining_together(core):
+            first = submit(core, voice, *kept[0])
             # Admitted with the group, then closed after its first token: its rows sit between others'.
-            quitter = submit(batcher, cond, [255, *range(30, 45), 0], SamplingParams(), 9, 500)
-            second = submit(batcher, cond, *kept[1])
+            quitter = submit(core, voice, [255, *range(30, 45), 0], SamplingParams(), 9, 500)
+            second = submit(core, voice, *kept[1])
             # Closed before it was ever admitted: never prefilled.
-            never = submit(batcher, cond, [255, *range(30, 40), 0], SamplingParams(), 10, 500)
+            never = submit(core, voice, [255, *range(30, 40), 0], SamplingParams(), 10, 500)
             never.close()
-            third = submit(batcher, cond, *kept[2])
+            third = submit(core, voice, *kept[2])
         next(quitter)
         quitter.close()
         results = [list(first), list(second), list(third)]
-    assert results == [alone(t3, cond, *request) for request in kept]
+    assert results == [alone(t3, voice, *request) for request in kept]
     assert list(never) == []
     assert passes == [7]  # one pass: 3 CFG pairs and one single row
 
 
-def test_closed_stream_leaves_the_batch_and_others_continue(t3, cond):
-    batcher = DecodeBatcher(t3, max_requests=2)
-    keeper = submit(batcher, cond, *REQUESTS[0])
+def test_closed_stream_leaves_the_batch_and_others_continue(tiny_engine, t3, voice):
+    core = token_core(tiny_engine, max_requests=2)
+    keeper = submit(core, voice, *REQUESTS[0])
     # A stop-free budget so only closing can end it early.
-    quitter = submit(batcher, cond, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
+    quitter = submit(core, voice, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
     next(quitter)
     quitter.close()
     assert list(quitter) == []
-    assert list(keeper) == alone(t3, cond, *REQUESTS[0])
+    assert list(keeper) == alone(t3, voice, *REQUESTS[0])
     deadline = time.monotonic() + 10
-    while batcher.active_requests and time.monotonic() < deadline:
+    while core.active_requests and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert batcher.active_requests == 0
+    assert core.active_requests == 0
 
 
-def test_requests_longer_than_the_cache_grow_it(t3, cond):
-    batcher = DecodeBatcher(t3, max_requests=2)
+def test_requests_longer_than_the_cache_grow_it(tiny_engine, t3, voice):
+    core = token_core(tiny_engine, max_requests=2)
     long_text = [255, *range(20, 300), 0]  # prefill plus budget beyond the initial 256 positions
     request = (long_text, SamplingParams(), 7, 40)
-    assert list(submit(batcher, cond, *request)) == alone(t3, cond, *request)
+    assert list(submit(core, voice, *request)) == alone(t3, voice, *request)
 
 
-def test_padded_prefill_then_batched_step_equal_lone_forward_per_row(t3, cond):
+def test_padded_prefill_then_batched_step_equal_lone_forward_per_row(t3, voice):
     """Rows of different lengths prefilled in one right-padded pass, then one shared step (eager here,
     replayed from CUDA graphs on GPU): each row computes what its lone forward does. The padding garbage in
     the shorter row's cache is masked out and overwritten by its step."""
     texts = [[255, *range(20, 30), 0], [255, *range(40, 44), 0]]
+    cond = conditioning(t3, voice)
     prefills = [t3.prefill_embeds(cond, torch.tensor([text]), cfg_rows=True) for text in texts]
     lengths = [prefill.shape[1] for prefill in prefills]
     padded = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, max(lengths) - p.shape[1])) for p in prefills])
@@ -242,17 +262,26 @@ def test_turbo_batched_tokens_equal_lone_decoding():
 
     turbo = ce.load("random:tiny-turbo", watermark=False)
     t3, voice = turbo.t3, turbo.default_voice
-    with torch.inference_mode():
-        cond = t3.embed_conditioning(voice.speaker_emb, voice.prompt_tokens, None)
     requests = [  # Turbo text has no start/stop tokens
         (list(range(300, 312)), SamplingParams(top_p=0.95), 1, 30),
         (list(range(400, 405)), SamplingParams(temperature=1.1, top_p=0.95), 2, 20),
         (list(range(500, 530)), SamplingParams(repetition_penalty=1.5, top_p=0.8), 3, 45),
     ]
-    expected = [alone(t3, cond, *request) for request in requests]
-    batcher = DecodeBatcher(t3, max_requests=len(requests), prefill_length_slack=32)
+    expected = [alone(t3, voice, *request) for request in requests]
+    core = token_core(turbo, max_requests=len(requests), prefill_length_slack=32)
     with prefill_passes(t3) as passes:
-        with joining_together(batcher):
-            streams = [submit(batcher, cond, *request) for request in requests]
+        with joining_together(core):
+            streams = [submit(core, voice, *request) for request in requests]
         assert [list(stream) for stream in streams] == expected
     assert passes == [3]  # one row each, prefilled together
+
+
+def test_a_request_cancelled_as_another_arrives_frees_its_rows_first(tiny_engine, t3, voice):
+    """A batch of one request: the next takes the rows the cancelled one leaves at the same step."""
+    core = token_core(tiny_engine, max_requests=1)
+    quitter = submit(core, voice, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
+    next(quitter)
+    with joining_together(core):
+        quitter.close()
+        keeper = submit(core, voice, *REQUESTS[1])
+    assert list(keeper) == alone(t3, voice, *REQUESTS[1])

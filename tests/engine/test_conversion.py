@@ -5,8 +5,6 @@ Parity with upstream's `ChatterboxVC` on full-size weights is in test_parity_con
 
 from __future__ import annotations
 
-import threading
-
 import chatterbox_engine as ce
 import numpy as np
 import pytest
@@ -85,19 +83,11 @@ def test_concurrent_conversions_share_s3gen_calls_and_keep_their_audio(tiny_engi
     batched = ce.load("random:tiny", watermark=False)
     calls = []
     assert batched.enable_batching(max_requests=4, on_s3gen_batch=calls.append)
-    batched._window_batcher.gather_seconds = 5.0  # the test machine may be slow to wake threads
     sources = [source(3.0), 0.5 * source(3.0, 22_050)[:48_000]]
-    results: dict[int, np.ndarray] = {}
-
-    def run(index: int) -> None:
-        chunks = batched.convert_stream(sources[index], 16_000, seed=index)
-        results[index] = np.concatenate([chunk.audio for chunk in chunks])
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(sources))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    jobs = [batched.conversion_job(audio, 16_000, seed=i) for i, audio in enumerate(sources)]
+    with batched._core._wake:  # the loop takes both at the same step, so their windows fall due together
+        outputs = [batched._core.outputs(job) for job in jobs]
+    results = [np.concatenate([chunk.audio for chunk in chunks]) for chunks in outputs]
     for index, audio in enumerate(sources):
         alone = np.concatenate([c.audio for c in tiny_engine.convert_stream(audio, 16_000, seed=index)])
         np.testing.assert_allclose(results[index], alone, atol=1e-5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from chatterbox_engine.batching import DecodeBatcher
 from chatterbox_engine.cuda_graphs import CudaGraphStep, make_step_runner
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.loading import random_models
@@ -43,33 +42,36 @@ def test_graph_replay_equals_eager_step_for_every_bucket(cuda_t3):
 
 
 @requires_cuda
-def test_batched_tokens_with_cuda_graphs_equal_lone_decoding(cuda_t3):
+def test_batched_tokens_with_cuda_graphs_equal_lone_eager_decoding():
+    import chatterbox_engine as ce
+
+    from .test_batching import submit, token_core
+
+    engine = ce.load("random:tiny", device="cuda", watermark=False)
+    voice = engine.default_voice
     with torch.inference_mode():
-        cond = cuda_t3.embed_conditioning(
-            torch.zeros(1, cuda_t3.cfg.speaker_embed_size, device="cuda"),
-            torch.arange(20, device="cuda")[None],
-            torch.tensor([0.5], device="cuda"),
+        cond = engine.t3.embed_conditioning(
+            voice.speaker_emb.cuda(), voice.prompt_tokens.cuda(), torch.tensor([0.5], device="cuda")
         )
     texts = [[255, *range(20, 32), 0], [255, 60, 61, 0], [255, *range(40, 60), 0]]
     params = [SamplingParams(), SamplingParams(cfg_weight=0.0), SamplingParams(top_p=0.9)]
     lone = [
         list(
             decode_speech_tokens(
-                cuda_t3,
+                engine.t3,
                 cond,
                 torch.tensor([text], device="cuda"),
                 p,
                 torch.Generator("cuda").manual_seed(i),
                 30,
+                use_cuda_graphs=False,
             )
         )
         for i, (text, p) in enumerate(zip(texts, params, strict=True))
     ]
-    batcher = DecodeBatcher(cuda_t3, max_requests=3, use_cuda_graphs=True)
+    core = token_core(engine, max_requests=3)
     streams = [
-        batcher.submit(
-            cond, torch.tensor([text], device="cuda"), p, torch.Generator("cuda").manual_seed(i), 30
-        )
+        submit(core, voice, text, p, i, 30, device="cuda")
         for i, (text, p) in enumerate(zip(texts, params, strict=True))
     ]
     assert [list(stream) for stream in streams] == lone

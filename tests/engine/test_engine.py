@@ -238,15 +238,26 @@ def test_stream_chunks_grow_after_a_small_first_chunk(tiny_engine):
     )
     tokens = torch.randint(0, 6561, (300,), generator=torch.Generator().manual_seed(0)).tolist()
     emitted, due_at = [], []
+
+    def render(final: bool) -> np.ndarray:
+        end = len(renderer.tokens)
+        return renderer.take(end, final, *tiny_engine.s3gen.synthesize([renderer.window(end)])[0])
+
     with torch.inference_mode():  # as the engine renders
         for token in tokens:
             renderer.tokens.append(token)
             if renderer.next_chunk_due():
                 due_at.append(len(renderer.tokens))
-                emitted.append(renderer.render(final=False))
-        emitted.append(renderer.render(final=True))
+                emitted.append(render(final=False))
+        emitted.append(render(final=True))
     assert np.diff([0, *due_at]).tolist() == [10, 25, 50, 100, 100]
     assert sum(chunk.size for chunk in emitted) == len(tokens) * SAMPLES_PER_TOKEN
+
+
+@pytest.mark.parametrize("chunk_tokens", [0, 501, 2.5, True])
+def test_chunk_tokens_out_of_range_are_refused_before_any_work(tiny_engine, chunk_tokens):
+    with pytest.raises(ce.InvalidParameterError, match="chunk_tokens must be between 1 and 500"):
+        tiny_engine.generate_stream("Hello.", chunk_tokens=chunk_tokens)
 
 
 def test_one_token_chunks_still_cover_the_whole_utterance(tiny_engine):

@@ -1,4 +1,5 @@
-"""S3Gen work of concurrent streams runs batched, and every stream still gets its own audio."""
+"""S3Gen work of concurrent streams runs batched in the engine's loop, and every stream still gets its own
+audio."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from chatterbox_engine.s3gen import SynthesisWindow
-from chatterbox_engine.s3gen_batching import WindowBatcher
 
 
 @pytest.fixture(scope="module")
@@ -56,50 +56,45 @@ def test_windows_of_different_shapes_are_refused_together(s3gen, ref):
         s3gen.synthesize([window(ref, 10, 0), window(ref, 11, 1)])
 
 
-def render_concurrently(batcher: WindowBatcher, windows: list[SynthesisWindow]) -> list:
-    results: list = [None] * len(windows)
-    all_open = threading.Barrier(len(windows))
+def stream_concurrently(engine, texts: list[str]) -> dict[int, np.ndarray]:
+    results: dict[int, np.ndarray] = {}
 
     def run(index: int) -> None:
-        with batcher.stream():
-            all_open.wait()  # as streams of one T3 batch: all open before the first window is due
-            try:
-                results[index] = batcher.render(windows[index])
-            except Exception as error:  # kept to assert on
-                results[index] = error
+        chunks = engine.generate_stream(texts[index], seed=index, chunk_tokens=8)
+        results[index] = np.concatenate([chunk.audio for chunk in chunks])
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(windows))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(texts))]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=300)
     assert not any(thread.is_alive() for thread in threads)
     return results
 
 
-def test_batcher_groups_equal_shapes_and_keeps_each_result(s3gen, ref):
-    batches = []
-    batcher = WindowBatcher(s3gen, max_windows=8, gather_seconds=5.0, on_batch=batches.append)
-    sizes = [10, 10, 14, 10, 14]
-    results = render_concurrently(batcher, [window(ref, n, seed) for seed, n in enumerate(sizes)])
-    for seed, (n, (wav, _)) in enumerate(zip(sizes, results, strict=True)):
-        expected, _ = s3gen.synthesize([window(ref, n, seed)])[0]
-        torch.testing.assert_close(wav, expected, rtol=0, atol=1e-5)
-    # Every open stream handed its window in, so the worker ran two groups: the 10s and the 14s.
-    assert sorted(stats.windows for stats in batches) == [2, 3]
+def streamed_alone(engine, text: str, seed: int) -> np.ndarray:
+    return np.concatenate([c.audio for c in engine.generate_stream(text, seed=seed, chunk_tokens=8)])
 
 
-def test_a_bad_window_fails_alone(s3gen, ref):
-    batcher = WindowBatcher(s3gen, gather_seconds=5.0)
-    bad = SynthesisWindow(torch.full((1, 10), 7000), ref, torch.Generator().manual_seed(0))
-    good, failed = render_concurrently(batcher, [window(ref, 10, 1), bad])
-    assert isinstance(failed, ValueError) and "speech tokens" in str(failed)
-    torch.testing.assert_close(good[0], s3gen.synthesize([window(ref, 10, 1)])[0][0], rtol=0, atol=1e-5)
+TEXTS = ["The first stream speaks.", "A second stream, said at once.", "And a third one joins."]
 
 
-def test_a_failed_batch_falls_back_to_one_window_at_a_time(s3gen, ref, monkeypatch):
+def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
+    batched = ce.load("random:tiny", watermark=False)
+    windows = []
+    assert batched.enable_batching(max_requests=4, on_s3gen_batch=windows.append)
+    results = stream_concurrently(batched, TEXTS)
+    for index, text in enumerate(TEXTS):
+        np.testing.assert_allclose(results[index], streamed_alone(tiny_engine, text, index), atol=1e-5)
+    # Streams started a step or two apart still meet: a due window waits a few steps for its peers.
+    assert max(stats.windows for stats in windows) > 1
+
+
+def test_a_failed_batch_falls_back_to_one_window_at_a_time(tiny_engine, monkeypatch):
     """E.g. out of memory for the whole batch: each window still gets the audio it would get alone."""
-    real_synthesize = type(s3gen).synthesize
+    batched = ce.load("random:tiny", watermark=False)
+    assert batched.enable_batching(max_requests=4)
+    real_synthesize = type(batched.s3gen).synthesize
 
     def fail_when_batched(self, windows, n_timesteps=None):
         if len(windows) > 1:
@@ -108,45 +103,16 @@ def test_a_failed_batch_falls_back_to_one_window_at_a_time(s3gen, ref, monkeypat
             raise RuntimeError("out of memory")
         return real_synthesize(self, windows, n_timesteps)
 
-    monkeypatch.setattr(type(s3gen), "synthesize", fail_when_batched)
-    batches = []
-    batcher = WindowBatcher(s3gen, gather_seconds=5.0, on_batch=batches.append)
-    results = render_concurrently(batcher, [window(ref, 10, seed) for seed in range(3)])
-    for seed, (wav, _) in enumerate(results):
-        expected, _ = real_synthesize(s3gen, [window(ref, 10, seed)])[0]
-        assert torch.equal(wav, expected)
-
-
-def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
-    batched = ce.load("random:tiny", watermark=False)
-    windows = []
-    assert batched.enable_batching(max_requests=4, on_s3gen_batch=windows.append)
-    batched._window_batcher.gather_seconds = 5.0  # the test machine may be slow to wake threads
-    texts = ["The first stream speaks.", "A second stream, said at once.", "And a third one joins."]
-    results: dict[int, np.ndarray] = {}
-
-    def run(index: int) -> None:
-        chunks = batched.generate_stream(texts[index], seed=index, chunk_tokens=8)
-        results[index] = np.concatenate([chunk.audio for chunk in chunks])
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(texts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    for index, text in enumerate(texts):
-        alone = np.concatenate(
-            [c.audio for c in tiny_engine.generate_stream(text, seed=index, chunk_tokens=8)]
-        )
-        np.testing.assert_allclose(results[index], alone, atol=1e-5)
-    assert max(stats.windows for stats in windows) > 1
+    monkeypatch.setattr(type(batched.s3gen), "synthesize", fail_when_batched)
+    results = stream_concurrently(batched, TEXTS)
+    monkeypatch.undo()
+    for index, text in enumerate(TEXTS):
+        np.testing.assert_allclose(results[index], streamed_alone(tiny_engine, text, index), atol=1e-5)
 
 
 def test_a_stream_closed_early_does_not_hold_up_the_others(tiny_engine):
     batched = ce.load("random:tiny", watermark=False)
     assert batched.enable_batching(max_requests=4)
-    # A closed stream still counted as open would make every window of the other wait this long (a hang).
-    batched._window_batcher.gather_seconds = 1000.0
     quitter = batched.generate_stream("This one stops listening early.", seed=1, chunk_tokens=8)
     next(quitter)
     stayer: list = []

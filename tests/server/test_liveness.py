@@ -1,43 +1,50 @@
-"""Liveness notices a wedged engine: a job far past its deadline without reaching an item boundary."""
+"""Liveness notices a wedged engine: its loop thread stuck in one step longer than any request may run."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import Iterator
 
+import chatterbox_engine
 import httpx
-from chatterbox_server import scheduler as scheduling
+from chatterbox_server import admission as admission_module
+from chatterbox_server.admission import AdmissionControl
+from chatterbox_server.engine_adapter import EngineAdapter
 from chatterbox_server.metrics import ServerMetrics
 from chatterbox_server.routers.system import router
 from fastapi import FastAPI
 
 
-async def test_a_job_stuck_past_its_deadline_fails_liveness(monkeypatch) -> None:
-    monkeypatch.setattr(scheduling, "STUCK_GRACE_S", 0.2)
-    scheduler = scheduling.Scheduler(max_concurrent=1, max_queue=1, timeout_s=0.1, metrics=ServerMetrics())
+async def test_a_wedged_engine_loop_fails_liveness_and_an_idle_one_does_not(monkeypatch) -> None:
+    monkeypatch.setattr(admission_module, "STUCK_GRACE_S", 0.2)
+    tts = chatterbox_engine.load("random:tiny", watermark=False)
+    engine = EngineAdapter(tts)
     app = FastAPI()
     app.include_router(router)
-    app.state.scheduler = scheduler
+    app.state.engine = engine
+    app.state.admission = AdmissionControl(
+        max_concurrent=1, max_queue=1, timeout_s=0.1, metrics=ServerMetrics()
+    )
     release = threading.Event()
+    embed_conditioning = tts.t3.embed_conditioning
 
-    def wedged() -> Iterator[bytes]:
-        release.wait(10)  # a hung kernel: no item, so the worker never sees its deadline pass
-        yield b""
+    def hung_kernel(*args):  # the loop's first model call for a request never returns (until released)
+        release.wait(30)
+        return embed_conditioning(*args)
 
-    async def consume() -> None:
-        with contextlib.suppress(Exception):
-            async for _ in scheduler.admit().run(wedged):
-                pass
+    monkeypatch.setattr(tts.t3, "embed_conditioning", hung_kernel)
+    request = engine.request("Hello there.", engine.default_voice, language="en", seed=1, options={})
 
-    job = asyncio.create_task(consume())
+    async def speak() -> int:
+        return sum([piece.audio.size async for piece in engine.stream(request)])
+
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://server") as http:
-        assert (await http.get("/healthz")).status_code == 200  # busy, not yet past its deadline
-        await asyncio.sleep(0.5)
+        assert (await http.get("/healthz")).status_code == 200  # the loop has not started yet
+        speaking = asyncio.create_task(speak())
+        await asyncio.sleep(0.6)  # past the 0.1 s timeout and the 0.2 s grace
         stuck = await http.get("/healthz")
         assert stuck.status_code == 503 and stuck.json()["status"] == "stuck"
         release.set()
-        await job
+        assert await speaking > 0
+        await asyncio.sleep(0.6)  # idle as long again: waiting for work is not being stuck
         assert (await http.get("/healthz")).status_code == 200
-    scheduler.shutdown()

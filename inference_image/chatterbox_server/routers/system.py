@@ -20,9 +20,10 @@ models_router = APIRouter(
     responses={503: {"model": HealthStatus}},
 )
 async def healthz(request: Request) -> JSONResponse:
-    scheduler = getattr(request.app.state, "scheduler", None)  # absent while the model loads
-    if scheduler is not None and scheduler.is_stuck():
-        detail = "a synthesis is still running long past its deadline: the engine is wedged"
+    state = request.app.state
+    admission = getattr(state, "admission", None)  # absent while the model loads
+    if admission is not None and admission.engine_is_stuck(state.engine.loop_busy_s):
+        detail = "the engine's loop has been in one step longer than any request may run: it is wedged"
         return JSONResponse(HealthStatus(status="stuck", detail=detail).model_dump(exclude_none=True), 503)
     return JSONResponse(HealthStatus(status="ok").model_dump(exclude_none=True))
 

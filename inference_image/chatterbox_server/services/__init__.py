@@ -1,1 +1,1 @@
-"""Orchestration between the HTTP layer and the engine, voice library and scheduler."""
+"""Orchestration between the HTTP layer and the engine, voice library and admission control."""

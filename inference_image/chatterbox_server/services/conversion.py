@@ -1,30 +1,30 @@
 """Voice conversion: an uploaded recording spoken again in a library voice, streamed like speech.
 
-Shares everything after the engine with `/v1/audio/speech`: admission and worker slots, the encoders and
+Shares everything after the engine with `/v1/audio/speech`: admission and its slots, the encoders and
 tempo change, chunked audio or SSE events, errors and metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
+from ..admission import AdmissionControl
 from ..audio import decode_upload
 from ..config import Settings
 from ..engine_adapter import AudioPiece, EngineAdapter
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..metrics import ServerMetrics
-from ..scheduler import Scheduler
 from ..schemas import VoiceConversionForm
 from .speech import SpeechStream, SpeechUsage, _Render, start_render
 from .voices import VoiceService
 
 
 class _ConversionRender(_Render):
-    """The blocking half of one conversion: the engine converts instead of synthesising."""
+    """One conversion's audio: the engine converts instead of synthesising."""
 
     def __init__(
         self,
@@ -42,16 +42,16 @@ class _ConversionRender(_Render):
         self._voice = voice
         self._seed = form.seed
 
-    def _pieces(self) -> Iterator[AudioPiece]:
+    def _pieces(self) -> AsyncIterator[AudioPiece]:
         return self._engine.convert_stream(self._source, self._sample_rate, self._voice, seed=self._seed)
 
 
 class ConversionService:
-    def __init__(self, *, engine: EngineAdapter, voices: VoiceService, scheduler: Scheduler,
+    def __init__(self, *, engine: EngineAdapter, voices: VoiceService, admission: AdmissionControl,
                  metrics: ServerMetrics, settings: Settings) -> None:  # fmt: skip
         self._engine = engine
         self._voices = voices
-        self._scheduler = scheduler
+        self._admission = admission
         self._metrics = metrics
         self._settings = settings
 
@@ -81,7 +81,7 @@ class ConversionService:
             decode_upload, upload, max_seconds=self._settings.max_conversion_seconds, param="file"
         )
         render = _ConversionRender(self._engine, source, sample_rate, voice, form)
-        first, rest = await start_render(self._scheduler, render, is_disconnected, None)
+        first, rest = await start_render(self._admission, render, is_disconnected, None)
         return SpeechStream(
             first, rest, render, input_chars=0, on_finish=self._record, ignored_parameters=[], on_end=on_end
         )

@@ -1,5 +1,5 @@
-"""Speech synthesis: the engine's validated request (`Engine.request`, before admission) -> engine (in a
-worker) -> tempo -> encoder -> streamed bytes or SSE.
+"""Speech synthesis: the engine's validated request (`Engine.request`, before admission) -> engine (its
+loop thread; the audio is awaited here) -> tempo -> encoder -> streamed bytes or SSE.
 
 Long input needs no splitting here: the engine speaks it sentence piece by sentence piece.
 """
@@ -12,17 +12,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..admission import AdmissionControl
 from ..audio import WHOLE_FILE_FORMATS, StreamEncoder, TempoChanger
 from ..engine_adapter import AudioPiece, EngineAdapter
 from ..errors import APIError, InvalidRequest
 from ..metrics import ServerMetrics
-from ..scheduler import Scheduler
 from ..schemas import MODEL_ALIASES, SERVED_MODEL_ID, SpeechRequest
 from .voices import VoiceService
 
@@ -60,7 +60,8 @@ class SpeechUsage:
 
 
 class _Render:
-    """The blocking half of one request, run in a worker thread; keeps the counts for metrics."""
+    """One request's audio, awaited from the engine's loop and encoded as it comes; keeps the counts for
+    metrics."""
 
     def __init__(self, engine: EngineAdapter, generation: Any, request: SpeechRequest) -> None:
         self._engine = engine
@@ -75,13 +76,14 @@ class _Render:
     def audio_seconds(self) -> float:
         return self.samples_out / self._engine.sample_rate
 
-    def __call__(self) -> Iterator[bytes]:
+    async def __call__(self) -> AsyncIterator[bytes]:
         sample_rate = self._engine.sample_rate
         encoder = StreamEncoder(self._request.response_format, sample_rate)
         tempo = TempoChanger(self._request.speed, sample_rate) if self._request.speed != 1.0 else None
         started = time.perf_counter()
+        pieces = self._pieces()
         try:
-            for piece in self._pieces():
+            async for piece in pieces:
                 self.tokens = piece.num_tokens
                 data = self._encode(encoder, tempo.push(piece.audio) if tempo else piece.audio)
                 self.synthesis_s = time.perf_counter() - started
@@ -93,10 +95,11 @@ class _Render:
             if data:
                 yield data
         finally:
+            await pieces.aclose()  # cancels the engine's work when the client left early
             self.synthesis_s = time.perf_counter() - started
             encoder.close()
 
-    def _pieces(self) -> Iterator[AudioPiece]:
+    def _pieces(self) -> AsyncIterator[AudioPiece]:
         return self._engine.stream(self._generation)
 
     def _encode(self, encoder: StreamEncoder, audio: np.ndarray) -> bytes:
@@ -183,11 +186,11 @@ class SpeechStream:
 
 
 class SpeechService:
-    def __init__(self, *, engine: EngineAdapter, voices: VoiceService, scheduler: Scheduler,
+    def __init__(self, *, engine: EngineAdapter, voices: VoiceService, admission: AdmissionControl,
                  metrics: ServerMetrics) -> None:  # fmt: skip
         self._engine = engine
         self._voices = voices
-        self._scheduler = scheduler
+        self._admission = admission
         self._metrics = metrics
 
     async def start(
@@ -222,7 +225,7 @@ class SpeechService:
             options=request.generation_options(),
         )
         render = _Render(self._engine, generation, request)
-        first, rest = await start_render(self._scheduler, render, is_disconnected, timeout_s)
+        first, rest = await start_render(self._admission, render, is_disconnected, timeout_s)
         if request.response_format not in WHOLE_FILE_FORMATS:  # flac's first byte comes with its last
             stream_label = "true" if request.stream_format == "sse" else "false"
             self._metrics.time_to_first_audio.labels(stream=stream_label).observe(
@@ -257,14 +260,14 @@ class SpeechService:
 
 
 async def start_render(
-    scheduler: Scheduler,
-    render: Callable[[], Iterator[bytes]],
+    admission_control: AdmissionControl,
+    render: Callable[[], AsyncIterator[bytes]],
     is_disconnected: Callable[[], Awaitable[bool]],
     timeout_s: float | None,
 ) -> tuple[bytes, AsyncIterator[bytes]]:
-    """Admits a render (429 when the queue is full), runs it in a worker and waits for its first bytes:
+    """Admits a render (429 when the queue is full), starts it in a slot and waits for its first bytes:
     anything the engine refuses before making audio is raised here, before a 200 status goes out."""
-    admission = scheduler.admit(timeout_s=timeout_s)
+    admission = admission_control.admit(timeout_s=timeout_s)
     rest = admission.run(render)
     try:
         first = await _first_item_unless_disconnected(rest, is_disconnected)

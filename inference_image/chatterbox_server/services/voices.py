@@ -1,25 +1,25 @@
-"""Voice cloning and lookup: validates uploads, embeds them once (in a worker), resolves request voices."""
+"""Voice cloning and lookup: validates uploads, embeds them once (in a thread, holding an admission slot), resolves request voices."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from ..admission import AdmissionControl
 from ..audio import decode_upload, wav_bytes
 from ..config import Settings
 from ..engine_adapter import EngineAdapter
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge
-from ..scheduler import Scheduler
 from ..schemas import VoiceRef, VoiceResource
 from ..voices import DEFAULT_VOICE_ID, VoiceLibrary, VoiceRecord, validate_voice_name
 
 
 class VoiceService:
-    def __init__(self, *, library: VoiceLibrary, engine: EngineAdapter, scheduler: Scheduler,
+    def __init__(self, *, library: VoiceLibrary, engine: EngineAdapter, admission: AdmissionControl,
                  settings: Settings) -> None:  # fmt: skip
         self._library = library
         self._engine = engine
-        self._scheduler = scheduler
+        self._admission = admission
         self._settings = settings
 
     # Lookup ----------------------------------------------------------------------------------------
@@ -96,9 +96,8 @@ class VoiceService:
             decode_upload, sample, max_seconds=self._settings.max_voice_seconds
         )
         duration_s = audio.size / sample_rate
-        admission = self._scheduler.admit()
-        async for tensors in admission.run(lambda: iter([self._engine.embed_voice(audio, sample_rate)])):
-            voice_tensors = tensors
+        async with self._admission.admit().slot():
+            voice_tensors = await asyncio.to_thread(self._engine.embed_voice, audio, sample_rate)
         record = await asyncio.to_thread(
             self._library.add,
             name,

@@ -1,0 +1,614 @@
+"""The engine's loop: one thread runs every request's model work, one step at a time (vLLM v1's
+`EngineCore.step`: schedule -> execute -> update).
+
+    server, on its event loop                       (a plain caller: generate / generate_stream, any thread)
+      Engine.request(text, voice, knobs)   a validated GenerationRequest: bad input is a 400 here
+      AdmissionControl.admit()             429 when the queue is full, else wait for one of N slots
+      Engine.start(job, sink) ──► inbox                  cancel ──► request.cancelled (client gone, closed)
+                                    │
+    loop thread, each step:         ▼
+    ┌─ intake     new jobs become requests: conditioning and first piece's prompt embedded
+    ├─ schedule() pure, plain values only (`StepPlan`):
+    │               retire   cancelled or done requests leave
+    │               render   one S3Gen window per request whose chunk (or piece) is due; equal
+    │                        shapes share a call when S3Gen batching is on
+    │               prefill  waiting pieces while the T3 batch has room, grouped by prefill length
+    │               decode   every request in the T3 batch
+    ├─ execute()  S3Gen renders; T3 prefill groups, sample, one decode forward (`decoding.DecodeBatch`)
+    └─ update()   tokens to their pieces, due windows marked, audio chunks handed to each request's
+                  sink, pieces advance
+                                    │
+                                    ▼
+    sink(AudioChunk) ... sink(Finished)  or  sink(exception)   onto the request's own queue: an asyncio
+    queue the server awaits (call_soon_threadsafe), or a thread's queue (`Outputs`)
+
+Windows render at the step after their chunk fell due, before the next token is sampled, so each window
+holds exactly the tokens it would hold alone; a request's S3Gen draws come from its own generator in the
+same order. So a seed gives the same tokens batched or alone, and the same audio (up to float rounding
+where S3Gen calls were shared). The time spent in the current step (`busy_s`) is the loop's heartbeat:
+the server's liveness probe fails when one step outlasts any request's time limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
+from .request import GenerationRequest
+from .s3gen import S3Gen, S3GenReference
+from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
+
+log = logging.getLogger(__name__)
+
+# Requests whose prefill lengths differ by more than this many positions get separate passes. On CPU a
+# prefill is compute-bound: padding costs as much as real positions and sharing a pass saves little
+# (8 full-size bf16 requests: one pass 1.1x faster than 8 at equal lengths with CFG, 1.3x without; 0.9x
+# and 1.05x when lengths spread over 28 positions), so only near-equal lengths share. On GPU a prefill of
+# a few hundred positions is launch-bound, padding nearly free and one pass replaces several (not yet
+# measured there).
+PREFILL_LENGTH_SLACK = {"cpu": 8, "cuda": 128}
+# Most windows one S3Gen call takes: beyond this a batch mostly adds memory (and what one failure touches).
+MAX_WINDOWS = 16
+
+
+class Phase(enum.Enum):
+    PREFILL = "prefill"  # its next text piece waits for room in the T3 batch
+    DECODE = "decode"  # in the T3 batch
+    RENDER = "render"  # piece decoded; its last audio is still to render
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Render:
+    """A piece's tokens up to `end` to turn into audio: one S3Gen window (streaming) or the whole piece."""
+
+    end: int
+    final: bool
+    key: Hashable | None = None  # equal keys share an S3Gen call when batching is on; None: alone
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one request asks of the loop, validated by the engine: speech from text (`generation`: T3, then
+    S3Gen), or S3Gen alone rendering given speech tokens (`source_tokens`: voice conversion)."""
+
+    ref: S3GenReference  # the voice's S3Gen reference, on the S3Gen device and dtype
+    s3gen_generator: torch.Generator
+    chunk_plan: ChunkPlan | None = None  # None: one chunk per text piece, rendered whole
+    watermark_chunks: bool = True  # streamed chunks; one-shot callers watermark the joined audio
+    generation: GenerationRequest | None = None
+    t3_generator: torch.Generator | None = None
+    speech_tokens_only: bool = False  # T3 alone: the sink gets each speech token id (benchmarks, tests)
+    source_tokens: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    audio: np.ndarray  # float32, 1-D, at 24 kHz
+    num_tokens: int  # speech tokens covered so far
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A request's last output: what it cost."""
+
+    num_tokens: int
+    t3_seconds: float
+    s3gen_seconds: float
+
+
+@dataclass(eq=False)  # requests are told apart by identity
+class CoreRequest:
+    """One request in the loop. The scheduler reads only the plain fields at the top."""
+
+    phase: Phase = Phase.PREFILL
+    prefill_len: int = 0  # of the piece to prefill next
+    cancelled: bool = False  # set from any thread
+    renders: deque[Render] = field(default_factory=deque)  # due, oldest first
+    # While decoding a stream: tokens until its next window falls due, and that window's S3Gen shape.
+    next_window_in: int | None = None
+    next_window_key: Hashable | None = None
+    held_steps: int = 0  # steps its due window has waited for peers
+    # -- execution state (loop thread only) --
+    job: Job | None = None
+    sink: Callable[[object], None] = lambda item: None
+    piece: int = 0
+    tokens: list[int] = field(default_factory=list)  # audio tokens of the current piece
+    tail: int = 0  # of those, silence appended after the spoken ones
+    covered: int = 0  # tokens of finished pieces
+    decode: DecodeRequest | None = None
+    cond: Tensor | None = None
+    renderer: ChunkRenderer | None = None  # streaming only
+    ended: bool = False  # its last item went to the sink
+    t3_seconds: float = 0.0
+    s3gen_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_requests: int = 8  # in the T3 batch at once
+    prefill_length_slack: int = PREFILL_LENGTH_SLACK["cpu"]
+    batched_prefill: bool = True  # False: one prefill pass per request (benchmarks compare)
+    batch_s3gen: bool = False
+    max_windows: int = 8
+    # With S3Gen batching, a due window waits for peers whose equal-shape window falls due within this many
+    # steps (streams admitted a few steps apart): one S3Gen call instead of several, the same audio.
+    gather_steps: int = 4
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    retire: list[CoreRequest]
+    render: list[list[CoreRequest]]  # each group: its requests' first due renders, in one S3Gen call
+    prefill: list[list[CoreRequest]]  # each group: one right-padded forward pass
+    decode: list[CoreRequest]  # the T3 batch after this step's prefills: sampled, then stepped
+
+    @property
+    def idle(self) -> bool:
+        return not (self.retire or self.render or self.prefill or self.decode)
+
+
+def schedule(requests: list[CoreRequest], config: SchedulerConfig) -> StepPlan:
+    """Plan one step from the requests' plain state (oldest first); touches nothing."""
+    retire = [r for r in requests if r.cancelled or r.phase is Phase.DONE]
+    live = [r for r in requests if not (r.cancelled or r.phase is Phase.DONE)]
+    decoding = [r for r in live if r.phase is Phase.DECODE]
+    free = config.max_requests - len(decoding)
+    admitted = [r for r in live if r.phase is Phase.PREFILL][: max(free, 0)]
+    due = [r for r in live if r.renders]
+    waiting_for_peers = _peers_soon(due, live, config)
+    return StepPlan(
+        retire=retire,
+        render=_render_groups([r for r in due if r.renders[0].key not in waiting_for_peers], config),
+        prefill=_prefill_groups(admitted, config),
+        decode=decoding + admitted,
+    )
+
+
+def _prefill_groups(admitted: list[CoreRequest], config: SchedulerConfig) -> list[list[CoreRequest]]:
+    """Requests admitted at one step, in passes of similar prefill length."""
+    waiting = sorted(admitted, key=lambda r: r.prefill_len)
+    if not config.batched_prefill:
+        return [[request] for request in waiting]
+    groups: list[list[CoreRequest]] = []
+    for request in waiting:
+        if groups and request.prefill_len - groups[-1][0].prefill_len <= config.prefill_length_slack:
+            groups[-1].append(request)
+        else:
+            groups.append([request])
+    return groups
+
+
+def _render_groups(due: list[CoreRequest], config: SchedulerConfig) -> list[list[CoreRequest]]:
+    """One group per S3Gen call: equal window shapes together (with S3Gen batching), else one each."""
+    groups: dict[Hashable, list[list[CoreRequest]]] = {}
+    alone: list[list[CoreRequest]] = []
+    for request in due:
+        key = request.renders[0].key
+        if not config.batch_s3gen or key is None:
+            alone.append([request])
+            continue
+        chunks = groups.setdefault(key, [[]])
+        if len(chunks[-1]) == config.max_windows:
+            chunks.append([])
+        chunks[-1].append(request)
+    return [group for chunks in groups.values() for group in chunks] + alone
+
+
+def _peers_soon(due: list[CoreRequest], live: list[CoreRequest], config: SchedulerConfig) -> set[Hashable]:
+    """Window shapes to hold back a step: another decoding stream's equal window falls due within
+    `gather_steps` (each step brings it one token closer, so the wait ends by itself)."""
+    if not config.batch_s3gen:
+        return set()
+    # A window waits at most gather_steps (a peer may stall, sampling tokens that are not audio).
+    due_keys = {request.renders[0].key for request in due if request.held_steps < config.gather_steps} - {
+        None
+    }
+    return {
+        request.next_window_key
+        for request in live
+        if request.phase is Phase.DECODE
+        and request.next_window_key in due_keys
+        and request.next_window_in is not None
+        and request.next_window_in <= config.gather_steps
+    }
+
+
+class Outputs:
+    """A submitted job's outputs as they come: `AudioChunk`s (or speech token ids), ending where the job
+    finished (`finished` then holds its `Finished`); the job's exception is raised. close() cancels the
+    rest of its work at the next step."""
+
+    def __init__(self, core: EngineCore, job: Job) -> None:
+        self._core = core
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._request = core.submit(job, self._queue.put)
+        self._closed = False
+        self.finished: Finished | None = None
+
+    def __iter__(self) -> Outputs:
+        return self
+
+    def __next__(self):
+        if self._closed:
+            raise StopIteration
+        item = self._queue.get()
+        if isinstance(item, Finished):
+            self.finished = item
+            self._closed = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._closed = True
+        self._core.cancel(self._request)
+
+
+@dataclass(frozen=True)
+class WindowBatchStats:
+    """What one batched S3Gen call did, for metrics."""
+
+    windows: int
+    seconds: float
+
+
+class EngineCore:
+    """Owns the models' execution: a daemon thread steps every submitted request (see the module doc)."""
+
+    def __init__(
+        self,
+        t3,
+        s3gen: S3Gen,
+        *,
+        finish_audio: Callable[[np.ndarray], np.ndarray],
+        tail_tokens: list[int],
+        drop_last_token_audio: bool = False,
+        config: SchedulerConfig | None = None,
+        on_step: Callable[[StepStats], None] | None = None,
+        on_s3gen_batch: Callable[[WindowBatchStats], None] | None = None,
+        use_cuda_graphs: bool = True,
+    ) -> None:
+        self.t3, self.s3gen = t3, s3gen
+        self.device = t3.speech_head.weight.device
+        self.audio_vocab_size = t3.cfg.start_speech_token  # codes 0..6560; BOS/EOS and above are not audio
+        self.finish_audio = finish_audio  # watermarking, per streamed chunk
+        self.tail_tokens = tail_tokens  # appended after each piece before vocoding (Turbo: silence)
+        # Multilingual v3: a piece's audio ends one token early (its last token decodes to noise).
+        self.drop_last_token_audio = drop_last_token_audio
+        self.config = config or SchedulerConfig(
+            prefill_length_slack=PREFILL_LENGTH_SLACK.get(self.device.type, PREFILL_LENGTH_SLACK["cpu"])
+        )
+        self.on_step, self.on_s3gen_batch = on_step, on_s3gen_batch
+        self.batch = DecodeBatch(t3, max_rows=2 * self.config.max_requests, use_cuda_graphs=use_cuda_graphs)
+        self.requests: list[CoreRequest] = []  # loop thread only, oldest first
+        self._inbox: list[CoreRequest] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._busy_since: float | None = None  # monotonic start of the loop's current step; None: waiting
+
+    # -- any thread ----------------------------------------------------------------------------------------
+
+    def submit(self, job: Job, sink: Callable[[object], None]) -> CoreRequest:
+        """Queue a job; its outputs go to sink from the loop thread: `AudioChunk`s, then `Finished` (or an
+        exception). sink must not block."""
+        request = CoreRequest(job=job, sink=sink)
+        with self._wake:
+            self._inbox.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return request
+
+    def outputs(self, job: Job) -> Outputs:
+        """Submit job now; read its outputs from the returned iterator (any thread)."""
+        return Outputs(self, job)
+
+    def cancel(self, request: CoreRequest) -> None:
+        """Stop a request at the next step (a no-op once it ended)."""
+        request.cancelled = True
+        with self._wake:
+            self._wake.notify()
+
+    @property
+    def active_requests(self) -> int:
+        return len(self.requests) + len(self._inbox)
+
+    @property
+    def busy_s(self) -> float:
+        """The loop's heartbeat: seconds it has spent in its current step (intake included), 0 while it
+        waits for work. A step never lasts long (one token, one window), so a large value means a model call
+        hung (liveness)."""
+        busy_since = self._busy_since
+        return 0.0 if busy_since is None else time.monotonic() - busy_since
+
+    # -- the loop thread -----------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._wake:
+                    while not self._inbox and not self.requests:
+                        self._busy_since = None
+                        self._wake.wait()
+                    arrived, self._inbox = self._inbox, []
+                self._busy_since = time.monotonic()
+                for request in arrived:
+                    self._intake(request)
+                try:
+                    self.step()
+                except Exception as error:  # a bug here must fail the requests, never stall them
+                    log.exception("engine step failed")
+                    for request in self.requests:
+                        self._end(request, error)
+                    self.requests, self.batch.requests = [], []
+
+    def step(self) -> StepPlan:
+        """One step: schedule, execute, update."""
+        plan = schedule(self.requests, self.config)
+        rendering = {id(request) for group in plan.render for request in group}
+        for request in self.requests:
+            request.held_steps = (
+                request.held_steps + 1 if request.renders and id(request) not in rendering else 0
+            )
+        self._retire(plan.retire)
+        self._render(plan.render)
+        self._decode(plan)
+        return plan
+
+    def _intake(self, request: CoreRequest) -> None:
+        job = request.job
+        try:
+            if job.source_tokens:
+                self._start_rendering_source(request)
+            else:
+                generation, dtype = job.generation, self.t3.speech_head.weight.dtype
+                request.cond = self.t3.embed_conditioning(  # Turbo has no emotion input: exaggeration unused
+                    generation.voice.speaker_emb.to(self.device, dtype),
+                    generation.voice.prompt_tokens.to(self.device),
+                    torch.tensor([generation.exaggeration], device=self.device, dtype=dtype),
+                )
+                self._start_piece(request)
+        except Exception as error:
+            self._end(request, error)
+        self.requests.append(request)
+
+    def _start_piece(self, request: CoreRequest) -> None:
+        job, generation = request.job, request.job.generation
+        text = generation.text_pieces[request.piece].to(self.device)
+        request.decode = new_request(
+            self.t3, request.cond, text, generation.sampling, job.t3_generator, generation.max_new_tokens
+        )
+        request.tokens, request.tail = [], 0
+        if job.chunk_plan is not None:
+            request.renderer = ChunkRenderer(
+                self.s3gen, job.ref, job.s3gen_generator, job.chunk_plan, self.drop_last_token_audio
+            )
+            request.renderer.tokens = request.tokens
+        request.prefill_len = request.decode.prefill_len
+        request.phase = Phase.PREFILL
+
+    def _start_rendering_source(self, request: CoreRequest) -> None:
+        """Given tokens render as they would arrive from T3: each window falls due at the same count, the
+        last token always in the final window."""
+        job = request.job
+        request.renderer = ChunkRenderer(self.s3gen, job.ref, job.s3gen_generator, job.chunk_plan)
+        request.renderer.tokens = request.tokens
+        request.phase = Phase.RENDER
+        for token in job.source_tokens[:-1]:
+            request.tokens.append(token)
+            self._plan_next_window(request)
+        request.tokens.append(job.source_tokens[-1])
+        self._queue_render(request, final=True)
+        request.next_window_in = request.next_window_key = None
+
+    def _end(self, request: CoreRequest, item: object) -> None:
+        if not request.ended:
+            request.ended = True
+            request.sink(item)
+        request.phase = Phase.DONE
+        if request.decode is not None:
+            request.decode.cancelled = True  # leaves the T3 batch at its next sample
+
+    def _retire(self, retired: list[CoreRequest]) -> None:
+        for request in retired:
+            self._end(request, Finished(request.covered, request.t3_seconds, request.s3gen_seconds))
+        self.requests = [r for r in self.requests if r not in retired]
+
+    # -- S3Gen --
+
+    def _render(self, groups: list[list[CoreRequest]]) -> None:
+        for group in groups:
+            renders = [request.renders.popleft() for request in group]
+            started = time.perf_counter()
+            try:
+                results = self._synthesize(group, renders)
+            except Exception as error:
+                if len(group) == 1:
+                    self._end(group[0], error)
+                    continue
+                # One window's trouble (or memory for the whole batch) must not fail the others: go one by
+                # one, from the generator states the batch started with.
+                log.warning("batched S3Gen call of %d windows failed (%r); one by one", len(group), error)
+                for request, render in zip(group, renders, strict=True):
+                    try:
+                        self._take(request, render, self._synthesize([request], [render])[0])
+                    except Exception as single_error:
+                        self._end(request, single_error)
+                continue
+            seconds = time.perf_counter() - started
+            for request, render, result in zip(group, renders, results, strict=True):
+                request.s3gen_seconds += seconds
+                try:
+                    self._take(request, render, result)
+                except Exception as error:
+                    self._end(request, error)
+            if self.config.batch_s3gen and self.on_s3gen_batch is not None:
+                _report(self.on_s3gen_batch, WindowBatchStats(len(group), seconds))
+
+    def _synthesize(self, group: list[CoreRequest], renders: list[Render]) -> list:
+        """S3Gen's output per request: (wav, excitation) for a streamed window, a waveform for a whole piece,
+        None for a piece without tokens."""
+        if group[0].renderer is None or renders[0].end == 0:  # alone (key None)
+            (request,), (render,) = group, renders
+            if render.end == 0:
+                return [None]
+            tokens = torch.tensor([request.tokens[: render.end]])
+            return [self.s3gen.inference(tokens, request.job.ref, request.job.s3gen_generator)]
+        generators = [request.job.s3gen_generator for request in group]
+        states = [g.get_state() for g in generators]
+        try:
+            windows = [
+                request.renderer.window(render.end) for request, render in zip(group, renders, strict=True)
+            ]
+            for window in windows:
+                self.s3gen.check_tokens(window.tokens)
+            return self.s3gen.synthesize(windows)
+        except Exception:
+            for generator, state in zip(generators, states, strict=True):
+                generator.set_state(state)
+            raise
+
+    def _take(self, request: CoreRequest, render: Render, result) -> None:
+        """A rendered window's (or piece's) audio to the request's sink; a finished piece moves it on."""
+        job, renderer = request.job, request.renderer
+        finish = self.finish_audio if job.watermark_chunks else _unchanged
+        last_piece = self._on_last_piece(request)
+        spoken = len(request.tokens) - request.tail
+        if renderer is None:  # one-shot: the whole piece, watermarked by the engine once all are joined
+            if result is not None:
+                audio = result[0].float().cpu().numpy()
+                if self.drop_last_token_audio:
+                    audio = audio[: max(1, render.end - 1) * SAMPLES_PER_TOKEN]
+                audio = fade_out(audio)
+                request.sink(AudioChunk(audio, request.covered + spoken, last_piece))
+        else:
+            audio = np.zeros(0, np.float32)
+            if result is not None:
+                audio = renderer.take(render.end, render.final, *result)
+            if not render.final:
+                if audio.size:  # all of it may be held back for the cross-fade (tiny chunks)
+                    request.sink(AudioChunk(finish(audio), request.covered + render.end, False))
+                if request.renders:  # the next window starts where this one ended: its shape is known now
+                    head = request.renders.popleft()
+                    key = renderer.window_key(head.end) if head.end else None
+                    request.renders.appendleft(Render(head.end, head.final, key))
+                elif request.phase is Phase.DECODE:
+                    request.next_window_key = renderer.window_key(
+                        len(request.tokens) + request.next_window_in
+                    )
+                return
+            if audio.size or last_piece:
+                request.sink(AudioChunk(finish(audio), request.covered + spoken, last_piece))
+        request.covered += spoken
+        self._next_piece(request)
+
+    def _on_last_piece(self, request: CoreRequest) -> bool:
+        generation = request.job.generation
+        return generation is None or request.piece == len(generation.text_pieces) - 1
+
+    def _next_piece(self, request: CoreRequest) -> None:
+        if self._on_last_piece(request):
+            self._end(request, Finished(request.covered, request.t3_seconds, request.s3gen_seconds))
+        else:
+            request.piece += 1
+            self._start_piece(request)
+
+    # -- T3 --
+
+    def _decode(self, plan: StepPlan) -> None:
+        if not plan.decode:
+            return
+        started = time.perf_counter()
+        by_decode = {id(request.decode): request for request in plan.decode if request.decode is not None}
+        try:
+            for group in plan.prefill:
+                self.batch.prefill([request.decode for request in group])
+                for request in group:
+                    request.phase = Phase.DECODE
+            outcomes = self.batch.sample()
+            stats = self.batch.decode()
+        except Exception as error:  # a failed step fails its requests, never the loop
+            log.exception("decode step failed")
+            for request in plan.decode:
+                self._end(request, error)
+            self.batch.requests = []
+            return
+        seconds = time.perf_counter() - started
+        for request in plan.decode:
+            request.t3_seconds += seconds
+        for outcome in outcomes:
+            request = by_decode.get(id(outcome.request))
+            if request is not None:
+                self._sampled(request, outcome.token, outcome.finished)
+        if stats is not None and self.on_step is not None:
+            _report(self.on_step, stats)
+
+    def _sampled(self, request: CoreRequest, token: int | None, finished: bool) -> None:
+        if request.phase is Phase.DONE:
+            return
+        if request.job.speech_tokens_only:
+            if token is not None:
+                request.sink(token)
+                request.covered += 1
+            if finished:
+                request.decode = None
+                self._next_piece(request)
+            return
+        if token is not None and token < self.audio_vocab_size:
+            request.tokens.append(token)
+        if request.renderer is not None:
+            self._plan_next_window(request)
+        if finished:
+            request.decode = None
+            request.phase = Phase.RENDER
+            request.next_window_in = request.next_window_key = None
+            if request.tokens:
+                request.tokens.extend(self.tail_tokens)
+                request.tail = len(self.tail_tokens)
+            self._queue_render(request, final=True)
+
+    def _plan_next_window(self, request: CoreRequest) -> None:
+        """A chunk falls due at exactly the token count it would alone (one token arrives per step), so its
+        window holds the same tokens however long it then waits to render."""
+        renderer, renders = request.renderer, request.renders
+        planned_end = renders[-1].end if renders else renderer.rendered_tokens
+        next_end = planned_end + renderer.plan.chunk_size(renderer.chunks_rendered + len(renders))
+        if len(request.tokens) >= next_end:
+            self._queue_render(request, final=False)
+            next_end += renderer.plan.chunk_size(renderer.chunks_rendered + len(renders))
+        request.next_window_in = next_end - len(request.tokens)
+        # The shape is known while no earlier window waits (its start depends on where they end).
+        request.next_window_key = None if renders else renderer.window_key(next_end)
+
+    def _queue_render(self, request: CoreRequest, final: bool) -> None:
+        """Queue the render of the tokens so far; its S3Gen shape is known once the renders before it ran."""
+        end = len(request.tokens)
+        known = request.renderer is not None and end > 0 and not request.renders
+        request.renders.append(Render(end, final, request.renderer.window_key(end) if known else None))
+
+
+def _unchanged(audio: np.ndarray) -> np.ndarray:
+    return audio
+
+
+def _report(callback: Callable, stats: object) -> None:
+    try:
+        callback(stats)
+    except Exception:  # metrics must never fail the requests
+        log.exception("engine metrics callback failed")
