@@ -34,17 +34,18 @@ from chatterbox_engine import s3gen as current
 PACKAGE = "inference_image/chatterbox_engine/s3gen"
 
 
-def import_base(commit: str, into: Path):
-    """The s3gen package as of `commit`, imported as `s3gen_base`."""
+def import_base(commit: str, into: Path, package: str = PACKAGE, name: str = "s3gen_base"):
+    """A package of this repository (self-contained: relative imports only) as of `commit`, imported as
+    `name` (`t3_utterance.py` imports chatterbox_engine's this way)."""
     repo = Path(__file__).resolve().parents[1]
     archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", "--format=tar", commit, PACKAGE], check=True, capture_output=True
+        ["git", "-C", str(repo), "archive", "--format=tar", commit, package], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    (into / PACKAGE).rename(into / "s3gen_base")
+    (into / package).rename(into / name)
     sys.path.insert(0, str(into))
-    return importlib.import_module("s3gen_base")
+    return importlib.import_module(name)
 
 
 def models(base_pkg, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Module]:

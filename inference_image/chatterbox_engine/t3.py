@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import runtime
 from .sampling import SamplingParams, sample_next
 
 
@@ -203,6 +205,73 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
+class Projection(nn.Module):
+    """Bias-free nn.Linear layers that read the same input, multiplied as one matrix; holds no parameters.
+
+    At the first call (and again after `.to()`, a reload or any in-place write to the weights) the
+    layers' weights become row blocks, i.e. views, of one concatenated weight: memory neutral, the
+    same parameters and checkpoint keys. One product over the concatenation gives each output column
+    the same dot product as the layer's own (checked in tests), with one matrix read and one parallel
+    region per group instead of one per layer; `runtime.linear` multiplies (from a oneDNN-prepacked
+    copy where that is faster: bf16 on CPU, 1.2-1.6x per decode step)."""
+
+    def __init__(self, *linears: nn.Linear) -> None:
+        super().__init__()
+        self._linears = linears  # a tuple: registers nothing, the layers stay their parents' children
+        self._lock = threading.Lock()
+        self._forget()
+
+    def _forget(self) -> None:
+        self._weight: Tensor | None = None  # the concatenation the layers' weights are views of
+        self._built_from: tuple | None = None  # the weights' `_identity()` when it was made
+        self.__dict__.pop("_prepacked_weight", None)  # `runtime.linear`'s copy of it
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._built_from != self._identity():
+            self._build()
+        return runtime.linear(self, x, self._weight, None)
+
+    def _identity(self) -> tuple:
+        """Each weight's address and in-place write count (each parameter has its own, view or not); read
+        through `_parameters`, 4x cheaper than attribute access."""
+        weights = [linear._parameters["weight"] for linear in self._linears]
+        return tuple((w.data_ptr(), runtime.version_of(w)) for w in weights)
+
+    def _build(self) -> None:
+        weights = [linear.weight for linear in self._linears]
+        # Made in the weights' own mode: weights made outside inference mode must stay writable there.
+        with self._lock, torch.inference_mode(weights[0].is_inference()):
+            if self._built_from == self._identity():
+                return  # another thread was first
+            if len(weights) == 1:
+                weight = weights[0].detach()  # shares the parameter's storage
+            else:
+                weight = torch.cat([w.detach() for w in weights])
+                start = 0
+                for w in weights:
+                    w.data, start = weight[start : start + w.shape[0]], start + w.shape[0]
+            self._weight = weight
+            self._built_from = self._identity()
+
+    def _apply(self, fn, recurse: bool = True):
+        self._forget()  # the layers' weights are being replaced: free the old layout now
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict:
+        # Copies and pickles rebuild the layout: oneDNN's packed tensors have no storage to copy.
+        state = super().__getstate__()
+        state.pop("_prepacked_weight", None)
+        state.update(_weight=None, _built_from=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._lock = threading.Lock()
+
+    def extra_repr(self) -> str:
+        return f"{len(self._linears)} layer(s) as one product"
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: T3Config) -> None:
         super().__init__()
@@ -211,19 +280,20 @@ class SelfAttention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
         self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.qkv = Projection(self.q_proj, self.k_proj, self.v_proj)
+        self.out = Projection(self.o_proj)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, at: CachePositions
     ) -> Tensor:
         """x (B, T, C) at the positions `at`; cos, sin (B, 1, T, D)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        qkv = self.qkv(x).view(B, T, 3 * self.num_heads, self.head_dim).transpose(1, 2)  # (B, 3H, T, D)
+        q, k, v = qkv.split(self.num_heads, dim=1)  # (B, H, T, D) each
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = cache.write(layer, at, k, v)  # (B, H, kv_len, D)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=at.mask)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+        return self.out(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
 
 
 class GatedMLP(nn.Module):
@@ -232,9 +302,12 @@ class GatedMLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_up = Projection(self.gate_proj, self.up_proj)
+        self.down = Projection(self.down_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -355,6 +428,7 @@ class T3(nn.Module):
         # Training-only text head, kept so the official file loads strictly.
         self.text_head = nn.Linear(cfg.hidden_size, cfg.text_vocab_size, bias=False)
         self.speech_head = nn.Linear(cfg.hidden_size, cfg.speech_vocab_size, bias=False)
+        self.head = Projection(self.speech_head)
 
     def embed_conditioning(self, speaker_emb: Tensor, prompt_tokens: Tensor, exaggeration: Tensor) -> Tensor:
         """speaker_emb (B, S), prompt_tokens (B, P) long, exaggeration (B,) -> (B, cond_len, C)."""
@@ -397,7 +471,7 @@ class T3(nn.Module):
         hidden = self.tfmr(embeds, input_pos, cache, kv_len)
         if logits_at is not None:
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), logits_at]  # (B, C)
-        return self.speech_head(hidden)
+        return self.head(hidden)
 
     def sample(
         self,

@@ -1,8 +1,10 @@
 """T3: the static-KV-cache decode path agrees with a full recomputation, and RoPE follows llama3."""
 
+import copy
 import math
 
 import torch
+from chatterbox_engine import runtime
 from chatterbox_engine.loading import randomize_t3_
 from chatterbox_engine.t3 import T3, T3Config, llama3_inv_freq
 from chatterbox_engine.voice_encoder import VoiceEncoder, VoiceEncoderConfig
@@ -64,3 +66,66 @@ def test_state_dict_keys_mirror_the_official_checkpoint(checkpoint_table):
 def test_voice_encoder_keys_mirror_the_official_checkpoint(checkpoint_table):
     ve = VoiceEncoder(VoiceEncoderConfig.full())
     assert {k: tuple(v.shape) for k, v in ve.state_dict().items()} == checkpoint_table("ve")
+
+
+@torch.inference_mode()  # as the engine runs them; the weights are made outside it
+def _separate_products(t3: T3, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each projection layer's own product, as nn.Linear computes it."""
+    layer = t3.tfmr.layers[0]
+    attn, mlp = layer.self_attn, layer.mlp
+    return [
+        torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1),
+        torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], dim=-1),
+        t3.speech_head(x),
+    ]
+
+
+@torch.inference_mode()
+def _grouped_products(t3: T3, x: torch.Tensor) -> list[torch.Tensor]:
+    layer = t3.tfmr.layers[0]
+    return [layer.self_attn.qkv(x), layer.mlp.gate_up(x), t3.head(x)]
+
+
+def test_grouped_projections_equal_the_layers_own_products_and_share_their_memory():
+    # float32 goes to MKL, bfloat16 to oneDNN prepacked (where this CPU's oneDNN has it): same numbers.
+    for dtype in (torch.float32, torch.bfloat16):
+        t3 = _tiny_t3().to(dtype)
+        x = torch.randn(2, 3, t3.cfg.hidden_size, generator=torch.Generator().manual_seed(2)).to(dtype)
+        for grouped, separate in zip(_grouped_products(t3, x), _separate_products(t3, x), strict=True):
+            assert torch.equal(grouped, separate), dtype
+        attn = t3.tfmr.layers[0].self_attn
+        storage = attn.q_proj.weight.untyped_storage().data_ptr()
+        assert attn.k_proj.weight.untyped_storage().data_ptr() == storage  # one matrix, not a copy
+        assert set(t3.state_dict()) == set(_tiny_t3().state_dict())  # checkpoint keys unchanged
+
+
+def test_grouped_projections_follow_new_weights_dtype_and_copies():
+    t3 = _tiny_t3()
+    x = torch.randn(2, 1, t3.cfg.hidden_size, generator=torch.Generator().manual_seed(3))
+    _grouped_products(t3, x)  # lays the weights out (and packs them where it does)
+    with torch.no_grad():
+        t3.tfmr.layers[0].self_attn.k_proj.weight.mul_(2.0)  # an in-place write
+        t3.tfmr.layers[0].mlp.up_proj.weight.add_(1.0)
+    t3.load_state_dict(
+        _tiny_t3().state_dict() | {"speech_head.weight": torch.ones_like(t3.speech_head.weight)}
+    )
+    for grouped, separate in zip(_grouped_products(t3, x), _separate_products(t3, x), strict=True):
+        assert torch.equal(grouped, separate)
+    xb = x.to(torch.bfloat16)
+    for model in (t3.to(torch.bfloat16), copy.deepcopy(t3)):  # the copy is of a packed model
+        _grouped_products(model, xb)
+        with torch.no_grad():
+            model.speech_head.weight.mul_(2.0)
+            model.tfmr.layers[0].self_attn.v_proj.weight.mul_(2.0)
+        for grouped, separate in zip(
+            _grouped_products(model, xb), _separate_products(model, xb), strict=True
+        ):
+            assert torch.equal(grouped, separate)
+
+
+def test_grouped_projections_fall_back_to_plain_products_without_onednn(monkeypatch):
+    monkeypatch.setattr(runtime, "_ONEDNN_PREPACKED_LINEAR", False)
+    t3 = _tiny_t3().to(torch.bfloat16)
+    x = torch.randn(2, 1, t3.cfg.hidden_size).to(torch.bfloat16)
+    for grouped, separate in zip(_grouped_products(t3, x), _separate_products(t3, x), strict=True):
+        assert torch.equal(grouped, separate)
