@@ -36,6 +36,7 @@ import chatterbox_engine as ce
 import numpy as np
 import torch
 from chatterbox_engine.loading import random_models
+from chatterbox_engine.streaming import CHUNK_PLANS
 
 TEXT = "The quick brown fox jumps over the lazy dog while the band plays on."
 SEED = 1
@@ -128,7 +129,9 @@ def our_sides(engine: ce.Engine, label: str, tokens: int, text: str, plans: list
         return Run(out.audio.size / SAMPLE_RATE, total, out.t3_seconds, out.s3gen_seconds)
 
     def streamed(plan: str) -> Run:
-        options = {} if plan == "default" else {"chunk_tokens": int(plan)}
+        named = plan in CHUNK_PLANS
+        options = {} if named or plan == "default" else {"chunk_tokens": int(plan)}
+        engine.use_chunk_plan(plan if named else "auto")
         started = time.perf_counter()
         first, samples = None, 0
         for chunk in engine.generate_stream(text, seed=SEED, max_new_tokens=tokens, **options):
@@ -240,8 +243,8 @@ def main() -> None:
     parser.add_argument(
         "--stream-plans",
         default="default",
-        help="our streamed runs: comma-separated chunk plans, 'default' (10, then 25 doubling to 100 tokens) "
-        "or a fixed chunk_tokens count; empty for none",
+        help="our streamed runs: comma-separated chunk plans, 'default' (the engine's for this device), "
+        f"a named plan ({', '.join(CHUNK_PLANS)}) or a fixed chunk_tokens count; empty for none",
     )
     parser.add_argument("--profile", action="store_true", help="also time S3Gen by stage")
     parser.add_argument("--checkpoint", type=Path, help="reuse a folder written by an earlier run")

@@ -23,7 +23,7 @@ from .loading import Models, write_models
 from .request import GenerationRequest, RequestBuilder, check_seed
 from .runtime import stage_dtypes
 from .s3gen.config import S3GEN_SR
-from .streaming import ChunkPlan
+from .streaming import CHUNK_PLANS, ChunkPlan, chunk_plan_name
 from .variants import S3GEN_SILENCE_TOKEN
 from .voice import Voice, check_reference, check_voice, default_reference
 from .watermark import Watermarker
@@ -75,6 +75,16 @@ class Engine:
             self.spec, self.tokenizer, self.t3.cfg, self.s3gen_vocab_size, self.default_voice
         )
         self._core = self._new_core(SchedulerConfig())
+        self.use_chunk_plan("auto")
+
+    def use_chunk_plan(self, name: str) -> ChunkPlan:
+        """Stream in the named plan of `streaming.CHUNK_PLANS` ("realtime": chunks of 1-4 s for devices
+        faster than real time; "throughput": 4-16 s after the first, fewer S3Gen prompt re-renders for
+        slower ones), or "auto", the device's (CPU: throughput, GPU: realtime). The first chunk is the
+        same in all. Every stream gets the same plan, so streams decoded in step batch their windows."""
+        self.info["chunk_plan"] = name = chunk_plan_name(name, self.device)
+        self.chunk_plan = CHUNK_PLANS[name]  # generate_stream's and convert_stream's
+        return self.chunk_plan
 
     @property
     def supported_languages(self) -> dict[str, str]:
@@ -185,8 +195,9 @@ class Engine:
         **options: Any,
     ) -> Iterator[AudioChunk]:
         """Yield audio chunks of a request (`Engine.request`; or text, voice and its options) as speech
-        tokens arrive: a small first chunk (0.4 s), then chunks doubling from 1 s to 4 s of audio
-        (`streaming.ChunkPlan`); `chunk_tokens` fixes them at that many tokens.
+        tokens arrive: a small first chunk (0.4 s), then larger ones as `use_chunk_plan` set (by default
+        the device's: doubling from 1 s to 4 s on a GPU, 4 s to 16 s on a CPU); `chunk_tokens` fixes
+        them at that many tokens.
 
         Input is validated before the first chunk; closing the iterator stops work at the next step.
         """
@@ -210,7 +221,7 @@ class Engine:
         ref = request.voice.s3gen_ref.to(self.device, self.s3gen.dtype)  # once, not per window
         plan = None  # one chunk per sentence piece
         if streamed:
-            plan = ChunkPlan() if chunk_tokens is None else ChunkPlan.fixed(chunk_tokens)
+            plan = self.chunk_plan if chunk_tokens is None else ChunkPlan.fixed(chunk_tokens)
         return Job(ref, s3gen_generator, plan, generation=request, t3_generator=t3_generator)
 
     def _chunks(self, job: Job) -> Iterator[AudioChunk]:
@@ -247,7 +258,7 @@ class Engine:
         self, audio: np.ndarray | torch.Tensor, sample_rate: int, voice: Voice | None = None, *,
         seed: int | None = None,
     ) -> Iterator[AudioChunk]:  # fmt: skip
-        """`convert` as chunks, sized and joined like `generate_stream`'s (a small first chunk, then 1-4 s),
+        """`convert` as chunks, sized and joined like `generate_stream`'s (`use_chunk_plan`),
         so conversion windows share S3Gen calls with speech streams when batching is on.
 
         Input is validated and tokenized before the first chunk; closing the iterator stops the work."""
@@ -273,7 +284,7 @@ class Engine:
         tokens = source_tokens(self.s3gen, source, sample_rate)
         ref = (voice or self.default_voice).s3gen_ref.to(self.device, self.s3gen.dtype)
         generator = torch.Generator(self.device).manual_seed(seed)
-        plan = ChunkPlan() if streamed else ONE_SHOT_PLAN
+        plan = self.chunk_plan if streamed else ONE_SHOT_PLAN
         return Job(ref, generator, plan, watermark_chunks=streamed, source_tokens=tuple(tokens))
 
     @property

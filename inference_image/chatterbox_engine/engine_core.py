@@ -396,8 +396,9 @@ class EngineCore:
         )
         request.tokens, request.tail = [], 0
         if job.chunk_plan is not None:
+            plan = job.chunk_plan.for_piece(request.piece)
             request.renderer = ChunkRenderer(
-                self.s3gen, job.ref, job.s3gen_generator, job.chunk_plan, self.drop_last_token_audio
+                self.s3gen, job.ref, job.s3gen_generator, plan, self.drop_last_token_audio
             )
             request.renderer.tokens = request.tokens
         request.prefill_len = request.decode.prefill_len

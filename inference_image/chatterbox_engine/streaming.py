@@ -8,7 +8,7 @@ excitation for the overlap is handed over from the previous window so the harmon
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,16 @@ class ChunkPlan:
     max_chunk_tokens: int = 100  # doubling up to four seconds per chunk
     context_tokens: int = 25  # left context re-run through S3Gen for continuity
     overlap_tokens: int = 3  # held back and cross-faded (the encoder's lookahead)
+    # False: text pieces (sentences) after the first start at chunk_tokens. Where decoding is slower than
+    # real time the listener is still waiting for the previous piece's audio to catch up, so a small
+    # first chunk there buys nothing and costs a prompt re-render.
+    small_start_every_piece: bool = True
+
+    def for_piece(self, piece: int) -> ChunkPlan:
+        """The plan for text piece `piece` (0-based) of an utterance."""
+        if piece == 0 or self.small_start_every_piece:
+            return self
+        return replace(self, first_chunk_tokens=self.chunk_tokens)
 
     @classmethod
     def fixed(cls, chunk_tokens: int) -> ChunkPlan:
@@ -58,6 +68,32 @@ class ChunkPlan:
         return min(
             self.chunk_tokens << min(chunks_rendered - 1, 16), max(self.max_chunk_tokens, self.chunk_tokens)
         )
+
+
+# Named plans (server setting `stream_chunk_plan`). The first chunk is the same in both.
+CHUNK_PLANS = {
+    # Decoding faster than real time (GPU): chunks grow from 1 s to 4 s so the player never runs dry.
+    "realtime": ChunkPlan(),
+    # Decoding slower than real time (CPU): each chunk's audio has played out long before the next one is
+    # decoded, so small later chunks buy the listener nothing while each re-renders the voice's prompt
+    # through S3Gen. After the 0.4 s first chunk: 4 s, then 8 s, then 16 s per window; later sentences
+    # start at 4 s.
+    "throughput": ChunkPlan(chunk_tokens=100, max_chunk_tokens=400, small_start_every_piece=False),
+}
+# Which plan a device gets by default ("auto"): CPUs decode full-size Chatterbox far slower than real time.
+DEVICE_CHUNK_PLANS = {"cpu": "throughput", "cuda": "realtime"}
+
+
+def chunk_plan_name(name: str, device: torch.device | str) -> str:
+    """A name of `CHUNK_PLANS` checked, or "auto" resolved to the device's (`DEVICE_CHUNK_PLANS`; others:
+    realtime)."""
+    if name == "auto":
+        name = DEVICE_CHUNK_PLANS.get(torch.device(device).type, "realtime")
+    if name not in CHUNK_PLANS:
+        raise InvalidParameterError(
+            f"chunk plan must be auto or one of {sorted(CHUNK_PLANS)}, got {name!r}", "chunk_plan"
+        )
+    return name
 
 
 class ChunkRenderer:

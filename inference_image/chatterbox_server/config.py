@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         "up to float rounding); unset: on a GPU only. On CPU, S3Gen is compute-bound and gains nothing, and "
         "left off, concurrent audio stays bit-identical to the same request alone.",
     )
+    stream_chunk_plan: Literal["auto", "realtime", "throughput"] = Field(
+        "auto",
+        description="Sizes of streamed chunks after the first (0.4 s): realtime grows them from 1 s to 4 s "
+        "(devices decoding faster than real time), throughput uses 4, 8, then 16 s (slower devices: each "
+        "chunk re-renders the voice's prompt, so fewer cut the total time); auto: throughput on CPU, "
+        "realtime on a GPU. A request's chunk_tokens still fixes its own.",
+    )
     max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a slot; beyond that, 429.")
     request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may wait and synthesise.")
     drain_seconds: float = Field(

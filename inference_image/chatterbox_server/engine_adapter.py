@@ -106,6 +106,10 @@ class EngineAdapter:
             on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows),
         )
 
+    def use_chunk_plan(self, name: str) -> None:
+        """Streamed chunk sizes: "auto", "realtime" or "throughput" (`Engine.use_chunk_plan`); in `info`."""
+        self._engine.use_chunk_plan(name)
+
     @property
     def loop_busy_s(self) -> float:
         """Seconds the engine's loop thread has been in one step (0 while idle), for liveness."""

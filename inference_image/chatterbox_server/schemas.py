@@ -156,6 +156,11 @@ class ModelCard(BaseModel):
         description="The precision each stage runs in (t3, s3gen): on a CPU without bfloat16 arithmetic, "
         "dtype bfloat16 keeps the compute-bound S3Gen in float32.",
     )
+    chunk_plan: str | None = Field(
+        None,
+        description="How streamed chunks grow after the first (STREAM_CHUNK_PLAN resolved): realtime or "
+        "throughput.",
+    )
 
 
 class ModelList(BaseModel):

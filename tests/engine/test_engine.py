@@ -29,6 +29,7 @@ def test_info_describes_the_engine(tiny_engine):
         "device": "cpu",
         "dtype": "float32",
         "stage_dtypes": {"t3": "float32", "s3gen": "float32"},
+        "chunk_plan": "throughput",  # a CPU decodes full-size models slower than real time
         "version": None,
         "watermark": False,
     }
@@ -229,14 +230,18 @@ def test_stream_matches_one_shot_length_and_joins_smoothly(tiny_engine):
     assert max(_join_jumps([c.audio for c in chunks])) <= largest_step
 
 
-def test_stream_chunks_grow_after_a_small_first_chunk(tiny_engine):
-    """Later chunks double up to 4 s, so a long utterance re-renders its prompt through S3Gen less often."""
-    from chatterbox_engine.streaming import ChunkPlan, ChunkRenderer
+@pytest.mark.parametrize(
+    ("plan", "due_every"), [("realtime", [10, 25, 50, 100, 100, 100]), ("throughput", [10, 100, 200])]
+)
+def test_stream_chunks_grow_after_a_small_first_chunk(tiny_engine, plan, due_every):
+    """Later chunks grow (realtime: doubling to 4 s; throughput: 4 s, then doubling to 16 s), so a long
+    utterance re-renders its prompt through S3Gen less often; the first chunk is 0.4 s in both."""
+    from chatterbox_engine.streaming import CHUNK_PLANS, ChunkRenderer
 
     renderer = ChunkRenderer(
-        tiny_engine.s3gen, tiny_engine.default_voice.s3gen_ref, torch.Generator(), ChunkPlan()
+        tiny_engine.s3gen, tiny_engine.default_voice.s3gen_ref, torch.Generator(), CHUNK_PLANS[plan]
     )
-    tokens = torch.randint(0, 6561, (300,), generator=torch.Generator().manual_seed(0)).tolist()
+    tokens = torch.randint(0, 6561, (400,), generator=torch.Generator().manual_seed(0)).tolist()
     emitted, due_at = [], []
 
     def render(final: bool) -> np.ndarray:
@@ -250,8 +255,45 @@ def test_stream_chunks_grow_after_a_small_first_chunk(tiny_engine):
                 due_at.append(len(renderer.tokens))
                 emitted.append(render(final=False))
         emitted.append(render(final=True))
-    assert np.diff([0, *due_at]).tolist() == [10, 25, 50, 100, 100]
+    assert np.diff([0, *due_at]).tolist() == due_every
     assert sum(chunk.size for chunk in emitted) == len(tokens) * SAMPLES_PER_TOKEN
+
+
+def test_the_chunk_plan_follows_the_device_unless_named(tiny_engine):
+    from chatterbox_engine.streaming import CHUNK_PLANS, chunk_plan_name
+
+    assert chunk_plan_name("auto", "cpu") == "throughput"
+    assert chunk_plan_name("auto", "cuda:0") == "realtime"
+    assert chunk_plan_name("realtime", "cpu") == "realtime"
+    with pytest.raises(ce.InvalidParameterError, match="chunk plan must be auto or one of"):
+        tiny_engine.use_chunk_plan("fastest")
+    assert tiny_engine.info["chunk_plan"] == "throughput"  # a refused name changes nothing
+    # Where decoding is slower than real time, later sentences start with a full chunk.
+    assert CHUNK_PLANS["throughput"].for_piece(1).chunk_size(0) == 100
+    assert CHUNK_PLANS["throughput"].for_piece(0).chunk_size(0) == 10
+    assert CHUNK_PLANS["realtime"].for_piece(3).chunk_size(0) == 10
+
+
+def test_the_throughput_plan_renders_fewer_windows_for_the_same_audio_length(tiny_engine, monkeypatch):
+    one_shot = tiny_engine.generate(LONG_TEXT, seed=8)
+    calls: dict[str, list] = {"realtime": [], "throughput": []}
+    real_synthesize = tiny_engine.s3gen.synthesize
+    for plan, windows in calls.items():
+        monkeypatch.setattr(
+            tiny_engine.s3gen,
+            "synthesize",
+            lambda w, *a, log=windows, **k: log.append(w) or real_synthesize(w, *a, **k),
+        )
+        tiny_engine.use_chunk_plan(plan)
+        try:
+            chunks = list(tiny_engine.generate_stream(LONG_TEXT, seed=8))
+        finally:
+            tiny_engine.use_chunk_plan("auto")
+            monkeypatch.undo()
+        assert chunks[0].audio.size <= 10 * SAMPLES_PER_TOKEN  # the first audio as early in both
+        assert sum(c.audio.size for c in chunks) == one_shot.audio.size
+        assert chunks[-1].num_tokens == one_shot.num_tokens
+    assert len(calls["throughput"]) < len(calls["realtime"])
 
 
 @pytest.mark.parametrize("chunk_tokens", [0, 501, 2.5, True])

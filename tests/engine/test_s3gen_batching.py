@@ -56,11 +56,11 @@ def test_windows_of_different_shapes_are_refused_together(s3gen, ref):
         s3gen.synthesize([window(ref, 10, 0), window(ref, 11, 1)])
 
 
-def stream_concurrently(engine, texts: list[str]) -> dict[int, np.ndarray]:
+def stream_concurrently(engine, texts: list[str], chunk_tokens: int | None = 8) -> dict[int, np.ndarray]:
     results: dict[int, np.ndarray] = {}
 
     def run(index: int) -> None:
-        chunks = engine.generate_stream(texts[index], seed=index, chunk_tokens=8)
+        chunks = engine.generate_stream(texts[index], seed=index, chunk_tokens=chunk_tokens)
         results[index] = np.concatenate([chunk.audio for chunk in chunks])
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(texts))]
@@ -72,8 +72,10 @@ def stream_concurrently(engine, texts: list[str]) -> dict[int, np.ndarray]:
     return results
 
 
-def streamed_alone(engine, text: str, seed: int) -> np.ndarray:
-    return np.concatenate([c.audio for c in engine.generate_stream(text, seed=seed, chunk_tokens=8)])
+def streamed_alone(engine, text: str, seed: int, chunk_tokens: int | None = 8) -> np.ndarray:
+    return np.concatenate(
+        [c.audio for c in engine.generate_stream(text, seed=seed, chunk_tokens=chunk_tokens)]
+    )
 
 
 TEXTS = ["The first stream speaks.", "A second stream, said at once.", "And a third one joins."]
@@ -88,6 +90,20 @@ def test_concurrent_streams_share_s3gen_calls_and_keep_their_audio(tiny_engine):
         np.testing.assert_allclose(results[index], streamed_alone(tiny_engine, text, index), atol=1e-5)
     # Streams started a step or two apart still meet: a due window waits a few steps for its peers.
     assert max(stats.windows for stats in windows) > 1
+
+
+@pytest.mark.parametrize("plan", ["realtime", "throughput"])
+def test_streams_in_step_share_s3gen_calls_under_either_chunk_plan(plan):
+    """Every stream gets the engine's plan, so streams decoded in step have windows of equal shape."""
+    batched = ce.load("random:tiny", watermark=False)
+    windows = []
+    assert batched.enable_batching(max_requests=4, on_s3gen_batch=windows.append)
+    batched.use_chunk_plan(plan)
+    texts = ["The first sentence of three streams. And their second one, in step."] * 3  # different seeds
+    results = stream_concurrently(batched, texts, chunk_tokens=None)
+    assert max(stats.windows for stats in windows) == len(texts)
+    for index, text in enumerate(texts):
+        np.testing.assert_allclose(results[index], streamed_alone(batched, text, index, None), atol=1e-5)
 
 
 def test_a_failed_batch_falls_back_to_one_window_at_a_time(tiny_engine, monkeypatch):

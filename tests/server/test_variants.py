@@ -28,7 +28,10 @@ def multilingual(tmp_path_factory) -> Iterator[RunningServer]:
 def turbo(tmp_path_factory) -> Iterator[RunningServer]:
     # The variant setting (CHATTERBOX_VARIANT, which the operator sets) is checked against the source.
     running = start_server(
-        tmp_path_factory.mktemp("turbo"), chatterbox_model="random:tiny-turbo", chatterbox_variant="turbo"
+        tmp_path_factory.mktemp("turbo"),
+        chatterbox_model="random:tiny-turbo",
+        chatterbox_variant="turbo",
+        stream_chunk_plan="realtime",
     )
     yield running
     running.stop()
@@ -48,10 +51,12 @@ def test_models_list_the_variant_and_its_languages(multilingual: RunningServer, 
     assert chatterbox["ignored_parameters"] == []
     assert chatterbox["dtype"] == "float32"
     assert chatterbox["stage_dtypes"] == {"t3": "float32", "s3gen": "float32"}
+    assert chatterbox["chunk_plan"] == "throughput"  # STREAM_CHUNK_PLAN auto, on CPU
     turbo_card = httpx.get(f"{turbo.url}/v1/models").json()["data"][0]
     assert turbo_card["variant"] == "turbo"
     assert turbo_card["languages"] == {"en": "English"}
     assert {"cfg_weight", "exaggeration", "min_p"} <= set(turbo_card["ignored_parameters"])
+    assert turbo_card["chunk_plan"] == "realtime"  # STREAM_CHUNK_PLAN=realtime
 
 
 def test_multilingual_speaks_the_requested_language(multilingual: RunningServer) -> None:

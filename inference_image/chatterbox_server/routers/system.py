@@ -60,6 +60,7 @@ async def list_models(request: Request) -> ModelList:
         "defaults": engine.knob_defaults,
         "dtype": engine.info.get("dtype"),
         "stage_dtypes": engine.info.get("stage_dtypes"),
+        "chunk_plan": engine.info.get("chunk_plan"),
     }
     ids = (SERVED_MODEL_ID, *MODEL_ALIASES)
     return ModelList(
