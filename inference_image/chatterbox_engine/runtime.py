@@ -72,14 +72,18 @@ class StageDtypes:
 def stage_dtypes(device, dtype: torch.dtype, native: bool | None = None) -> StageDtypes:
     """Per-stage precision for a requested dtype on a device (`native`: override the CPU probe).
 
-    T3's decode reads all its weights for every token, so half-width weights pay on any CPU. S3Gen is
-    compute bound (a 56-block estimator over every frame, 10 steps), so on a CPU without hardware
-    arithmetic for the dtype it stays float32: emulated half precision would only slow it down."""
+    On a CPU, T3's one-token decode reads every weight per token, but reading half the bytes only pays where
+    its products use oneDNN-prepacked weights (`prepacks_linear`: bf16 on a CPU with bf16 hardware): there,
+    Nano's decode step took 28 ms of CPU in bf16 against 40 ms in fp32; plain bf16 products of one row were
+    slower than fp32 even on that CPU (33 vs 26 ms for Nano's 48 projections), so elsewhere T3 runs float32.
+    S3Gen is compute bound (a 56-block estimator over every frame), so it runs the dtype only where the CPU
+    has hardware arithmetic for it: emulated half precision would only slow it down."""
     if dtype == torch.float32 or torch.device(device).type != "cpu":
         return StageDtypes(dtype, dtype)
     if native is None:
         native = cpu_computes_natively(dtype)
-    return StageDtypes(dtype, dtype if native else torch.float32)
+    prepacked = native and dtype == torch.bfloat16 and _ONEDNN_PREPACKED_LINEAR
+    return StageDtypes(dtype if prepacked else torch.float32, dtype if native else torch.float32)
 
 
 _ONEDNN_PREPACKED_LINEAR = torch.backends.mkldnn.is_available() and hasattr(

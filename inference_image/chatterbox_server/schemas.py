@@ -154,7 +154,7 @@ class ModelCard(BaseModel):
     stage_dtypes: dict[str, str] | None = Field(
         None,
         description="The precision each stage runs in (t3, s3gen): on a CPU without bfloat16 arithmetic, "
-        "dtype bfloat16 keeps the compute-bound S3Gen in float32.",
+        "dtype bfloat16 runs both in float32 (emulated bf16 would only be slower).",
     )
     chunk_plan: str | None = Field(
         None,

@@ -40,22 +40,23 @@ def test_threads_are_lowered_to_the_budget_never_raised(monkeypatch) -> None:
         torch.set_num_threads(previous)
 
 
-def test_stage_dtypes_keep_s3gen_float32_without_hardware_half_precision() -> None:
-    bf16, fp32 = torch.bfloat16, torch.float32
+def test_stage_dtypes_use_half_precision_on_a_cpu_only_where_it_pays() -> None:
+    bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
     assert stage_dtypes("cpu", fp32) == StageDtypes(fp32, fp32)
-    assert stage_dtypes("cpu", bf16, native=True) == StageDtypes(bf16, bf16)
-    assert stage_dtypes("cpu", bf16, native=False) == StageDtypes(bf16, fp32)
+    assert stage_dtypes("cpu", bf16, native=True) == StageDtypes(bf16, bf16)  # T3 multiplies prepacked bf16
+    assert stage_dtypes("cpu", bf16, native=False) == StageDtypes(fp32, fp32)
+    assert stage_dtypes("cpu", fp16, native=True) == StageDtypes(fp32, fp16)  # no prepacked fp16 products
     assert stage_dtypes("cuda", bf16, native=False) == StageDtypes(bf16, bf16)
-    assert stage_dtypes("cpu", bf16, native=False).describe() == {"t3": "bfloat16", "s3gen": "float32"}
+    assert stage_dtypes("cpu", bf16, native=False).describe() == {"t3": "float32", "s3gen": "float32"}
 
 
-def test_bf16_engine_on_a_cpu_without_bf16_math_runs_s3gen_in_float32(monkeypatch) -> None:
+def test_bf16_engine_on_a_cpu_without_bf16_math_runs_in_float32(monkeypatch) -> None:
     monkeypatch.setattr(runtime, "cpu_computes_natively", lambda dtype: False)
     engine = ce.load("random:tiny", watermark=False, dtype="bfloat16")
-    assert engine.t3.speech_head.weight.dtype == torch.bfloat16
+    assert engine.t3.speech_head.weight.dtype == torch.float32
     assert engine.s3gen.dtype == torch.float32
     assert engine.info["dtype"] == "bfloat16"
-    assert engine.info["stage_dtypes"] == {"t3": "bfloat16", "s3gen": "float32"}
+    assert engine.info["stage_dtypes"] == {"t3": "float32", "s3gen": "float32"}
     audio = engine.generate("Hello there.", seed=1, max_new_tokens=20).audio
     assert audio.dtype == np.float32 and audio.size > 0 and np.isfinite(audio).all()
     streamed = np.concatenate(
