@@ -88,11 +88,12 @@ def new_request(
 @dataclass(frozen=True)
 class Sampled:
     """What one request's sampling gave at a step: a token to emit (None: the stop token), and whether the
-    request is finished (stop token or budget spent)."""
+    request is finished (stop token, budget spent, or `error`: its sampling failed, e.g. on NaN logits)."""
 
     request: DecodeRequest
     token: int | None
     finished: bool
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -168,18 +169,23 @@ class DecodeBatch:
     def sample(self) -> list[Sampled]:
         """Sample every live request's next token; retire the finished and the cancelled."""
         stop = self.t3.cfg.stop_speech_token
-        live = [request for request in self.requests if not request.cancelled]
-        tokens = []
-        for request in live:
-            token = self.t3.sample(
-                request.logits, request.history, request.sampled, request.params, request.generator
-            )
+        live, tokens, outcomes = [], [], []
+        for request in self.requests:
+            if request.cancelled:
+                continue
+            try:
+                token = self.t3.sample(
+                    request.logits, request.history, request.sampled, request.params, request.generator
+                )
+            except Exception as error:  # this request's logits (e.g. NaN from its voice): it alone fails
+                outcomes.append(Sampled(request, None, True, error))
+                continue
             request.sampled += 1
             request.history[:, request.sampled] = token[0]
+            live.append(request)
             tokens.append(token.view(1))
         # One device-to-host read for the whole batch, not one per request.
         token_ids = torch.cat(tokens).tolist() if tokens else []
-        outcomes = []
         for request, token_id in zip(live, token_ids, strict=True):
             finished = token_id == stop or request.sampled == request.max_new_tokens
             outcomes.append(Sampled(request, None if token_id == stop else token_id, finished))
@@ -238,6 +244,8 @@ def decode_speech_tokens(
     batch.prefill([request])
     while True:
         (outcome,) = batch.sample()
+        if outcome.error is not None:
+            raise outcome.error
         if outcome.token is not None:
             yield outcome.token
         if outcome.finished:

@@ -537,14 +537,12 @@ class EngineCore:
             return
         started = time.perf_counter()
         by_decode = {id(request.decode): request for request in plan.decode if request.decode is not None}
+        for group in plan.prefill:
+            self._prefill(group)
         try:
-            for group in plan.prefill:
-                self.batch.prefill([request.decode for request in group])
-                for request in group:
-                    request.phase = Phase.DECODE
-            outcomes = self.batch.sample()
+            outcomes = self.batch.sample()  # a request whose sampling fails gets its error as outcome
             stats = self.batch.decode()
-        except Exception as error:  # a failed step fails its requests, never the loop
+        except Exception as error:  # the shared forward failed (e.g. out of memory): so did its requests
             log.exception("decode step failed")
             for request in plan.decode:
                 self._end(request, error)
@@ -555,10 +553,31 @@ class EngineCore:
             request.t3_seconds += seconds
         for outcome in outcomes:
             request = by_decode.get(id(outcome.request))
-            if request is not None:
+            if request is None:
+                continue
+            if outcome.error is not None:
+                log.warning("sampling a request's next speech token failed: %r", outcome.error)
+                self._end(request, outcome.error)
+            else:
                 self._sampled(request, outcome.token, outcome.finished)
         if stats is not None and self.on_step is not None:
             _report(self.on_step, stats)
+
+    def _prefill(self, group: list[CoreRequest]) -> None:
+        """One prefill pass for the group; when it fails, each request alone, so only a request that fails
+        by itself (e.g. its prompt) fails. A failed pass leaves the batch's other rows as they were."""
+        try:
+            self.batch.prefill([request.decode for request in group])
+        except Exception as error:
+            if len(group) == 1:
+                log.warning("prefill failed: %r", error)
+                self._end(group[0], error)
+                return
+            for request in group:
+                self._prefill([request])
+            return
+        for request in group:
+            request.phase = Phase.DECODE
 
     def _sampled(self, request: CoreRequest, token: int | None, finished: bool) -> None:
         if request.phase is Phase.DONE:

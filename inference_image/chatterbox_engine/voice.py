@@ -153,6 +153,10 @@ def check_voice(voice: object, t3_cfg, vocab_size: int) -> None:
             f"prompt tokens {tuple(tokens.shape)}); embed the reference audio again with this engine",
             "voice",
         )
+    ref = voice.s3gen_ref
+    if not all(bool(torch.isfinite(t).all()) for t in (voice.speaker_emb, ref.prompt_feat, ref.embedding)):
+        # A damaged voice file: its NaNs would only surface as a sampling failure deep in the loop.
+        raise InvalidParameterError("this voice holds NaN or infinite values; embed it again", "voice")
 
 
 def check_reference(audio, sample_rate, min_seconds: float, what: str = "reference audio") -> np.ndarray:

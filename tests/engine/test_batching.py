@@ -3,6 +3,7 @@ alone (a lone `decode_speech_tokens`, a batch of one)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from contextlib import contextmanager
@@ -285,3 +286,42 @@ def test_a_request_cancelled_as_another_arrives_frees_its_rows_first(tiny_engine
         quitter.close()
         keeper = submit(core, voice, *REQUESTS[1])
     assert list(keeper) == alone(t3, voice, *REQUESTS[1])
+
+
+def test_a_request_whose_sampling_fails_fails_alone_and_its_batch_decodes_on(tiny_engine, t3, voice):
+    """A voice of NaNs (past validation) gives NaN logits: that request fails with its error; the request
+    sharing its prefill pass and decode steps gets the tokens it gets alone, and the loop goes on."""
+    broken_voice = dataclasses.replace(voice, speaker_emb=torch.full_like(voice.speaker_emb, float("nan")))
+    core = token_core(tiny_engine, max_requests=2)
+    with prefill_passes(t3) as passes:
+        with joining_together(core):
+            keeper = submit(core, voice, *REQUESTS[0])
+            broken = submit(core, broken_voice, *REQUESTS[0])
+        with pytest.raises(RuntimeError, match="nan"):
+            list(broken)
+        assert list(keeper) == alone(t3, voice, *REQUESTS[0])
+    assert passes[0] == 4  # both CFG pairs in one pass
+    assert list(submit(core, voice, *REQUESTS[1])) == alone(t3, voice, *REQUESTS[1])
+
+
+def test_a_failed_prefill_pass_retries_each_request_alone(tiny_engine, t3, voice, monkeypatch):
+    """Only the request that fails by itself fails; the others of its pass decode as alone."""
+    core = token_core(tiny_engine, max_requests=3)
+    prefill = core.batch.prefill
+    poisoned_budget = 17  # marks the request whose prefill fails
+
+    def failing_prefill(group):
+        if any(request.max_new_tokens == poisoned_budget for request in group):
+            raise RuntimeError("prefill failed")
+        prefill(group)
+
+    monkeypatch.setattr(core.batch, "prefill", failing_prefill)
+    text, params, seed, _ = REQUESTS[0]
+    with joining_together(core):
+        first = submit(core, voice, *REQUESTS[0])
+        poisoned = submit(core, voice, text, params, seed, poisoned_budget)
+        second = submit(core, voice, text, params, 7, 30)
+    with pytest.raises(RuntimeError, match="prefill failed"):
+        list(poisoned)
+    assert list(first) == alone(t3, voice, *REQUESTS[0])
+    assert list(second) == alone(t3, voice, text, params, 7, 30)

@@ -1,5 +1,6 @@
 """The public engine on random:tiny: synthesis, determinism, threads, voices, streaming, errors."""
 
+import dataclasses
 import threading
 
 import chatterbox_engine as ce
@@ -190,6 +191,21 @@ def test_a_voice_from_another_model_is_rejected(tiny_engine):
         tiny_engine.generate("Wrong voice.", foreign)
     with pytest.raises(ce.InvalidParameterError, match="Voice"):
         tiny_engine.generate("Not a voice.", "alice")
+
+
+@pytest.mark.parametrize("field", ["speaker_emb", "embedding"])
+def test_a_voice_with_nan_values_is_rejected_before_it_runs(tiny_engine, field):
+    voice = tiny_engine.default_voice
+    if field == "speaker_emb":
+        damaged = dataclasses.replace(voice, speaker_emb=torch.full_like(voice.speaker_emb, float("nan")))
+    else:
+        ref = dataclasses.replace(
+            voice.s3gen_ref, embedding=torch.full_like(voice.s3gen_ref.embedding, np.nan)
+        )
+        damaged = dataclasses.replace(voice, s3gen_ref=ref)
+    with pytest.raises(ce.InvalidParameterError, match="NaN") as raised:
+        tiny_engine.request("Damaged voice.", damaged)
+    assert raised.value.param == "voice"
 
 
 def test_cfg_weight_zero_runs_without_the_unconditional_row(tiny_engine):
