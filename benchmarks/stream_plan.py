@@ -12,7 +12,9 @@ script therefore times, in one process and alternating:
   and renders exactly as a stream's chunks do, per-chunk watermark included), per window timed,
 
 and reports streamed / whole = (T3 + streamed S3Gen) / (T3 + whole S3Gen) per plan, with each window's
-frames and the share of them that is reference prompt. First audio = T3 time of the first chunk's
+frames and the share of them that is reference prompt. A plan named `throughput+p75` renders windows after the
+first on the prompt's last 75 tokens (opt-in, changes the audio): its drift against the same plan with the
+whole prompt is given next to the drift another S3Gen seed causes. First audio = T3 time of the first chunk's
 tokens + its window.
 
     .venv/bin/python benchmarks/stream_plan.py --dtype bfloat16 --tokens 50,100,250 --prompt-seconds 4,10
@@ -39,9 +41,16 @@ SEED = 1
 
 
 def plan_named(name: str) -> ChunkPlan:
-    if name in CHUNK_PLANS:
-        return CHUNK_PLANS[name]
-    return ChunkPlan.fixed(int(name))
+    """realtime, throughput, a fixed chunk size, or any of them + pK: continuation windows on K prompt tokens."""
+    base, _, prompt = name.partition("+p")
+    plan = CHUNK_PLANS[base] if base in CHUNK_PLANS else ChunkPlan.fixed(int(base))
+    return plan.with_continuation_prompt(int(prompt)) if prompt else plan
+
+
+def drift(audio: np.ndarray, reference: np.ndarray) -> float:
+    """RMS of the difference relative to the reference's RMS."""
+    n = min(audio.size, reference.size)
+    return float(np.sqrt(np.mean((audio[:n] - reference[:n]) ** 2) / np.mean(reference[:n] ** 2)))
 
 
 class WindowLog:
@@ -84,15 +93,15 @@ def whole_s3gen(engine: ce.Engine, speech: list[int], ref) -> float:
     return time.perf_counter() - started
 
 
-def streamed_s3gen(engine: ce.Engine, speech: list[int], ref, plan: ChunkPlan, log: WindowLog):
+def streamed_s3gen(
+    engine: ce.Engine, speech: list[int], ref, plan: ChunkPlan, log: WindowLog, seed: int = SEED
+):
     log.calls.clear()
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
-    samples = sum(
-        chunk.audio.size
-        for chunk in engine._core.outputs(Job(ref, generator, plan, source_tokens=tuple(speech)))
-    )
-    return time.perf_counter() - started, list(log.calls), samples
+    job = Job(ref, generator, plan, source_tokens=tuple(speech))
+    audio = np.concatenate([chunk.audio for chunk in engine._core.outputs(job)])
+    return time.perf_counter() - started, list(log.calls), audio
 
 
 def machine() -> str:
@@ -145,15 +154,15 @@ def main() -> None:
                 if "whole" not in best or whole < best["whole"][0]:
                     best["whole"] = (whole,)
                 for name, plan in plans.items():
-                    total, calls, _ = streamed_s3gen(engine, speech, ref, plan, log)
+                    total, calls, audio = streamed_s3gen(engine, speech, ref, plan, log)
                     if name not in best or total < best[name][0]:
-                        best[name] = (total, calls)
+                        best[name] = (total, calls, audio)
             whole = best["whole"][0]
             print(
                 f"  prompt {seconds:g} s ({prompt} tokens): whole S3Gen {whole:.2f} s, whole total {t3 + whole:.2f} s"
             )
             for name in plans:
-                total, calls = best[name]
+                total, calls, audio = best[name]
                 first_tokens = plans[name].chunk_size(0)
                 first = arrivals[min(first_tokens, n) - 1] + calls[0][0]
                 shares = ", ".join(f"{w}+{p}p {s:.2f}s" for s, w, p in calls)
@@ -162,6 +171,15 @@ def main() -> None:
                     f"streamed/whole {(t3 + total) / (t3 + whole):.2f}, first audio ~{first:.2f} s | {shares}",
                     flush=True,
                 )
+                base = name.partition("+p")[0]
+                if base != name and base in best:
+                    # Scale: the same plan's audio under another S3Gen seed (different noise, same tokens).
+                    other_seed = streamed_s3gen(engine, speech, ref, plans[base], log, SEED + 1)[2]
+                    print(
+                        f"      drift vs {base} (whole prompt): {drift(audio, best[base][2]):.3f} relative RMS; "
+                        f"{base} under another seed: {drift(other_seed, best[base][2]):.3f}",
+                        flush=True,
+                    )
     print(f"\nat the end: {machine()}")
 
 

@@ -77,14 +77,23 @@ class Engine:
         self._core = self._new_core(SchedulerConfig())
         self.use_chunk_plan("auto")
 
-    def use_chunk_plan(self, name: str) -> ChunkPlan:
+    def use_chunk_plan(self, name: str, continuation_prompt_tokens: int | None = None) -> ChunkPlan:
         """Stream in the named plan of `streaming.CHUNK_PLANS` ("realtime": chunks of 1-4 s for devices
         faster than real time; "throughput": 4-16 s after the first, fewer S3Gen prompt re-renders for
         slower ones), or "auto", the device's (CPU: throughput, GPU: realtime). The first chunk is the
-        same in all. Every stream gets the same plan, so streams decoded in step batch their windows."""
-        self.info["chunk_plan"] = name = chunk_plan_name(name, self.device)
-        self.chunk_plan = CHUNK_PLANS[name]  # generate_stream's and convert_stream's
-        return self.chunk_plan
+        same in all. Every stream gets the same plan, so streams decoded in step batch their windows.
+
+        `continuation_prompt_tokens` (opt-in, changes the audio; drift in benchmarks/RESULTS.md): windows
+        after a sentence's first condition S3Gen on only that many of the voice prompt's last tokens."""
+        name = chunk_plan_name(name, self.device)
+        plan = CHUNK_PLANS[name].with_continuation_prompt(continuation_prompt_tokens)
+        self.chunk_plan = plan  # generate_stream's and convert_stream's
+        self.info["chunk_plan"] = name
+        if continuation_prompt_tokens is None:
+            self.info.pop("continuation_prompt_tokens", None)
+        else:
+            self.info["continuation_prompt_tokens"] = continuation_prompt_tokens
+        return plan
 
     @property
     def supported_languages(self) -> dict[str, str]:

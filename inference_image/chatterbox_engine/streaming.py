@@ -15,6 +15,7 @@ import torch
 
 from .errors import InvalidParameterError
 from .s3gen import S3Gen, S3GenReference, SynthesisWindow
+from .s3gen.config import TOKEN_MEL_RATIO
 from .s3gen.model import apply_trim_fade
 
 SAMPLES_PER_TOKEN = 960  # 25 Hz tokens at 24 kHz
@@ -41,12 +42,26 @@ class ChunkPlan:
     # real time the listener is still waiting for the previous piece's audio to catch up, so a small
     # first chunk there buys nothing and costs a prompt re-render.
     small_start_every_piece: bool = True
+    # Opt-in, changes the audio: windows after a piece's first condition S3Gen on only the last this many
+    # tokens of the voice's reference prompt (its mel frames with them; same speaker embedding), so they
+    # skip most of the prompt's re-render. None: every window carries the whole prompt (exact streaming).
+    continuation_prompt_tokens: int | None = None
 
     def for_piece(self, piece: int) -> ChunkPlan:
         """The plan for text piece `piece` (0-based) of an utterance."""
         if piece == 0 or self.small_start_every_piece:
             return self
         return replace(self, first_chunk_tokens=self.chunk_tokens)
+
+    def with_continuation_prompt(self, tokens: int | None) -> ChunkPlan:
+        """This plan with `continuation_prompt_tokens` (1-250, or None: the whole prompt)."""
+        if tokens is not None and (
+            isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 250
+        ):
+            raise InvalidParameterError(
+                f"continuation prompt must be 1-250 tokens, got {tokens!r}", "continuation_prompt_tokens"
+            )
+        return replace(self, continuation_prompt_tokens=tokens)
 
     @classmethod
     def fixed(cls, chunk_tokens: int) -> ChunkPlan:
@@ -124,21 +139,28 @@ class ChunkRenderer:
         self.excitation_start = 0
         self.rendered_tokens = 0
         self.chunks_rendered = 0
+        self.continuation_ref = prompt_tail(ref, plan.continuation_prompt_tokens)
 
     def next_chunk_due(self) -> bool:
         return len(self.tokens) - self.rendered_tokens >= self.plan.chunk_size(self.chunks_rendered)
+
+    def _window_ref(self) -> S3GenReference:
+        """The reference the next window renders with: the whole prompt for the first, then the plan's."""
+        return self.ref if self.chunks_rendered == 0 else self.continuation_ref
 
     def _span(self, end: int) -> tuple[int, int]:
         """The window's first token (left context included) and the timeline sample its audio starts at."""
         start = max(0, min(self.rendered_tokens, end - 1) - self.plan.context_tokens)
         # Align the window by its end: a reference with an odd extra prompt frame makes S3Gen drop the
         # first output frame, so the window may start 480 samples after its first token.
-        return start, end * SAMPLES_PER_TOKEN - self.ref.output_frames(end - start) * (SAMPLES_PER_TOKEN // 2)
+        frames = self._window_ref().output_frames(end - start)
+        return start, end * SAMPLES_PER_TOKEN - frames * (SAMPLES_PER_TOKEN // 2)
 
     def window_key(self, end: int) -> tuple[int, int, int]:
         """`SynthesisWindow.batch_key` of `window(end)`, without building it."""
         start, _ = self._span(end)
-        return (end - start, self.ref.prompt_token.size(-1), self.ref.prompt_feat.size(1))
+        ref = self._window_ref()
+        return (end - start, ref.prompt_token.size(-1), ref.prompt_feat.size(1))
 
     def window(self, end: int) -> SynthesisWindow:
         """The S3Gen window for the tokens up to end (end > 0), after the chunks taken so far."""
@@ -147,7 +169,7 @@ class ChunkRenderer:
         if self.excitation is not None:
             source = self.excitation[..., window_start - self.excitation_start :]
         tokens = torch.tensor([self.tokens[start:end]], dtype=torch.long)
-        return SynthesisWindow(tokens, self.ref, self.generator, source)
+        return SynthesisWindow(tokens, self._window_ref(), self.generator, source)
 
     def take(self, end: int, final: bool, wav: torch.Tensor, excitation: torch.Tensor) -> np.ndarray:
         """Audio of `window(end)` rendered as (wav (1, S), excitation (1, 1, S)); unless final, the last
@@ -174,6 +196,21 @@ class ChunkRenderer:
         out = audio[: len(audio) - keep]
         self.emitted_until += len(out)
         return out
+
+
+def prompt_tail(ref: S3GenReference, tokens: int | None) -> S3GenReference:
+    """The reference cut to its prompt's last `tokens` tokens and their mel frames (an odd extra frame
+    after the last token dropped); the whole reference when it is no longer or tokens is None."""
+    n_prompt = ref.prompt_token.size(-1)
+    if tokens is None or tokens >= n_prompt:
+        return ref
+    frames = TOKEN_MEL_RATIO * (n_prompt - tokens), TOKEN_MEL_RATIO * n_prompt
+    return S3GenReference(
+        ref.prompt_token[:, n_prompt - tokens :],
+        torch.full_like(ref.prompt_token_len, tokens),
+        ref.prompt_feat[:, frames[0] : frames[1]],
+        ref.embedding,
+    )
 
 
 def fade_out(audio: np.ndarray, samples: int = FADE_OUT_SAMPLES) -> np.ndarray:

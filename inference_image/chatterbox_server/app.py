@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             batch_s3gen=settings.batch_s3gen,
             on_s3gen_batch=metrics.s3gen_batch_size.observe,
         )
-        engine.use_chunk_plan(settings.stream_chunk_plan)
+        engine.use_chunk_plan(settings.stream_chunk_plan, settings.stream_continuation_prompt_tokens)
         app.state.voices = VoiceService(
             library=library, engine=engine, admission=admission, settings=settings
         )

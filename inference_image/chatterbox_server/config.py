@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         "chunk re-renders the voice's prompt, so fewer cut the total time); auto: throughput on CPU, "
         "realtime on a GPU. A request's chunk_tokens still fixes its own.",
     )
+    stream_continuation_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=250,
+        description="Opt-in, changes the audio: streamed windows after a sentence's first condition S3Gen on "
+        "only this many of the voice prompt's last tokens (25 = 1 s) instead of the whole prompt (up to 10 s), "
+        "so slow devices re-render less of it per chunk. Unset: the whole prompt (exact streaming).",
+    )
     max_queue: int = Field(8, ge=0, description="Admitted requests waiting for a slot; beyond that, 429.")
     request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may wait and synthesise.")
     drain_seconds: float = Field(

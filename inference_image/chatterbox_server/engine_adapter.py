@@ -106,9 +106,10 @@ class EngineAdapter:
             on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows),
         )
 
-    def use_chunk_plan(self, name: str) -> None:
-        """Streamed chunk sizes: "auto", "realtime" or "throughput" (`Engine.use_chunk_plan`); in `info`."""
-        self._engine.use_chunk_plan(name)
+    def use_chunk_plan(self, name: str, continuation_prompt_tokens: int | None = None) -> None:
+        """Streamed chunk sizes: "auto", "realtime" or "throughput", and optionally a shorter voice prompt
+        for windows after a sentence's first (`Engine.use_chunk_plan`); both reported in `info`."""
+        self._engine.use_chunk_plan(name, continuation_prompt_tokens)
 
     @property
     def loop_busy_s(self) -> float:

@@ -161,6 +161,11 @@ class ModelCard(BaseModel):
         description="How streamed chunks grow after the first (STREAM_CHUNK_PLAN resolved): realtime or "
         "throughput.",
     )
+    continuation_prompt_tokens: int | None = Field(
+        None,
+        description="Voice prompt tokens streamed windows after a sentence's first render with "
+        "(STREAM_CONTINUATION_PROMPT_TOKENS); absent: the whole prompt.",
+    )
 
 
 class ModelList(BaseModel):

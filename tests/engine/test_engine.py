@@ -312,6 +312,47 @@ def test_the_throughput_plan_renders_fewer_windows_for_the_same_audio_length(tin
     assert len(calls["throughput"]) < len(calls["realtime"])
 
 
+def test_a_shorter_continuation_prompt_is_opt_in_and_keeps_the_first_chunk(tiny_engine, monkeypatch):
+    """Windows after a sentence's first render with the voice prompt's last tokens only: the same length
+    of audio, and the first chunk (rendered with the whole prompt) unchanged."""
+    text = "A first sentence to stream in chunks. And a second one after it."
+    exact = list(tiny_engine.generate_stream(text, seed=4))
+    prompt_tokens = tiny_engine.default_voice.s3gen_ref.prompt_token.size(-1)
+    prompts = []
+    real_synthesize = tiny_engine.s3gen.synthesize
+    monkeypatch.setattr(
+        tiny_engine.s3gen,
+        "synthesize",
+        lambda windows, *a, **k: (
+            prompts.append(windows[0].ref.prompt_token.size(-1)) or real_synthesize(windows, *a, **k)
+        ),
+    )
+    tiny_engine.use_chunk_plan("throughput", continuation_prompt_tokens=20)
+    try:
+        assert tiny_engine.info["continuation_prompt_tokens"] == 20
+        shortened = list(tiny_engine.generate_stream(text, seed=4))
+    finally:
+        tiny_engine.use_chunk_plan("auto")
+    assert "continuation_prompt_tokens" not in tiny_engine.info
+    np.testing.assert_array_equal(shortened[0].audio, exact[0].audio)
+    assert sum(c.audio.size for c in shortened) == sum(c.audio.size for c in exact)
+    assert prompts[0] == prompt_tokens and 20 in prompts  # each sentence's first window: the whole prompt
+    with pytest.raises(ce.InvalidParameterError, match="continuation prompt must be 1-250 tokens"):
+        tiny_engine.use_chunk_plan("auto", continuation_prompt_tokens=0)
+
+
+def test_a_prompt_tail_keeps_the_frames_of_its_tokens():
+    from chatterbox_engine.s3gen import S3GenReference
+    from chatterbox_engine.streaming import prompt_tail
+
+    feat = torch.arange(21 * 80, dtype=torch.float32).reshape(1, 21, 80)  # 10 tokens + an odd extra frame
+    ref = S3GenReference(torch.arange(10).unsqueeze(0), torch.tensor([10]), feat, torch.zeros(1, 192))
+    tail = prompt_tail(ref, 4)
+    assert tail.prompt_token.tolist() == [[6, 7, 8, 9]] and tail.prompt_token_len.tolist() == [4]
+    torch.testing.assert_close(tail.prompt_feat, feat[:, 12:20])
+    assert prompt_tail(ref, None) is ref and prompt_tail(ref, 10) is ref
+
+
 @pytest.mark.parametrize("chunk_tokens", [0, 501, 2.5, True])
 def test_chunk_tokens_out_of_range_are_refused_before_any_work(tiny_engine, chunk_tokens):
     with pytest.raises(ce.InvalidParameterError, match="chunk_tokens must be between 1 and 500"):

@@ -61,6 +61,7 @@ async def list_models(request: Request) -> ModelList:
         "dtype": engine.info.get("dtype"),
         "stage_dtypes": engine.info.get("stage_dtypes"),
         "chunk_plan": engine.info.get("chunk_plan"),
+        "continuation_prompt_tokens": engine.info.get("continuation_prompt_tokens"),
     }
     ids = (SERVED_MODEL_ID, *MODEL_ALIASES)
     return ModelList(
