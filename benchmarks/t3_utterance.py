@@ -12,6 +12,7 @@ whether its tokens equal the base's for the same seed.
 
     .venv/bin/python benchmarks/t3_utterance.py [--base main] [--tokens 200] [--dtypes float32,bfloat16]
         [--rounds 3] [--threads 2] [--no-upstream]
+    .venv/bin/python benchmarks/t3_utterance.py --breakdown 300   # where a step's CPU time goes
 """
 
 from __future__ import annotations
@@ -83,6 +84,46 @@ def build_models(base_pkg, dtypes: list[torch.dtype], upstream: bool, tokens: in
     return sides
 
 
+@torch.inference_mode()
+def breakdown(model, position: int, steps: int = 5, rounds: int = 3) -> dict[str, float]:
+    """CPU ms per thread of one decode step at `position`: whole, and with the linear layers (then also the
+    attention) replaced by free stand-ins of the same shapes; the differences are their shares."""
+    request = decoding.new_request(
+        model,
+        our_cond(model, "cpu"),
+        TEXT_TOKENS,
+        SamplingParams(),
+        torch.Generator().manual_seed(0),
+        position,
+    )
+    batch = decoding.DecodeBatch(model, max_rows=request.rows)
+    batch.prefill([request])
+    while request.position < position - steps * rounds * 3:
+        batch.sample()
+        batch.decode()
+    real_linear, real_attention = t3.Projection.forward, t3.F.scaled_dot_product_attention
+
+    def free_linear(self, x):
+        return x.new_zeros(*x.shape[:-1], sum(linear.weight.shape[0] for linear in self._linears))
+
+    modes = {"whole step": (real_linear, real_attention), "no linear layers": (free_linear, real_attention)}
+    modes["no linear, no attention"] = (free_linear, lambda q, k, v, attn_mask=None: q)
+    best = dict.fromkeys(modes, float("inf"))
+    try:
+        for _ in range(rounds):
+            for mode, (linear, attention) in modes.items():
+                t3.Projection.forward, t3.F.scaled_dot_product_attention = linear, attention
+                started = time.process_time()
+                for _ in range(steps):
+                    batch.sample()
+                    batch.decode()
+                per_step = (time.process_time() - started) / steps / torch.get_num_threads()
+                best[mode] = min(best[mode], 1000 * per_step)
+    finally:
+        t3.Projection.forward, t3.F.scaled_dot_product_attention = real_linear, real_attention
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="main", help="commit to compare against (default: main)")
@@ -91,8 +132,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-upstream", action="store_true", help="leave upstream 0.1.7 out")
+    parser.add_argument(
+        "--breakdown",
+        type=int,
+        metavar="POSITION",
+        help="instead: where this tree's step time goes at POSITION",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.breakdown:
+        ours = build_ours("cpu")
+        for name in args.dtypes.split(","):
+            model = ours.to(getattr(torch, name))
+            parts = breakdown(model, args.breakdown)
+            print(
+                f"{name} step at position {args.breakdown}, CPU ms per thread: "
+                + ", ".join(f"{mode} {ms:.1f}" for mode, ms in parts.items()),
+                flush=True,
+            )
+        return
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     print(
         f"T3 whole utterance, {args.tokens} tokens + prefill of {34 + TEXT_TOKENS.shape[1] + 2} positions (CFG "

@@ -117,7 +117,8 @@ class DecodeBatch:
         weight = t3.speech_head.weight
         self.device = weight.device
         self._run_step = make_step_runner(t3, weight.device, use_cuda_graphs=use_cuda_graphs)
-        self._cache = None  # allocated at the first prefill, grown when a request needs more positions
+        self._cache = None  # allocated at the first prefill, grown when requests need more rows or positions
+        self._graphs = weight.device.type == "cuda" and use_cuda_graphs
         self.requests: list[DecodeRequest] = []
 
     @property
@@ -135,12 +136,9 @@ class DecodeBatch:
             raise ValueError(f"{row} rows exceed the batch's {self.max_rows}")
         # Each request's forward starts after its cached prefix, at its own position; padding goes past its end.
         longest = max(request.prefill_len - request.prefix_len for request in group)
-        reach = max(max(r.needed_len for r in group), max(r.prefix_len for r in group) + longest)
-        needed_len = -(-reach // LENGTH_QUANTUM) * LENGTH_QUANTUM
-        if self._cache is None:
-            self._cache = self.t3.new_cache(self.max_rows, needed_len)
-        elif needed_len > self._cache.max_len:
-            self._cache = self._cache.grown(needed_len)
+        reach = max(r.prefix_len for r in group) + longest
+        budget = max(request.needed_len for request in group)
+        self._reserve(row, max(reach, budget) if self._graphs else reach)
         for request in group:
             if request.prefix is not None:
                 rows = slice(request.first_row, request.first_row + request.rows)
@@ -165,6 +163,22 @@ class DecodeBatch:
                 (1, request.max_new_tokens + 1), start_token, dtype=torch.long, device=self.device
             )
             self.requests.append(request)
+
+    def _reserve(self, rows: int, length: int) -> None:
+        """Make the shared cache hold at least `rows` rows and `length` positions. Without CUDA graphs it grows
+        only as far as the requests have got (rows to a power of two, positions in LENGTH_QUANTUM steps):
+        reserving each request's budget (1000 tokens by default) for every row would take 5 GB for 8 float32
+        CFG pairs, mostly never reached, and zeroing it stalls the first request. Graphs are captured
+        against the cache, so with them it takes every row and each request's whole budget at once."""
+        cache = self._cache
+        if cache is not None and rows <= cache.keys.shape[1] and length <= cache.max_len:
+            return
+        rows = self.max_rows if self._graphs else min(self.max_rows, 1 << (rows - 1).bit_length())
+        length = -(-length // LENGTH_QUANTUM) * LENGTH_QUANTUM
+        if cache is None:
+            self._cache = self.t3.new_cache(rows, length)
+        else:
+            self._cache = cache.grown(max(rows, cache.keys.shape[1]), max(length, cache.max_len))
 
     def sample(self) -> list[Sampled]:
         """Sample every live request's next token; retire the finished and the cancelled."""
@@ -219,7 +233,9 @@ class DecodeBatch:
             torch.stack(tokens)[:, None], torch.tensor(speech_positions, device=self.device)
         )  # (B, 1, C)
         input_pos = torch.tensor(positions, device=self.device)[:, None]  # (B, 1)
-        logits = self._run_step(embeds, input_pos, self._cache, max(positions) + 1)[:, 0]  # (B, V)
+        kv_len = max(positions) + 1
+        self._reserve(len(positions), kv_len)
+        logits = self._run_step(embeds, input_pos, self._cache, kv_len)[:, 0]  # (B, V)
         for request in self.requests:
             request.logits = logits[request.first_row : request.first_row + request.rows]
             request.position += 1

@@ -183,12 +183,13 @@ class KVCache:
         for tensor in (self.keys, self.values):
             tensor[:, target : target + length] = tensor[:, source:stop].clone()
 
-    def grown(self, max_len: int) -> KVCache:
-        """A longer cache holding this one's contents."""
-        keys = self.keys.new_zeros((*self.keys.shape[:3], max_len, self.keys.shape[4]))
+    def grown(self, rows: int, max_len: int) -> KVCache:
+        """A cache of at least as many rows and positions holding this one's contents."""
+        layers, own_rows, heads, own_len, head_dim = self.keys.shape
+        keys = self.keys.new_zeros((layers, rows, heads, max_len, head_dim))
         values = torch.zeros_like(keys)
-        keys[:, :, :, : self.max_len] = self.keys
-        values[:, :, :, : self.max_len] = self.values
+        keys[:, :own_rows, :, :own_len] = self.keys
+        values[:, :own_rows, :, :own_len] = self.values
         return KVCache._wrap(keys, values)
 
 

@@ -3,6 +3,7 @@ alone (a lone `decode_speech_tokens`, a batch of one)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 import time
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 from chatterbox_engine.cuda_graphs import bucket_for
-from chatterbox_engine.decoding import decode_speech_tokens
+from chatterbox_engine.decoding import DecodeBatch, decode_speech_tokens, new_request
 from chatterbox_engine.engine_core import EngineCore, Job, SchedulerConfig
 from chatterbox_engine.request import GenerationRequest
 from chatterbox_engine.sampling import SamplingParams
@@ -186,6 +187,33 @@ def test_requests_longer_than_the_cache_grow_it(tiny_engine, t3, voice):
     long_text = [255, *range(20, 300), 0]  # prefill plus budget beyond the initial 256 positions
     request = (long_text, SamplingParams(), 7, 40)
     assert list(submit(core, voice, *request)) == alone(t3, voice, *request)
+
+
+def test_cache_grows_with_the_tokens_decoded_not_the_budget_and_tokens_stay_the_same(t3, voice):
+    """On CPU the shared cache holds the rows and positions reached so far, not every row's whole token
+    budget (GPU's CUDA graphs reserve that upfront): the same tokens either way."""
+    endless = copy.deepcopy(t3)
+    with torch.no_grad():
+        endless.speech_head.weight[endless.cfg.stop_speech_token] = 0.0  # decodes its whole budget
+    text, budget = torch.tensor([[255, *range(20, 40), 0]]), 300  # prefill + budget past 256 positions
+    cond = conditioning(endless, voice)
+    tokens, shapes = {}, {}
+    for upfront in (False, True):
+        batch = DecodeBatch(endless, max_rows=16)
+        batch._graphs = upfront  # reserve as under CUDA graphs
+        generator = torch.Generator().manual_seed(3)
+        with torch.inference_mode():
+            request = new_request(endless, cond, text, SamplingParams(), generator, budget)
+            batch.prefill([request])
+            shapes[upfront] = [tuple(batch._cache.keys.shape[1::2])]  # (rows, positions)
+            tokens[upfront] = []
+            while not (outcome := batch.sample()[0]).finished:
+                tokens[upfront].append(outcome.token)
+                batch.decode()
+        shapes[upfront].append(tuple(batch._cache.keys.shape[1::2]))
+    assert tokens[False] == tokens[True] and len(tokens[False]) == budget - 1  # + the last, finishing one
+    assert shapes[False] == [(2, 256), (2, 512)]  # one CFG pair's 2 rows; grown once, past 256 positions
+    assert shapes[True] == [(16, 512), (16, 512)]  # every row, prefill + budget, at once
 
 
 def test_padded_prefill_then_batched_step_equal_lone_forward_per_row(t3, voice):
