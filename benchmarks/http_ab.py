@@ -1,24 +1,42 @@
-"""HTTP time to first audio of two source trees, before and after a change, alternating on one machine.
+"""HTTP time to first audio, this tree against a base commit, alternating on one machine.
 
-Starts one `chatterbox-server` per tree (each tree's `inference_image` first on PYTHONPATH, same model,
-settings and venv; `http_e2e.start_server`), then alternates rounds: one streamed (SSE) request to A, then
-to B, then `--concurrency` requests at once to A, then to B. Only one server is busy at a time, so both see
-the same machine; on a shared, noisy CPU the medians and the B/A ratio of each round are what to read.
+The base commit's `inference_image` is extracted with `git archive`; one `chatterbox-server` runs from it and
+one from this tree (each first on PYTHONPATH, same model, settings and venv; `http_e2e.start_server`). Rounds
+alternate: one streamed (SSE) request to the base, then to this tree, then `--concurrency` requests at once
+to each. Only one server is busy at a time, so both see the same machine; on a shared, noisy CPU the medians
+and the per-round ratios are what to read. Two servers hold two models: mind the memory with random:full.
 
-    .venv/bin/python benchmarks/http_ab.py --before ../main-at-X --after . [--rounds 3] [--concurrency 8]
+    .venv/bin/python benchmarks/http_ab.py [--base main] [--model random:full] [--rounds 3] [--concurrency 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import statistics
+import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
 import httpx
 from http_e2e import one_request, start_server
+
+THIS_TREE = Path(__file__).resolve().parent.parent
+
+
+def extract(commit: str, into: Path) -> Path:
+    """`inference_image` as of commit, under into; returns the folder to put first on PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "-C", str(THIS_TREE), "archive", "--format=tar", commit, "inference_image"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "inference_image"
 
 
 async def first_audio(url: str, concurrent: int, seed: int) -> list[float]:
@@ -32,20 +50,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--before", type=Path, required=True, help="source tree A (a checkout)")
-    parser.add_argument("--after", type=Path, required=True, help="source tree B")
+    parser.add_argument("--base", default="main", help="commit to compare against (default: main)")
     parser.add_argument("--model", default="random:full")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     servers = {}
     pythonpath = os.environ.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as tmp:
+        sources = {"before": extract(args.base, Path(tmp) / "base"), "after": THIS_TREE / "inference_image"}
         try:
-            for side, tree in trees.items():
-                os.environ["PYTHONPATH"] = f"{tree / 'inference_image'}:{pythonpath}"
+            for side, source in sources.items():
+                os.environ["PYTHONPATH"] = f"{source}:{pythonpath}"
                 workdir = Path(tmp) / side
                 workdir.mkdir()
                 servers[side] = start_server(args.model, args.dtype, args.concurrency, False, workdir)
@@ -64,7 +81,10 @@ def main() -> None:
                             f"load {os.getloadavg()[0]:.1f}",
                             flush=True,
                         )
-            print(f"HTTP streamed TTFA, {args.model} {args.dtype}, medians over {args.rounds} rounds:")
+            print(
+                f"HTTP streamed TTFA, {args.model} {args.dtype}, before = {args.base}, after = this tree, "
+                f"medians over {args.rounds} rounds:"
+            )
             for concurrent in (1, args.concurrency):
                 before = statistics.median(ttfa[("before", concurrent)])
                 after = statistics.median(ttfa[("after", concurrent)])
