@@ -17,8 +17,7 @@ import torch
 
 from .conversion import MIN_SOURCE_SECONDS, ONE_SHOT_PLAN, Conversion, source_tokens
 from .decoding import StepStats
-from .engine_core import MAX_WINDOWS, AudioChunk, EngineCore, Job, SchedulerConfig, WindowBatchStats
-from .errors import InvalidParameterError
+from .engine_core import AudioChunk, EngineCore, Job, SchedulerConfig, WindowBatchStats
 from .loading import Models, write_models
 from .request import GenerationRequest, RequestBuilder, check_seed
 from .runtime import stage_dtypes
@@ -127,16 +126,7 @@ class Engine:
         every step), and with batch_s3gen concurrent streams' chunk windows of equal shape share S3Gen
         calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each). Every
         variant batches; returns True."""
-        if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
-            raise InvalidParameterError(
-                f"max_requests must be at least 1, got {max_requests!r}", "max_requests"
-            )
-        config = SchedulerConfig(
-            max_requests=max_requests,
-            prefill_length_slack=self._core.config.prefill_length_slack,
-            batch_s3gen=batch_s3gen,
-            max_windows=min(max_requests, MAX_WINDOWS),
-        )
+        config = SchedulerConfig.batching(max_requests, batch_s3gen, self._core.config.prefill_length_slack)
         self._core = self._new_core(config, on_step, on_s3gen_batch)
         return True
 

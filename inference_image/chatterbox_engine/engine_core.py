@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
+from .errors import InvalidParameterError
 from .request import GenerationRequest
 from .s3gen import S3Gen, S3GenReference
 from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
@@ -146,6 +147,20 @@ class SchedulerConfig:
     # With S3Gen batching, a due window waits for peers whose equal-shape window falls due within this many
     # steps (streams admitted a few steps apart): one S3Gen call instead of several, the same audio.
     gather_steps: int = 4
+
+    @classmethod
+    def batching(cls, max_requests: int, batch_s3gen: bool, prefill_length_slack: int) -> SchedulerConfig:
+        """A T3 batch of up to max_requests (>= 1), S3Gen calls of up to as many windows (at most MAX_WINDOWS)."""
+        if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
+            raise InvalidParameterError(
+                f"max_requests must be at least 1, got {max_requests!r}", "max_requests"
+            )
+        return cls(
+            max_requests=max_requests,
+            prefill_length_slack=prefill_length_slack,
+            batch_s3gen=batch_s3gen,
+            max_windows=min(max_requests, MAX_WINDOWS),
+        )
 
 
 @dataclass(frozen=True)

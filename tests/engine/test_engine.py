@@ -359,6 +359,12 @@ def test_chunk_tokens_out_of_range_are_refused_before_any_work(tiny_engine, chun
         tiny_engine.generate_stream("Hello.", chunk_tokens=chunk_tokens)
 
 
+@pytest.mark.parametrize("max_requests", [0, -1, 2.0, True])
+def test_a_batch_size_below_one_is_refused(tiny_engine, max_requests):
+    with pytest.raises(ce.InvalidParameterError, match="max_requests must be at least 1"):
+        tiny_engine.enable_batching(max_requests=max_requests)
+
+
 def test_one_token_chunks_still_cover_the_whole_utterance(tiny_engine):
     one_shot = tiny_engine.generate("Tiny chunks.", seed=3)
     chunks = list(tiny_engine.generate_stream("Tiny chunks.", seed=3, chunk_tokens=1))
