@@ -129,9 +129,12 @@ def our_sides(engine: ce.Engine, label: str, tokens: int, text: str, plans: list
         return Run(out.audio.size / SAMPLE_RATE, total, out.t3_seconds, out.s3gen_seconds)
 
     def streamed(plan: str) -> Run:
-        named = plan in CHUNK_PLANS
-        options = {} if named or plan == "default" else {"chunk_tokens": int(plan)}
-        engine.use_chunk_plan(plan if named else "auto")
+        name, _, prompt = plan.partition(
+            "+p"
+        )  # e.g. throughput+p25: continuation windows on 25 prompt tokens
+        named = name in CHUNK_PLANS
+        options = {} if named or name == "default" else {"chunk_tokens": int(name)}
+        engine.use_chunk_plan(name if named else "auto", int(prompt) if prompt else None)
         started = time.perf_counter()
         first, samples = None, 0
         for chunk in engine.generate_stream(text, seed=SEED, max_new_tokens=tokens, **options):
@@ -244,7 +247,8 @@ def main() -> None:
         "--stream-plans",
         default="default",
         help="our streamed runs: comma-separated chunk plans, 'default' (the engine's for this device), "
-        f"a named plan ({', '.join(CHUNK_PLANS)}) or a fixed chunk_tokens count; empty for none",
+        f"a named plan ({', '.join(CHUNK_PLANS)}) or a fixed chunk_tokens count, each optionally +pK "
+        "(opt-in: windows after the first on the voice prompt's last K tokens); empty for none",
     )
     parser.add_argument("--profile", action="store_true", help="also time S3Gen by stage")
     parser.add_argument("--checkpoint", type=Path, help="reuse a folder written by an earlier run")
