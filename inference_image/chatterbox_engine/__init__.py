@@ -25,6 +25,7 @@ from .engine import AudioChunk, Engine, Synthesis  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
     EngineError,
+    EngineStopped,
     InvalidAudioError,
     InvalidParameterError,
     InvalidTextError,
@@ -90,6 +91,7 @@ __all__ = [
     "Conversion",
     "Engine",
     "EngineError",
+    "EngineStopped",
     "GenerationRequest",
     "InvalidAudioError",
     "InvalidParameterError",

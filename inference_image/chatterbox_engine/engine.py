@@ -147,6 +147,16 @@ class Engine:
         """Seconds the engine's loop has been in its current step (0 while it waits for work): liveness."""
         return self._core.busy_s
 
+    @property
+    def loop_alive(self) -> bool:
+        """False once the engine's loop thread died of an error: requests fail at once (liveness)."""
+        return self._core.alive
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Shut the loop down: requests still running end with `EngineStopped`, the thread is joined (the
+        engine stays usable: a later call starts the loop again)."""
+        self._core.stop(timeout_s)
+
     def save_checkpoint(self, folder) -> None:
         """Write this engine's weights, tokenizer and default voice in the official layout."""
         write_models(self.models, folder, self.default_voice)

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
-from .errors import InvalidParameterError
+from .errors import EngineStopped, InvalidParameterError
 from .request import GenerationRequest
 from .s3gen import S3Gen, S3GenReference
 from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
@@ -314,6 +314,8 @@ class EngineCore:
         self._inbox: list[CoreRequest] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopping = False  # stop(): end every request and let the thread exit
+        self._died: BaseException | None = None  # what killed the loop thread (a bug): no more requests
         self._busy_since: float | None = None  # monotonic start of the loop's current step; None: waiting
 
     # -- any thread ----------------------------------------------------------------------------------------
@@ -323,6 +325,10 @@ class EngineCore:
         exception). sink must not block."""
         request = CoreRequest(job=job, sink=sink)
         with self._wake:
+            if self._died is not None:
+                request.ended = True
+                sink(EngineStopped(f"the engine's loop died ({self._died!r}); the server must restart"))
+                return request
             self._inbox.append(request)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
@@ -340,6 +346,22 @@ class EngineCore:
         with self._wake:
             self._wake.notify()
 
+    def stop(self, timeout_s: float | None = None) -> None:
+        """End every request (their sinks get `EngineStopped` after the current step) and join the loop
+        thread; a later submit starts a new one."""
+        with self._wake:
+            thread = self._thread
+            if thread is None:
+                return
+            self._stopping = True
+            self._wake.notify()
+        thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        """False once the loop thread died of an error (liveness): its requests failed, new ones would too."""
+        return self._died is None
+
     @property
     def active_requests(self) -> int:
         return len(self.requests) + len(self._inbox)
@@ -355,12 +377,37 @@ class EngineCore:
     # -- the loop thread -----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        try:
+            self._run()
+        except (
+            BaseException
+        ) as error:  # only a bug gets here: fail every request rather than leave it waiting
+            log.critical("the engine's loop died", exc_info=True)
+            with self._wake:
+                self._died = error
+                self._end_all(EngineStopped(f"the engine's loop died ({error!r}); the server must restart"))
+                self._thread, self._busy_since = None, None
+
+    def _end_all(self, error: Exception) -> None:
+        """Every request, waiting or running, ends with error (under the lock)."""
+        for request in [*self.requests, *self._inbox]:
+            try:
+                self._end(request, error)
+            except Exception:  # a failing sink must not keep the others from hearing
+                log.exception("a request's sink failed")
+        self.requests, self._inbox, self.batch.requests = [], [], []
+
+    def _run(self) -> None:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._inbox and not self.requests:
+                    while not self._inbox and not self.requests and not self._stopping:
                         self._busy_since = None
                         self._wake.wait()
+                    if self._stopping:
+                        self._end_all(EngineStopped("the engine is shutting down"))
+                        self._thread, self._stopping, self._busy_since = None, False, None
+                        return
                     arrived, self._inbox = self._inbox, []
                 self._busy_since = time.monotonic()
                 for request in arrived:

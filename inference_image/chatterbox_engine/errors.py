@@ -27,3 +27,7 @@ class InvalidParameterError(EngineError):
 
 class CheckpointError(EngineError):
     """A checkpoint cannot be found or does not match the expected layout."""
+
+
+class EngineStopped(RuntimeError):
+    """The engine's loop is shutting down (`Engine.close`) or died: the request cannot run now."""

@@ -167,6 +167,8 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             wyoming = getattr(app.state, "wyoming", None)
             if wyoming is not None:
                 await wyoming.stop()
+            if getattr(app.state, "engine", None) is not None:  # uvicorn drained the requests already
+                await app.state.engine.close()
 
     app = FastAPI(
         title="Chatterbox TTS server",

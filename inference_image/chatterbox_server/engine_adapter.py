@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, NotReady
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ class EngineAdapter:
         return float(self._engine.loop_busy_s)
 
     @property
+    def loop_alive(self) -> bool:
+        """False once the engine's loop thread died (liveness and readiness fail; requests get 503)."""
+        return bool(self._engine.loop_alive)
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Ends the requests still running (503) and joins the engine's loop thread (off the event loop)."""
+        await asyncio.to_thread(self._engine.close, timeout_s)
+
+    @property
     def sample_rate(self) -> int:
         return int(self._engine.sample_rate)
 
@@ -187,6 +196,8 @@ class EngineAdapter:
         try:
             while True:
                 item = await outputs.get()
+                if isinstance(item, self._ce.EngineStopped):  # shutting down, or the loop died
+                    raise NotReady(str(item)) from item
                 if isinstance(item, BaseException):
                     with self._translated_errors(audio_param):
                         raise item

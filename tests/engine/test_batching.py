@@ -9,6 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+import chatterbox_engine as ce
 import pytest
 import torch
 from chatterbox_engine.cuda_graphs import bucket_for
@@ -353,3 +354,39 @@ def test_a_failed_prefill_pass_retries_each_request_alone(tiny_engine, t3, voice
         list(poisoned)
     assert list(first) == alone(t3, voice, *REQUESTS[0])
     assert list(second) == alone(t3, voice, text, params, 7, 30)
+
+
+def test_stop_ends_running_requests_joins_the_loop_and_a_later_request_starts_it_again(
+    tiny_engine, t3, voice
+):
+    core = token_core(tiny_engine, max_requests=2)
+    running = submit(core, voice, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
+    next(running)
+    thread = core._thread
+    core.stop(timeout_s=60)
+    assert not thread.is_alive()
+    with pytest.raises(ce.EngineStopped, match="shutting down"):
+        list(running)
+    assert core.active_requests == 0
+    assert list(submit(core, voice, *REQUESTS[1])) == alone(t3, voice, *REQUESTS[1])
+    core.stop(timeout_s=60)
+
+
+class _LoopBug(BaseException):
+    """Escapes the loop's per-step handling, as only a bug in the loop itself would."""
+
+
+def test_a_loop_that_dies_fails_its_requests_and_every_later_one_at_once(tiny_engine, voice, monkeypatch):
+    core = token_core(tiny_engine, max_requests=2)
+    running = submit(core, voice, [255, *range(20, 32), 0], SamplingParams(), 9, 500)
+    next(running)
+
+    def broken_step():
+        raise _LoopBug("bug")
+
+    monkeypatch.setattr(core, "step", broken_step)
+    with pytest.raises(ce.EngineStopped, match="died"):
+        list(running)
+    assert not core.alive
+    with pytest.raises(ce.EngineStopped, match="died"):
+        list(submit(core, voice, *REQUESTS[1]))

@@ -7,9 +7,12 @@ import threading
 
 import chatterbox_engine
 import httpx
+import pytest
 from chatterbox_server import admission as admission_module
 from chatterbox_server.admission import AdmissionControl
+from chatterbox_server.app import Runtime
 from chatterbox_server.engine_adapter import EngineAdapter
+from chatterbox_server.errors import NotReady
 from chatterbox_server.metrics import ServerMetrics
 from chatterbox_server.routers.system import router
 from fastapi import FastAPI
@@ -48,3 +51,50 @@ async def test_a_wedged_engine_loop_fails_liveness_and_an_idle_one_does_not(monk
         assert await speaking > 0
         await asyncio.sleep(0.6)  # idle as long again: waiting for work is not being stuck
         assert (await http.get("/healthz")).status_code == 200
+
+
+class _LoopBug(BaseException):
+    """Escapes the loop's per-step handling, as only a bug in the loop itself would."""
+
+
+async def test_a_dead_engine_loop_fails_liveness_readiness_and_requests_with_503(monkeypatch) -> None:
+    tts = chatterbox_engine.load("random:tiny", watermark=False)
+    engine = EngineAdapter(tts)
+    app = FastAPI()
+    app.include_router(router)
+    app.state.engine = engine
+    app.state.admission = AdmissionControl(
+        max_concurrent=1, max_queue=1, timeout_s=30, metrics=ServerMetrics()
+    )
+    app.state.runtime = Runtime()
+    app.state.runtime.loaded = True
+
+    def loop_bug():
+        raise _LoopBug("bug")
+
+    request = engine.request("Hello there.", engine.default_voice, language="en", seed=1, options={})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://server") as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).status_code == 200
+        monkeypatch.setattr(tts._core, "step", loop_bug)
+        for _ in range(2):  # the request in the loop as it dies, then one after
+            with pytest.raises(NotReady, match="died"):
+                async for _ in engine.stream(request):
+                    pass
+        dead = await http.get("/healthz")
+        assert dead.status_code == 503 and dead.json()["status"] == "dead"
+        assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_closing_the_engine_ends_a_running_stream_with_503_and_joins_its_loop() -> None:
+    tts = chatterbox_engine.load("random:tiny", watermark=False)
+    engine = EngineAdapter(tts)
+    request = engine.request("Hello there. " * 6, engine.default_voice, language="en", seed=1, options={})
+    stream = engine.stream(request)
+    await anext(stream)
+    loop_thread = tts._core._thread
+    await engine.close()
+    assert not loop_thread.is_alive()
+    with pytest.raises(NotReady, match="shutting down"):
+        async for _ in stream:
+            pass

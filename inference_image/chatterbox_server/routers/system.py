@@ -22,6 +22,9 @@ models_router = APIRouter(
 async def healthz(request: Request) -> JSONResponse:
     state = request.app.state
     admission = getattr(state, "admission", None)  # absent while the model loads
+    if admission is not None and not state.engine.loop_alive:
+        detail = "the engine's loop thread died; requests fail until the server restarts"
+        return JSONResponse(HealthStatus(status="dead", detail=detail).model_dump(exclude_none=True), 503)
     if admission is not None and admission.engine_is_stuck(state.engine.loop_busy_s):
         detail = "the engine's loop has been in one step longer than any request may run: it is wedged"
         return JSONResponse(HealthStatus(status="stuck", detail=detail).model_dump(exclude_none=True), 503)
@@ -36,6 +39,10 @@ async def healthz(request: Request) -> JSONResponse:
 )
 async def readyz(request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
+    engine = getattr(request.app.state, "engine", None)
+    if runtime.is_ready and engine is not None and not engine.loop_alive:
+        body = HealthStatus(status="dead", model=runtime.model_name)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
     body = HealthStatus(status=runtime.readiness, model=runtime.model_name)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if runtime.is_ready else 503)
 
