@@ -18,16 +18,24 @@ from chatterbox_server.routers.system import router
 from fastapi import FastAPI
 
 
-async def test_a_wedged_engine_loop_fails_liveness_and_an_idle_one_does_not(monkeypatch) -> None:
-    monkeypatch.setattr(admission_module, "STUCK_GRACE_S", 0.2)
+def probed_engine(timeout_s: float) -> tuple[chatterbox_engine.Engine, EngineAdapter, FastAPI]:
+    """A tiny engine, its adapter, and an app serving only the probes over them (loaded and ready)."""
     tts = chatterbox_engine.load("random:tiny", watermark=False)
     engine = EngineAdapter(tts)
     app = FastAPI()
     app.include_router(router)
     app.state.engine = engine
     app.state.admission = AdmissionControl(
-        max_concurrent=1, max_queue=1, timeout_s=0.1, metrics=ServerMetrics()
+        max_concurrent=1, max_queue=1, timeout_s=timeout_s, metrics=ServerMetrics()
     )
+    app.state.runtime = Runtime()
+    app.state.runtime.loaded = True
+    return tts, engine, app
+
+
+async def test_a_wedged_engine_loop_fails_liveness_and_an_idle_one_does_not(monkeypatch) -> None:
+    monkeypatch.setattr(admission_module, "STUCK_GRACE_S", 0.2)
+    tts, engine, app = probed_engine(timeout_s=0.1)
     release = threading.Event()
     embed_conditioning = tts.t3.embed_conditioning
 
@@ -58,16 +66,7 @@ class _LoopBug(BaseException):
 
 
 async def test_a_dead_engine_loop_fails_liveness_readiness_and_requests_with_503(monkeypatch) -> None:
-    tts = chatterbox_engine.load("random:tiny", watermark=False)
-    engine = EngineAdapter(tts)
-    app = FastAPI()
-    app.include_router(router)
-    app.state.engine = engine
-    app.state.admission = AdmissionControl(
-        max_concurrent=1, max_queue=1, timeout_s=30, metrics=ServerMetrics()
-    )
-    app.state.runtime = Runtime()
-    app.state.runtime.loaded = True
+    tts, engine, app = probed_engine(timeout_s=30)
 
     def loop_bug():
         raise _LoopBug("bug")
