@@ -31,11 +31,13 @@ the server's liveness probe fails when one step outlasts any request's time limi
 
 from __future__ import annotations
 
+import atexit
 import enum
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -333,6 +335,7 @@ class EngineCore:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
                 self._thread.start()
+                _running_cores.add(self)
             self._wake.notify()
         return request
 
@@ -694,3 +697,15 @@ def _report(callback: Callable, stats: object) -> None:
         callback(stats)
     except Exception:  # metrics must never fail the requests
         log.exception("engine metrics callback failed")
+
+
+# Loops still running when the interpreter exits are stopped first: a daemon thread caught inside a torch
+# call at finalization is killed by pthread_exit, whose unwinding through C++ aborts the process
+# ("terminate called without an active exception", exit code 134) in any script that exits mid-request.
+_running_cores: weakref.WeakSet[EngineCore] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_cores() -> None:
+    for core in list(_running_cores):
+        core.stop(timeout_s=30.0)

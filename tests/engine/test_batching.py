@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -390,3 +393,20 @@ def test_a_loop_that_dies_fails_its_requests_and_every_later_one_at_once(tiny_en
     assert not core.alive
     with pytest.raises(ce.EngineStopped, match="died"):
         list(submit(core, voice, *REQUESTS[1]))
+
+
+def test_a_script_that_exits_mid_request_exits_cleanly():
+    """A plain script that stops reading a stream and exits while the loop is decoding must exit 0, not
+    abort (a daemon thread killed inside a torch call at interpreter exit aborts the process)."""
+    script = (
+        "import chatterbox_engine as ce\n"
+        "engine = ce.load('random:tiny', watermark=False)\n"
+        "chunks = iter(engine.generate_stream('Hello there, a long sentence keeps the loop busy.', "
+        "max_new_tokens=1000))\n"
+        "next(chunks)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
