@@ -7,6 +7,7 @@ import importlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import chatterbox_engine as ce
@@ -42,8 +43,9 @@ def tiny_checkpoint(tmp_path_factory, tiny_engine):
     return folder
 
 
-def write_random_checkpoint(tmp_path_factory, source: str) -> Path:
-    """Random weights (`random:full...`) written in the official layout, with the engine's default voice."""
+def random_checkpoint(tmp_path_factory, source: str) -> Iterator[Path]:
+    """Random weights (`random:full...`) written in the official layout, with the engine's default voice;
+    removed when the fixture ends (each full-size checkpoint is 2-4 GB, and CI disks are small)."""
     folder = tmp_path_factory.mktemp(source.replace(":", "_"))
     engine = ce.Engine(
         random_models(source), source=source, device="cpu", dtype=torch.float32, watermark=False
@@ -51,7 +53,10 @@ def write_random_checkpoint(tmp_path_factory, source: str) -> Path:
     engine.save_checkpoint(folder)
     del engine
     gc.collect()
-    return folder
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def loaded_then_freed(folder: Path):
@@ -65,7 +70,7 @@ def loaded_then_freed(folder: Path):
 @pytest.fixture(scope="session")
 def full_checkpoint(tmp_path_factory):
     """`random:full` written in the official layout (~3 GB): shared by every full-size test."""
-    return write_random_checkpoint(tmp_path_factory, "random:full")
+    yield from random_checkpoint(tmp_path_factory, "random:full")
 
 
 @pytest.fixture(scope="session")

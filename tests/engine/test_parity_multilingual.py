@@ -18,7 +18,7 @@ from chatterbox_engine.sampling import SamplingParams, process_logits
 from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
 
-from .conftest import loaded_then_freed, write_random_checkpoint
+from .conftest import loaded_then_freed, random_checkpoint
 
 pytestmark = pytest.mark.parity
 TOLERANCE = 1e-4
@@ -39,7 +39,7 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def mtl_checkpoint(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory, "random:full-multilingual")
+    yield from random_checkpoint(tmp_path_factory, "random:full-multilingual")
 
 
 @pytest.fixture(scope="module")

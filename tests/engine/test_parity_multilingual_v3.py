@@ -16,7 +16,7 @@ import pytest
 import torch
 from chatterbox_engine.variants import SPECS
 
-from .conftest import loaded_then_freed, write_random_checkpoint
+from .conftest import loaded_then_freed, random_checkpoint
 
 pytestmark = pytest.mark.parity
 MAX_NEW_TOKENS = 20  # upstream's generate fixes 1000: its T3 call is capped to keep this cheap
@@ -24,7 +24,7 @@ MAX_NEW_TOKENS = 20  # upstream's generate fixes 1000: its T3 call is capped to 
 
 @pytest.fixture(scope="module")
 def v3_checkpoint(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory, "random:full-multilingual-v3")
+    yield from random_checkpoint(tmp_path_factory, "random:full-multilingual-v3")
 
 
 @pytest.fixture(scope="module")

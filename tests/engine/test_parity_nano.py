@@ -15,7 +15,7 @@ import pytest
 from chatterbox_engine.text import PARALINGUISTIC_TAGS, punc_norm
 from chatterbox_engine.variants import SPECS
 
-from .conftest import loaded_then_freed, write_random_checkpoint
+from .conftest import loaded_then_freed, random_checkpoint
 from .gpt2_parity import (
     cached_prefix_prefill_diffs,
     check_synthesises_and_streams,
@@ -33,7 +33,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def nano_checkpoint(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory, "random:full-nano")
+    yield from random_checkpoint(tmp_path_factory, "random:full-nano")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from chatterbox_engine.t3_gpt2 import TOP_K, process_turbo_logits
 from chatterbox_engine.text import punc_norm
 from chatterbox_engine.variants import SPECS
 
-from .conftest import loaded_then_freed, write_random_checkpoint
+from .conftest import loaded_then_freed, random_checkpoint
 from .gpt2_parity import (
     cached_prefix_prefill_diffs,
     check_synthesises_and_streams,
@@ -37,7 +37,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def turbo_checkpoint(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory, "random:full-turbo")
+    yield from random_checkpoint(tmp_path_factory, "random:full-turbo")
 
 
 @pytest.fixture(scope="module")
