@@ -125,9 +125,14 @@ class Engine:
         decode in one T3 batch (a seed gives the same tokens batched or alone; on_step(StepStats) after
         every step), and with batch_s3gen concurrent streams' chunk windows of equal shape share S3Gen
         calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each). Every
-        variant batches; returns True."""
+        variant batches; returns True. A setup step (the server's, at startup): refused with RuntimeError
+        while requests run, so none is cut off; the idle loop it replaces is stopped and its thread joined."""
         config = SchedulerConfig.batching(max_requests, batch_s3gen, self._core.config.prefill_length_slack)
+        replaced = self._core
+        if replaced.active_requests:
+            raise RuntimeError(f"{replaced.active_requests} requests run: enable_batching before any")
         self._core = self._new_core(config, on_step, on_s3gen_batch)
+        replaced.stop()  # a call that raced in ends with EngineStopped
         return True
 
     def _new_core(self, config: SchedulerConfig, on_step=None, on_s3gen_batch=None) -> EngineCore:

@@ -324,7 +324,7 @@ class EngineCore:
 
     def submit(self, job: Job, sink: Callable[[object], None]) -> CoreRequest:
         """Queue a job; its outputs go to sink from the loop thread: `AudioChunk`s, then `Finished` (or an
-        exception). sink must not block."""
+        exception). sink must not block; one that raises ends its own request (`_send`)."""
         request = CoreRequest(job=job, sink=sink)
         with self._wake:
             if self._died is not None:
@@ -367,7 +367,8 @@ class EngineCore:
 
     @property
     def active_requests(self) -> int:
-        return len(self.requests) + len(self._inbox)
+        """Requests submitted and still running (not ended, not cancelled)."""
+        return sum(not (r.ended or r.cancelled) for r in [*self.requests, *self._inbox])
 
     @property
     def busy_s(self) -> float:
@@ -394,10 +395,7 @@ class EngineCore:
     def _end_all(self, error: Exception) -> None:
         """Every request, waiting or running, ends with error (under the lock)."""
         for request in [*self.requests, *self._inbox]:
-            try:
-                self._end(request, error)
-            except Exception:  # a failing sink must not keep the others from hearing
-                log.exception("a request's sink failed")
+            self._end(request, error)
         self.requests, self._inbox, self.batch.requests = [], [], []
 
     def _run(self) -> None:
@@ -483,10 +481,24 @@ class EngineCore:
         self._queue_render(request, final=True)
         request.next_window_in = request.next_window_key = None
 
-    def _end(self, request: CoreRequest, item: object) -> None:
+    def _send(self, request: CoreRequest, item: object) -> bool:
+        """Hand an output to the request's sink. A sink that raises (its reader is gone) ends its own
+        request: logged, told nothing more, retired at the next step; the loop and the others go on."""
+        try:
+            request.sink(item)
+        except Exception:
+            log.exception("a request's output sink failed: that request ends")
+            request.cancelled = True  # retired at the next step, whatever phase its caller leaves it in
+            self._end(request, None)
+            return False
+        return True
+
+    def _end(self, request: CoreRequest, item: object | None) -> None:
+        """The request's last output (None: none, its sink failed) goes to its sink; its work stops."""
         if not request.ended:
             request.ended = True
-            request.sink(item)
+            if item is not None:
+                self._send(request, item)
         request.phase = Phase.DONE
         if request.decode is not None:
             request.decode.cancelled = True  # leaves the T3 batch at its next sample
@@ -562,14 +574,17 @@ class EngineCore:
                 if self.drop_last_token_audio:
                     audio = audio[: max(1, render.end - 1) * SAMPLES_PER_TOKEN]
                 audio = fade_out(audio)
-                request.sink(AudioChunk(audio, request.covered + spoken, last_piece))
+                if not self._send(request, AudioChunk(audio, request.covered + spoken, last_piece)):
+                    return
         else:
             audio = np.zeros(0, np.float32)
             if result is not None:
                 audio = renderer.take(render.end, render.final, *result)
             if not render.final:
-                if audio.size:  # all of it may be held back for the cross-fade (tiny chunks)
-                    request.sink(AudioChunk(finish(audio), request.covered + render.end, False))
+                # All of it may be held back for the cross-fade (tiny chunks): nothing to send then.
+                covered = request.covered + render.end
+                if audio.size and not self._send(request, AudioChunk(finish(audio), covered, False)):
+                    return
                 if request.renders:  # the next window starts where this one ended: its shape is known now
                     head = request.renders.popleft()
                     key = renderer.window_key(head.end) if head.end else None
@@ -579,8 +594,10 @@ class EngineCore:
                         len(request.tokens) + request.next_window_in
                     )
                 return
-            if audio.size or last_piece:
-                request.sink(AudioChunk(finish(audio), request.covered + spoken, last_piece))
+            chunk_due = audio.size or last_piece
+            covered = request.covered + spoken
+            if chunk_due and not self._send(request, AudioChunk(finish(audio), covered, last_piece)):
+                return
         request.covered += spoken
         self._next_piece(request)
 
@@ -649,7 +666,8 @@ class EngineCore:
             return
         if request.job.speech_tokens_only:
             if token is not None:
-                request.sink(token)
+                if not self._send(request, token):
+                    return
                 request.covered += 1
             if finished:
                 request.decode = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ import pytest
 import torch
 from chatterbox_engine.cuda_graphs import bucket_for
 from chatterbox_engine.decoding import DecodeBatch, decode_speech_tokens, new_request
-from chatterbox_engine.engine_core import EngineCore, Job, SchedulerConfig
+from chatterbox_engine.engine_core import AudioChunk, EngineCore, Finished, Job, SchedulerConfig
 from chatterbox_engine.request import GenerationRequest
 from chatterbox_engine.sampling import SamplingParams
 
@@ -393,6 +395,94 @@ def test_a_loop_that_dies_fails_its_requests_and_every_later_one_at_once(tiny_en
     assert not core.alive
     with pytest.raises(ce.EngineStopped, match="died"):
         list(submit(core, voice, *REQUESTS[1]))
+
+
+class BrokenSink:
+    """An output sink whose reader goes away: it takes items until the first of type `breaks_at`, then
+    raises on that and every later one (as a closed event loop's call_soon_threadsafe does)."""
+
+    def __init__(self, breaks_at: type) -> None:
+        self.breaks_at, self.items, self.broken = breaks_at, [], False
+
+    def __call__(self, item: object) -> None:
+        if self.broken or isinstance(item, self.breaks_at):
+            self.broken = True
+            raise RuntimeError("the reader is gone")
+        self.items.append(item)
+
+
+def wait_until_idle(core: EngineCore) -> None:
+    deadline = time.monotonic() + 30
+    while (core.requests or core._inbox) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not (core.requests or core._inbox)
+
+
+@pytest.mark.parametrize("breaks_at", [int, Finished], ids=["token", "finished"])
+def test_a_sink_that_raises_ends_only_its_own_request(tiny_engine, t3, voice, breaks_at, caplog):
+    """Tokens (`_sampled`) or the last item (`_end`): the failing request ends and is logged, the request
+    decoding beside it gets the tokens it gets alone, and the loop goes on."""
+    core = token_core(tiny_engine, max_requests=2)
+    text, params, seed, _ = REQUESTS[0]
+    short = (text, params, 11, 8)  # ends while the keeper still decodes
+    sink = BrokenSink(breaks_at)
+    generator = torch.Generator().manual_seed(short[2])
+    request = GenerationRequest("", (torch.tensor([text]),), voice, "en", params, 0.5, short[2], short[3])
+    with caplog.at_level(logging.ERROR, logger="chatterbox_engine.engine_core"):
+        with joining_together(core):
+            keeper = submit(core, voice, *REQUESTS[0])
+            core.submit(Job(voice.s3gen_ref, generator, generation=request, t3_generator=generator,
+                            speech_tokens_only=True), sink)  # fmt: skip
+        assert list(keeper) == alone(t3, voice, *REQUESTS[0])
+    assert sink.broken
+    assert sink.items == ([] if breaks_at is int else alone(t3, voice, *short))
+    assert "output sink failed" in caplog.text
+    wait_until_idle(core)
+    assert core.alive
+    assert list(submit(core, voice, *REQUESTS[1])) == alone(t3, voice, *REQUESTS[1])
+    core.stop(timeout_s=60)
+
+
+def test_a_streamed_chunk_sink_that_raises_ends_only_its_own_stream(tiny_engine):
+    """Streamed chunks (`_take`): the other stream rendering in the same loop keeps every chunk."""
+    text = "A sentence long enough for a few streamed chunks."
+    expected = [chunk.audio for chunk in tiny_engine.generate_stream(text, seed=5)]
+    broken, keeper = BrokenSink(AudioChunk), queue.SimpleQueue()
+    with joining_together(tiny_engine._core):
+        tiny_engine.start(tiny_engine.speech_job(tiny_engine.request(text, seed=6)), broken)
+        tiny_engine.start(tiny_engine.speech_job(tiny_engine.request(text, seed=5)), keeper.put)
+    items = [keeper.get(timeout=120)]
+    while not isinstance(items[-1], (Finished, BaseException)):
+        items.append(keeper.get(timeout=120))
+    assert isinstance(items[-1], Finished), items[-1]
+    assert len(items) - 1 == len(expected)
+    for chunk, audio in zip(items[:-1], expected, strict=True):
+        assert torch.equal(torch.from_numpy(chunk.audio), torch.from_numpy(audio))
+    assert broken.broken and broken.items == []
+    assert tiny_engine.loop_alive
+
+
+def test_enable_batching_refuses_while_requests_run_and_joins_the_idle_loop_it_replaces():
+    """An operator's setup step never cuts a running request off, and leaves no idle thread behind."""
+    engine = ce.load("random:tiny", watermark=False)
+    text = "Hello there, a sentence long enough to keep the loop busy for a while."
+    expected = [chunk.audio for chunk in engine.generate_stream(text, seed=1)]
+    assert len(expected) > 1  # still running after its first chunk
+    chunks = engine.generate_stream(text, seed=1)
+    streamed = [next(chunks).audio]
+    with pytest.raises(RuntimeError, match="requests run"):
+        engine.enable_batching(max_requests=2)
+    streamed += [chunk.audio for chunk in chunks]  # the running stream finished unharmed
+    assert len(streamed) == len(expected)
+    assert all(
+        torch.equal(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(streamed, expected, strict=True)
+    )
+    replaced = engine._core._thread
+    assert replaced is not None and replaced.is_alive()  # idle, waiting for work
+    assert engine.enable_batching(max_requests=2)
+    assert not replaced.is_alive()
+    assert engine.generate(text, seed=1, max_new_tokens=10).audio.size
+    engine.close(timeout_s=60)
 
 
 def test_a_script_that_exits_mid_request_exits_cleanly():
