@@ -12,18 +12,21 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import runtime
+from .config import FlatConfig
 from .sampling import SamplingParams, sample_next
 
 
 @dataclass(frozen=True)
-class T3Config:
+class T3Config(FlatConfig):
+    """The Llama T3's shapes; the defaults are the official English `t3_cfg` (Llama 520M)."""
+
     hidden_size: int = 1024
     num_layers: int = 30
     num_heads: int = 16
@@ -49,15 +52,6 @@ class T3Config:
     speech_cond_prompt_len: int = 150
     perceiver_queries: int = 32
     perceiver_heads: int = 4
-    head_dim: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
-
-    @classmethod
-    def full(cls) -> T3Config:
-        """The official English `t3_cfg` shapes (Llama 520M)."""
-        return cls()
 
     @classmethod
     def tiny(cls) -> T3Config:
@@ -65,18 +59,13 @@ class T3Config:
         return cls(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128, speaker_embed_size=32)
 
     @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
     def cond_len(self) -> int:
         """Conditioning positions: speaker (1) + perceiver queries + emotion (1)."""
         return 1 + self.perceiver_queries + 1
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("head_dim")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> T3Config:
-        return cls(**data)
 
 
 @functools.lru_cache(maxsize=8)

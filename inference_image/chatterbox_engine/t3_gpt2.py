@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import runtime
+from .config import FlatConfig
 from .sampling import SamplingParams, apply_repetition_penalty, apply_top_p
 from .t3 import CachePositions, KVCache
 
@@ -31,7 +32,9 @@ CONDITIONING_KV_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
-class GPT2T3Config:
+class GPT2T3Config(FlatConfig):
+    """The GPT-2 T3's shapes; the defaults are the official Turbo (GPT-2 medium)."""
+
     hidden_size: int = 1024
     num_layers: int = 24
     num_heads: int = 16
@@ -45,15 +48,6 @@ class GPT2T3Config:
     stop_speech_token: int = 6562
     speaker_embed_size: int = 256
     speech_cond_prompt_len: int = 375
-    head_dim: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
-
-    @classmethod
-    def full(cls) -> GPT2T3Config:
-        """The official Turbo shapes (GPT-2 medium)."""
-        return cls()
 
     @classmethod
     def nano(cls) -> GPT2T3Config:
@@ -69,14 +63,9 @@ class GPT2T3Config:
     def tiny(cls) -> GPT2T3Config:
         return cls(hidden_size=64, num_layers=2, num_heads=4, speaker_embed_size=32, text_vocab_size=50276)
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("head_dim")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GPT2T3Config:
-        return cls(**data)
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
 
 
 class Conv1D(nn.Module):

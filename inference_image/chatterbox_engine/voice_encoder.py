@@ -7,7 +7,7 @@ per window, then averaged over windows. Parameter names mirror `checkpoint-keys/
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import FlatConfig
+
 VE_SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
-class VoiceEncoderConfig:
+class VoiceEncoderConfig(FlatConfig):
     num_mels: int = 40
     hidden_size: int = 256
     embed_size: int = 256
@@ -33,23 +35,12 @@ class VoiceEncoderConfig:
     trim_top_db: float = 20.0
 
     @classmethod
-    def full(cls) -> VoiceEncoderConfig:
-        return cls()
-
-    @classmethod
     def tiny(cls) -> VoiceEncoderConfig:
         return cls(hidden_size=32, embed_size=32, num_layers=1)
 
     @property
     def frame_step(self) -> int:
         return int(np.round((VE_SAMPLE_RATE / self.partial_rate) / self.partial_frames))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VoiceEncoderConfig:
-        return cls(**data)
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,5 +1,6 @@
 """Loading: folders in the official layout (strict), the Hugging Face cache, random sources."""
 
+import json
 import shutil
 
 import chatterbox_engine as ce
@@ -7,8 +8,9 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from chatterbox_engine.checkpoint import OFFICIAL_FILES, T3_FILE
+from chatterbox_engine.checkpoint import OFFICIAL_FILES, T3_FILE, ModelConfigs
 from chatterbox_engine.t3 import T3Config
+from chatterbox_engine.variants import SPECS
 from safetensors.torch import load_file, save_file
 
 
@@ -21,6 +23,16 @@ def test_tiny_checkpoint_round_trips_with_identical_output(tiny_engine, tiny_che
     a = tiny_engine.generate("Round trip.", seed=3).audio
     b = loaded.generate("Round trip.", seed=3).audio
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("variant", sorted(SPECS))
+def test_every_variants_shapes_round_trip_through_engine_config_json(variant):
+    """What a non-official checkpoint's `engine_config.json` holds: each network's own settings, flat."""
+    for configs in (ModelConfigs.tiny(variant), ModelConfigs.official(variant)):
+        data = json.loads(json.dumps(configs.to_dict()))
+        assert ModelConfigs.from_dict(data) == configs
+        t3 = configs.t3
+        assert "head_dim" not in data["t3"] and t3.head_dim * t3.num_heads == t3.hidden_size  # derived
 
 
 def _copy(folder, tmp_path):
