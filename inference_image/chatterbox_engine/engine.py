@@ -125,8 +125,8 @@ class Engine:
         decode in one T3 batch (a seed gives the same tokens batched or alone; on_step(StepStats) after
         every step), and with batch_s3gen concurrent streams' chunk windows of equal shape share S3Gen
         calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each). Every
-        variant batches; returns True. A setup step (the server's, at startup): refused with RuntimeError
-        while requests run, so none is cut off; the idle loop it replaces is stopped and its thread joined."""
+        variant batches; returns True. A setup step: refused (RuntimeError) while requests run, so none is
+        cut off; the idle loop it replaces is stopped and its thread joined."""
         config = SchedulerConfig.batching(max_requests, batch_s3gen, self._core.config.prefill_length_slack)
         replaced = self._core
         if replaced.active_requests:
@@ -260,12 +260,9 @@ class Engine:
         tokenized = time.perf_counter()
         outputs = self._core.outputs(job)
         audio_out = self._finish(np.concatenate([chunk.audio for chunk in outputs]))
+        rendered = time.perf_counter()
         return Conversion(
-            audio_out,
-            SAMPLE_RATE,
-            len(job.source_tokens),
-            tokenized - started,
-            time.perf_counter() - tokenized,
+            audio_out, SAMPLE_RATE, len(job.source_tokens), tokenized - started, rendered - tokenized
         )
 
     def convert_stream(
@@ -280,14 +277,9 @@ class Engine:
 
     @torch.inference_mode()
     def conversion_job(
-        self,
-        audio,
-        sample_rate,
-        voice: Voice | None = None,
-        *,
-        seed: int | None = None,
-        streamed: bool = True,
-    ) -> Job:
+        self, audio, sample_rate, voice: Voice | None = None, *,
+        seed: int | None = None, streamed: bool = True,
+    ) -> Job:  # fmt: skip
         """The loop's job for a conversion: validate everything, then tokenize the source (bad input fails
         before any S3Gen work). Streamed in `generate_stream`'s chunks, or in 10 s windows left
         unwatermarked for the caller to join (`convert`)."""
