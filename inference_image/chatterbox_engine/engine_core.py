@@ -49,6 +49,7 @@ from torch import Tensor
 from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
 from .errors import EngineStopped, InvalidParameterError
 from .request import GenerationRequest
+from .runtime import intra_op_threads, use_threads
 from .s3gen import S3Gen, S3GenReference
 from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
 
@@ -319,6 +320,10 @@ class EngineCore:
         self._stopping = False  # stop(): end every request and let the thread exit
         self._died: BaseException | None = None  # what killed the loop thread (a bug): no more requests
         self._busy_since: float | None = None  # monotonic start of the loop's current step; None: waiting
+        # The loop thread's intra-op threads, fixed where the engine is built (the process's choice within its
+        # CPU budget) and set in the loop thread itself: under OpenMP a new thread would otherwise start with
+        # whatever count some other thread set last.
+        self.threads = intra_op_threads()
 
     # -- any thread ----------------------------------------------------------------------------------------
 
@@ -399,6 +404,7 @@ class EngineCore:
         self.requests, self._inbox, self.batch.requests = [], [], []
 
     def _run(self) -> None:
+        use_threads(self.threads)
         with torch.inference_mode():
             while True:
                 with self._wake:

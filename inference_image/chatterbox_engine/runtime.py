@@ -36,14 +36,34 @@ def cpu_budget(cpu_max: Path = _CGROUP_CPU_MAX) -> int:
     return max(1, min(available, math.ceil(int(quota) / int(period))))
 
 
-def limit_threads_to_cpu_budget() -> int:
-    """Lower torch's intra-op threads to the CPU budget (never raise them: a caller may have chosen fewer).
+def intra_op_threads() -> int:
+    """The intra-op threads for the engine's model work: the calling thread's torch count (the process's
+    choice: OMP_NUM_THREADS, or torch.set_num_threads before the engine is built), lowered to the CPU budget.
 
     Torch counts the node's cores; in a pod limited to 2 CPUs on a 64-core node, 64 threads would fight over
-    2 CPUs' worth of quota. Returns the thread count in effect."""
-    if torch.get_num_threads() > cpu_budget():
-        torch.set_num_threads(cpu_budget())
+    2 CPUs' worth of quota. The engine reads this once where it is built and sets it in each thread that runs
+    its models (`use_threads`): under OpenMP the count is per OS thread."""
+    return min(torch.get_num_threads(), cpu_budget())
+
+
+def limit_threads_to_cpu_budget() -> int:
+    """Lower the calling thread's intra-op threads to `intra_op_threads` (never raise them: a caller may have
+    chosen fewer). Returns the thread count in effect."""
+    use_threads(intra_op_threads())
     return torch.get_num_threads()
+
+
+def use_threads(count: int) -> None:
+    """Set the calling thread's intra-op thread count. Under OpenMP the count is per OS thread (a thread
+    started later begins with the last count set anywhere), so each engine thread sets its own."""
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
+def split_threads(count: int) -> tuple[int, int]:
+    """Intra-op threads for two stages running at once within `count`: (T3 decode, S3Gen), at least 1 each."""
+    s3gen = max(1, count // 2)
+    return max(1, count - s3gen), s3gen
 
 
 _NATIVE_CPU_PROBES = {

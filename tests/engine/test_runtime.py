@@ -40,6 +40,25 @@ def test_threads_are_lowered_to_the_budget_never_raised(monkeypatch) -> None:
         torch.set_num_threads(previous)
 
 
+def test_the_engine_loop_runs_with_the_threads_counted_where_the_engine_was_built(monkeypatch) -> None:
+    """Under OpenMP the count is per OS thread: the loop thread sets its own, whatever another thread set
+    later (it used to start with the last count set anywhere)."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        engine = ce.load("random:tiny", watermark=False)
+        counts = []
+        engine.enable_batching(on_step=lambda stats: counts.append(torch.get_num_threads()))
+        torch.set_num_threads(2)  # e.g. another engine's or a test's choice, after this one was built
+        engine.generate("Hello there.", seed=1, max_new_tokens=5)
+        assert counts and set(counts) == {1}
+        monkeypatch.setattr(runtime, "cpu_budget", lambda: 1)
+        engine.enable_batching()  # a loop built now counts the budget, not this thread's 2
+        assert engine._core.threads == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_stage_dtypes_use_half_precision_on_a_cpu_only_where_it_pays() -> None:
     bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
     assert stage_dtypes("cpu", fp32) == StageDtypes(fp32, fp32)
