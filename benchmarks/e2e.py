@@ -11,6 +11,9 @@ code is bypassed), so audio lengths differ a little and real-time factors (secon
 are compared. Each side's T3 and S3Gen times are split out (upstream's by
 timing its `t3.inference` and `s3gen.inference`); "other" is the rest: text front end and watermark.
 
+`--overlap on,off` runs our sides both with S3Gen rendering on its own thread while T3 decodes (the default
+on a CPU with two or more cores) and serially (`SchedulerConfig.overlap_s3gen`), alternating in the rounds.
+
 `--profile` also times S3Gen by stage (Conformer encoder, each CFM estimator step, HiFT source and decoder,
 watermark) for our float32 and bfloat16 engines.
 
@@ -21,6 +24,7 @@ watermark) for our float32 and bfloat16 engines.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import os
@@ -121,13 +125,28 @@ def upstream_side(folder: Path, tokens: int, text: str) -> Side:
     return Side("upstream fp32", run)
 
 
-def our_sides(engine: ce.Engine, label: str, tokens: int, text: str, plans: list[str]) -> list[Side]:
+def our_sides(
+    engine: ce.Engine, label: str, tokens: int, text: str, plans: list[str], core=None
+) -> list[Side]:
+    """The engine's whole and streamed runs, on `core` (an `EngineCore` of other settings) where given."""
+    own_core = engine._core
+
+    def on_core(run: Callable[[], Run]) -> Callable[[], Run]:
+        @functools.wraps(run)
+        def wrapper(*args) -> Run:
+            engine._core = core or own_core
+            return run(*args)
+
+        return wrapper
+
+    @on_core
     def whole() -> Run:
         started = time.perf_counter()
         out = engine.generate(text, seed=SEED, max_new_tokens=tokens)
         total = time.perf_counter() - started
         return Run(out.audio.size / SAMPLE_RATE, total, out.t3_seconds, out.s3gen_seconds)
 
+    @on_core
     def streamed(plan: str) -> Run:
         name, _, prompt = plan.partition(
             "+p"
@@ -250,6 +269,11 @@ def main() -> None:
         f"a named plan ({', '.join(CHUNK_PLANS)}) or a fixed chunk_tokens count, each optionally +pK "
         "(opt-in: windows after the first on the voice prompt's last K tokens); empty for none",
     )
+    parser.add_argument(
+        "--overlap",
+        default="default",
+        help="our sides with S3Gen overlapping T3: 'default' (the engine's choice), 'on', 'off' or 'on,off'",
+    )
     parser.add_argument("--profile", action="store_true", help="also time S3Gen by stage")
     parser.add_argument("--checkpoint", type=Path, help="reuse a folder written by an earlier run")
     args = parser.parse_args()
@@ -268,8 +292,15 @@ def main() -> None:
         for label in ("fp32", "bf16"):
             if label in wanted:
                 dtype = "float32" if label == "fp32" else "bfloat16"
-                engines[label] = ce.load(str(folder), dtype=dtype, watermark=True)
-                sides += our_sides(engines[label], label, args.tokens, args.text, plans)
+                engine = engines[label] = ce.load(str(folder), dtype=dtype, watermark=True)
+                for mode in args.overlap.split(","):
+                    if mode == "default":
+                        sides += our_sides(engine, label, args.tokens, args.text, plans)
+                        continue
+                    config = dataclasses.replace(engine._core.config, overlap_s3gen=mode == "on")
+                    core = engine._new_core(config)
+                    name = f"{label} {'overlap' if mode == 'on' else 'serial'}"
+                    sides += our_sides(engine, name, args.tokens, args.text, plans, core)
         for engine in engines.values():
             engine.generate(args.text, seed=SEED, max_new_tokens=5)  # warm-up (Perth, first-call allocations)
         print(f"machine: {machine()}")

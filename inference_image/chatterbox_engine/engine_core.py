@@ -15,24 +15,32 @@
     │               prefill  waiting pieces while the T3 batch has room, grouped by prefill length
     │               decode   every request in the T3 batch
     ├─ execute()  S3Gen renders; T3 prefill groups, sample, one decode forward (`decoding.DecodeBatch`)
-    └─ update()   tokens to their pieces, due windows marked, audio chunks handed to each request's
-                  sink, pieces advance
+    │             (overlap: a render goes to the S3Gen worker thread, which renders while the loop
+    │              thread decodes on, step after step)
+    └─ update()   renders the worker finished (at the next step's start), tokens to their pieces, due
+                  windows marked, audio chunks handed to each request's sink, pieces advance (overlap:
+                  the next piece decodes as soon as the last one's tokens are in, while its audio renders)
                                     │
                                     ▼
     sink(AudioChunk) ... sink(Finished)  or  sink(exception)   onto the request's own queue: an asyncio
     queue the server awaits (call_soon_threadsafe), or a thread's queue (`Outputs`)
 
-Windows render at the step after their chunk fell due, before the next token is sampled, so each window
-holds exactly the tokens it would hold alone; a request's S3Gen draws come from its own generator in the
-same order. So a seed gives the same tokens batched or alone, and the same audio (up to float rounding
-where S3Gen calls were shared). The time spent in the current step (`busy_s`) is the loop's heartbeat:
-the server's liveness probe fails when one step outlasts any request's time limit.
+A window holds exactly the tokens up to where its chunk fell due, fixed on the loop thread when it starts
+to render (serial: at the next step, before the next token is sampled; overlapped: handed to the worker
+while decoding goes on), and a request's windows render one at a time, in order, each after the previous
+one's audio was taken. A request's S3Gen draws come from its own generator in the same order, and T3 never
+reads audio. So a seed gives the same tokens batched or alone, overlapped or serial, and the same audio (up
+to float rounding where S3Gen calls were shared). The time spent in the current step or S3Gen call,
+whichever started first (`busy_s`), is the loop's heartbeat: the server's liveness probe fails when one
+outlasts any request's time limit.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import enum
+import functools
 import logging
 import queue
 import threading
@@ -40,6 +48,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,8 +58,8 @@ from torch import Tensor
 from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
 from .errors import EngineStopped, InvalidParameterError
 from .request import GenerationRequest
-from .runtime import intra_op_threads, use_threads
-from .s3gen import S3Gen, S3GenReference
+from .runtime import cpu_budget, intra_op_threads, use_threads
+from .s3gen import S3Gen, S3GenReference, SynthesisWindow
 from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,17 @@ class Render:
     end: int
     final: bool
     key: Hashable | None = None  # equal keys share an S3Gen call when batching is on; None: alone
+    piece: PieceAudio | None = None  # an earlier piece's (its successor already decodes); None: the current
+
+
+@dataclass(frozen=True, eq=False)
+class PieceAudio:
+    """What a piece's renders read: its tokens (`tail` of them appended silence) and its renderer (None:
+    rendered whole). The request's own fields hold the current piece's; a render keeps an earlier one's."""
+
+    tokens: list[int]
+    tail: int
+    renderer: ChunkRenderer | None
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,7 @@ class CoreRequest:
     next_window_in: int | None = None
     next_window_key: Hashable | None = None
     held_steps: int = 0  # steps its due window has waited for peers
+    rendering: bool = False  # its first render is on the S3Gen worker (overlap): the next waits for it
     # -- execution state (loop thread only) --
     job: Job | None = None
     sink: Callable[[object], None] = lambda item: None
@@ -150,6 +171,7 @@ class SchedulerConfig:
     # With S3Gen batching, a due window waits for peers whose equal-shape window falls due within this many
     # steps (streams admitted a few steps apart): one S3Gen call instead of several, the same audio.
     gather_steps: int = 4
+    overlap_s3gen: bool | None = None  # S3Gen on its own thread while T3 decodes; None: `overlap_wins`
 
     @classmethod
     def batching(cls, max_requests: int, batch_s3gen: bool, prefill_length_slack: int) -> SchedulerConfig:
@@ -185,7 +207,7 @@ def schedule(requests: list[CoreRequest], config: SchedulerConfig) -> StepPlan:
     decoding = [r for r in live if r.phase is Phase.DECODE]
     free = config.max_requests - len(decoding)
     admitted = [r for r in live if r.phase is Phase.PREFILL][: max(free, 0)]
-    due = [r for r in live if r.renders]
+    due = [r for r in live if r.renders and not r.rendering]
     waiting_for_peers = _peers_soon(due, live, config)
     return StepPlan(
         retire=retire,
@@ -193,6 +215,13 @@ def schedule(requests: list[CoreRequest], config: SchedulerConfig) -> StepPlan:
         prefill=_prefill_groups(admitted, config),
         decode=decoding + admitted,
     )
+
+
+def overlap_wins(device: torch.device) -> bool:
+    """Whether S3Gen rendering on its own thread while T3 decodes is faster here: on a CPU with two or more
+    cores in its budget (a one-row decode leaves the second mostly idle; benchmarks/RESULTS.md). On CUDA
+    both would queue on one device, so the loop stays serial there (not measured)."""
+    return torch.device(device).type == "cpu" and cpu_budget() >= 2
 
 
 def _prefill_groups(admitted: list[CoreRequest], config: SchedulerConfig) -> list[list[CoreRequest]]:
@@ -285,6 +314,72 @@ class WindowBatchStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _RenderCall:
+    """One S3Gen call's inputs, fixed on the loop thread, so it can run while decoding appends tokens: per
+    request a streamed window, or a whole piece's tokens (None: a piece without any)."""
+
+    group: list[CoreRequest]
+    inputs: list[SynthesisWindow | Tensor | None]
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """What a call made: per request its output (see `_synthesize`) or the exception it failed with; the
+    call's seconds, None where the shared call failed and its windows went one by one."""
+
+    outputs: list
+    seconds: float | None
+
+
+class _S3GenWorker:
+    """The loop's second thread (overlap): runs S3Gen calls one at a time, in the order given; a call's result
+    (or a bug's exception) comes back in its Future.
+
+    It runs as many intra-op threads as the loop thread, whether or not the loop decodes meanwhile: a model's
+    float results depend on its thread count (S3Gen's audio by ~1e-8, float32 T3 logits by ~1e-6 between 1
+    and 2 threads), so fixed counts keep the audio and tokens exactly the serial loop's. Measured on 2 cores
+    (a window and T3 decode at once, benchmarks/RESULTS.md), 2 + 2 threads ran as fast as 1 + 1 in float32
+    and ~5% slower in bfloat16; the OS shares the cores."""
+
+    def __init__(self, on_done: Callable[[], None], threads: int) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._on_done, self._threads = on_done, threads
+        self.busy_since: float | None = None  # monotonic start of the current call
+        self._thread = threading.Thread(target=self._serve, name="engine-s3gen", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], object]) -> Future:
+        future: Future = Future()
+        self._calls.put((call, future))
+        return future
+
+    def close(self) -> None:
+        """Finish the calls given, end the thread and join it."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        use_threads(self._threads)
+        with torch.inference_mode():
+            while (item := self._calls.get()) is not None:
+                call, future = item
+                self.busy_since = time.monotonic()
+                try:
+                    future.set_result(call())
+                except BaseException as error:  # raised again on the loop thread
+                    future.set_exception(error)
+                finally:
+                    self.busy_since = None
+                self._on_done()
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    call: _RenderCall
+    future: Future  # of a `_Rendered`
+
+
 class EngineCore:
     """Owns the models' execution: a daemon thread steps every submitted request (see the module doc)."""
 
@@ -311,6 +406,8 @@ class EngineCore:
         self.config = config or SchedulerConfig(
             prefill_length_slack=PREFILL_LENGTH_SLACK.get(self.device.type, PREFILL_LENGTH_SLACK["cpu"])
         )
+        overlap = self.config.overlap_s3gen
+        self.overlap_s3gen = overlap_wins(self.device) if overlap is None else overlap
         self.on_step, self.on_s3gen_batch = on_step, on_s3gen_batch
         self.batch = DecodeBatch(t3, max_rows=2 * self.config.max_requests, use_cuda_graphs=use_cuda_graphs)
         self.requests: list[CoreRequest] = []  # loop thread only, oldest first
@@ -322,8 +419,10 @@ class EngineCore:
         self._busy_since: float | None = None  # monotonic start of the loop's current step; None: waiting
         # The loop thread's intra-op threads, fixed where the engine is built (the process's choice within its
         # CPU budget) and set in the loop thread itself: under OpenMP a new thread would otherwise start with
-        # whatever count some other thread set last.
+        # whatever count some other thread set last. Its S3Gen worker (overlap) runs as many.
         self.threads = intra_op_threads()
+        self._worker: _S3GenWorker | None = None  # the loop thread's (overlap): renders while it decodes
+        self._in_flight: deque[_InFlight] = deque()  # calls given to the worker, oldest first
 
     # -- any thread ----------------------------------------------------------------------------------------
 
@@ -377,15 +476,19 @@ class EngineCore:
 
     @property
     def busy_s(self) -> float:
-        """The loop's heartbeat: seconds it has spent in its current step (intake included), 0 while it
-        waits for work. A step never lasts long (one token, one window), so a large value means a model call
-        hung (liveness)."""
-        busy_since = self._busy_since
-        return 0.0 if busy_since is None else time.monotonic() - busy_since
+        """The loop's heartbeat: seconds it has spent in its current step (intake included) or its S3Gen
+        worker in its current call, whichever started first; 0 while both wait for work. A step or call
+        never lasts long (one token, one window), so a large value means a model call hung (liveness)."""
+        worker = self._worker
+        started = [self._busy_since, worker.busy_since if worker is not None else None]
+        started = [t for t in started if t is not None]
+        return time.monotonic() - min(started) if started else 0.0
 
     # -- the loop thread -----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        self._in_flight = deque()
+        worker = self._worker = _S3GenWorker(self._notify, self.threads) if self.overlap_s3gen else None
         try:
             self._run()
         except (
@@ -396,6 +499,19 @@ class EngineCore:
                 self._died = error
                 self._end_all(EngineStopped(f"the engine's loop died ({error!r}); the server must restart"))
                 self._thread, self._busy_since = None, None
+        finally:
+            if worker is not None:  # never outlives its loop (stop() joins the loop, so both)
+                worker.close()
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def _has_work(self) -> bool:
+        """Whether a step would do anything: a render came back, or a request does not just wait for one."""
+        if self._in_flight and self._in_flight[0].future.done():
+            return True
+        return any(r.cancelled or not (r.rendering and r.phase is Phase.RENDER) for r in self.requests)
 
     def _end_all(self, error: Exception) -> None:
         """Every request, waiting or running, ends with error (under the lock)."""
@@ -408,7 +524,7 @@ class EngineCore:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._inbox and not self.requests and not self._stopping:
+                    while not self._inbox and not self._stopping and not self._has_work():
                         self._busy_since = None
                         self._wake.wait()
                     if self._stopping:
@@ -428,13 +544,13 @@ class EngineCore:
                     self.requests, self.batch.requests = [], []
 
     def step(self) -> StepPlan:
-        """One step: schedule, execute, update."""
+        """One step: the worker's finished renders taken, then schedule, execute, update."""
+        self._take_rendered()
         plan = schedule(self.requests, self.config)
         rendering = {id(request) for group in plan.render for request in group}
         for request in self.requests:
-            request.held_steps = (
-                request.held_steps + 1 if request.renders and id(request) not in rendering else 0
-            )
+            waiting = request.renders and not request.rendering and id(request) not in rendering
+            request.held_steps = request.held_steps + 1 if waiting else 0
         self._retire(plan.retire)
         self._render(plan.render)
         self._decode(plan)
@@ -517,52 +633,96 @@ class EngineCore:
     # -- S3Gen --
 
     def _render(self, groups: list[list[CoreRequest]]) -> None:
+        """Each group's S3Gen call: on the worker while T3 decodes on (overlap), else here and now, taken
+        before the next token is sampled. A stream's first window renders here, decoding waiting for it
+        (first audio as early as serial), as do all calls without a worker."""
         for group in groups:
-            renders = [request.renders.popleft() for request in group]
-            started = time.perf_counter()
-            try:
-                results = self._synthesize(group, renders)
-            except Exception as error:
-                if len(group) == 1:
-                    self._end(group[0], error)
-                    continue
-                # One window's trouble (or memory for the whole batch) must not fail the others: go one by
-                # one, from the generator states the batch started with.
-                log.warning("batched S3Gen call of %d windows failed (%r); one by one", len(group), error)
-                for request, render in zip(group, renders, strict=True):
-                    try:
-                        self._take(request, render, self._synthesize([request], [render])[0])
-                    except Exception as single_error:
-                        self._end(request, single_error)
+            call = _RenderCall(group, [self._render_inputs(r, r.renders[0]) for r in group])
+            if self._worker is None or any(self._first_audio(r, r.renders[0]) for r in group):
+                self._take_group(call, self._compute(call))
                 continue
-            seconds = time.perf_counter() - started
-            for request, render, result in zip(group, renders, results, strict=True):
-                request.s3gen_seconds += seconds
-                try:
-                    self._take(request, render, result)
-                except Exception as error:
-                    self._end(request, error)
-            if self.config.batch_s3gen and self.on_s3gen_batch is not None:
-                _report(self.on_s3gen_batch, WindowBatchStats(len(group), seconds))
+            for request in group:
+                request.rendering = True
+            future = self._worker.submit(functools.partial(self._compute, call))
+            self._in_flight.append(_InFlight(call, future))
 
-    def _synthesize(self, group: list[CoreRequest], renders: list[Render]) -> list:
+    def _render_inputs(self, request: CoreRequest, render: Render) -> SynthesisWindow | Tensor | None:
+        """What S3Gen renders for a due render, fixed now: its window, or the whole piece's tokens."""
+        piece = self._audio_of(request, render)
+        if render.end == 0:
+            return None
+        if piece.renderer is None:
+            return torch.tensor([piece.tokens[: render.end]])
+        return piece.renderer.window(render.end)
+
+    @staticmethod
+    def _audio_of(request: CoreRequest, render: Render) -> PieceAudio:
+        return render.piece or PieceAudio(request.tokens, request.tail, request.renderer)
+
+    def _first_audio(self, request: CoreRequest, render: Render) -> bool:
+        """Whether the render is a stream's first window: nothing was heard yet."""
+        renderer = self._audio_of(request, render).renderer
+        return renderer is not None and request.covered + renderer.rendered_tokens == 0
+
+    def _take_rendered(self) -> None:
+        """The worker's finished calls, in the order they were given (a bug there is raised here)."""
+        while self._in_flight and self._in_flight[0].future.done():
+            flight = self._in_flight.popleft()
+            self._take_group(flight.call, flight.future.result())
+
+    def _compute(self, call: _RenderCall) -> _Rendered:
+        """S3Gen for one call, nothing else touched (on the worker, overlapped). One window's trouble (or
+        memory for the whole batch) must not fail the others: a failed batch goes one by one, from the
+        generator states it started with."""
+        started = time.perf_counter()
+        try:
+            outputs = self._synthesize(call.group, call.inputs)
+            return _Rendered(outputs, time.perf_counter() - started)
+        except Exception as error:
+            if len(call.group) == 1:
+                return _Rendered([error], None)
+            log.warning("batched S3Gen call of %d windows failed (%r); one by one", len(call.group), error)
+        outputs = []
+        for request, inputs in zip(call.group, call.inputs, strict=True):
+            try:
+                outputs.append(self._synthesize([request], [inputs])[0])
+            except Exception as single_error:
+                outputs.append(single_error)
+        return _Rendered(outputs, None)
+
+    def _take_group(self, call: _RenderCall, rendered: _Rendered) -> None:
+        """A call's audio to its requests (loop thread); a request whose window failed ends with the error."""
+        for request, output in zip(call.group, rendered.outputs, strict=True):
+            request.rendering = False
+            render = request.renders.popleft()
+            if request.phase is Phase.DONE or request.cancelled:  # ended while it rendered
+                continue
+            if isinstance(output, Exception):
+                self._end(request, output)
+                continue
+            if rendered.seconds is not None:
+                request.s3gen_seconds += rendered.seconds
+            try:
+                self._take(request, render, output)
+            except Exception as error:
+                self._end(request, error)
+        if rendered.seconds is not None and self.config.batch_s3gen and self.on_s3gen_batch is not None:
+            _report(self.on_s3gen_batch, WindowBatchStats(len(call.group), rendered.seconds))
+
+    def _synthesize(self, group: list[CoreRequest], inputs: list[SynthesisWindow | Tensor | None]) -> list:
         """S3Gen's output per request: (wav, excitation) for a streamed window, a waveform for a whole piece,
         None for a piece without tokens."""
-        if group[0].renderer is None or renders[0].end == 0:  # alone (key None)
-            (request,), (render,) = group, renders
-            if render.end == 0:
+        if not isinstance(inputs[0], SynthesisWindow):  # a whole piece (or none), alone
+            (request,), (tokens,) = group, inputs
+            if tokens is None:
                 return [None]
-            tokens = torch.tensor([request.tokens[: render.end]])
             return [self.s3gen.inference(tokens, request.job.ref, request.job.s3gen_generator)]
         generators = [request.job.s3gen_generator for request in group]
-        states = [g.get_state() for g in generators]
+        states = [generator.get_state() for generator in generators]
         try:
-            windows = [
-                request.renderer.window(render.end) for request, render in zip(group, renders, strict=True)
-            ]
-            for window in windows:
+            for window in inputs:
                 self.s3gen.check_tokens(window.tokens)
-            return self.s3gen.synthesize(windows)
+            return self.s3gen.synthesize(inputs)
         except Exception:
             for generator, state in zip(generators, states, strict=True):
                 generator.set_state(state)
@@ -570,10 +730,11 @@ class EngineCore:
 
     def _take(self, request: CoreRequest, render: Render, result) -> None:
         """A rendered window's (or piece's) audio to the request's sink; a finished piece moves it on."""
-        job, renderer = request.job, request.renderer
+        piece = self._audio_of(request, render)
+        job, renderer = request.job, piece.renderer
         finish = self.finish_audio if job.watermark_chunks else _unchanged
-        last_piece = self._on_last_piece(request)
-        spoken = len(request.tokens) - request.tail
+        last_piece = render.piece is None and self._on_last_piece(request)
+        spoken = len(piece.tokens) - piece.tail
         if renderer is None:  # one-shot: the whole piece, watermarked by the engine once all are joined
             if result is not None:
                 audio = result[0].float().cpu().numpy()
@@ -591,21 +752,33 @@ class EngineCore:
                 covered = request.covered + render.end
                 if audio.size and not self._send(request, AudioChunk(finish(audio), covered, False)):
                     return
-                if request.renders:  # the next window starts where this one ended: its shape is known now
-                    head = request.renders.popleft()
-                    key = renderer.window_key(head.end) if head.end else None
-                    request.renders.appendleft(Render(head.end, head.final, key))
-                elif request.phase is Phase.DECODE:
-                    request.next_window_key = renderer.window_key(
-                        len(request.tokens) + request.next_window_in
-                    )
+                self._shape_next_window(request)
                 return
             chunk_due = audio.size or last_piece
             covered = request.covered + spoken
             if chunk_due and not self._send(request, AudioChunk(finish(audio), covered, last_piece)):
                 return
         request.covered += spoken
-        self._next_piece(request)
+        if render.piece is None:
+            self._next_piece(request)
+        else:  # its successor already decodes
+            self._shape_next_window(request)
+
+    def _shape_next_window(self, request: CoreRequest) -> None:
+        """The next window starts where the one just taken ended: its S3Gen shape is known now."""
+        if request.renders:
+            head = request.renders.popleft()
+            renderer = self._audio_of(request, head).renderer
+            key = renderer.window_key(head.end) if renderer is not None and head.end else None
+            request.renders.appendleft(dataclasses.replace(head, key=key))
+        elif (
+            request.phase is Phase.DECODE
+            and request.renderer is not None
+            and request.next_window_in is not None
+        ):
+            request.next_window_key = request.renderer.window_key(
+                len(request.tokens) + request.next_window_in
+            )
 
     def _on_last_piece(self, request: CoreRequest) -> bool:
         generation = request.job.generation
@@ -691,16 +864,30 @@ class EngineCore:
                 request.tokens.extend(self.tail_tokens)
                 request.tail = len(self.tail_tokens)
             self._queue_render(request, final=True)
+            if self._worker is not None and not self._on_last_piece(request):
+                try:
+                    self._decode_next_piece_now(request)
+                except Exception as error:
+                    self._end(request, error)
+
+    def _decode_next_piece_now(self, request: CoreRequest) -> None:
+        """Overlap: the next piece's T3 starts while this one's audio renders. Its renders keep this piece's
+        tokens and renderer, and go first (a request's renders run one at a time, in order)."""
+        piece = PieceAudio(request.tokens, request.tail, request.renderer)
+        request.renders = deque(dataclasses.replace(r, piece=r.piece or piece) for r in request.renders)
+        request.piece += 1
+        self._start_piece(request)
 
     def _plan_next_window(self, request: CoreRequest) -> None:
         """A chunk falls due at exactly the token count it would alone (one token arrives per step), so its
         window holds the same tokens however long it then waits to render."""
         renderer, renders = request.renderer, request.renders
-        planned_end = renders[-1].end if renders else renderer.rendered_tokens
-        next_end = planned_end + renderer.plan.chunk_size(renderer.chunks_rendered + len(renders))
+        own = [render for render in renders if render.piece is None]  # not an earlier piece's
+        planned_end = own[-1].end if own else renderer.rendered_tokens
+        next_end = planned_end + renderer.plan.chunk_size(renderer.chunks_rendered + len(own))
         if len(request.tokens) >= next_end:
             self._queue_render(request, final=False)
-            next_end += renderer.plan.chunk_size(renderer.chunks_rendered + len(renders))
+            next_end += renderer.plan.chunk_size(renderer.chunks_rendered + len(own) + 1)
         request.next_window_in = next_end - len(request.tokens)
         # The shape is known while no earlier window waits (its start depends on where they end).
         request.next_window_key = None if renders else renderer.window_key(next_end)
