@@ -58,7 +58,7 @@ from torch import Tensor
 from .decoding import DecodeBatch, DecodeRequest, StepStats, new_request
 from .errors import EngineStopped, InvalidParameterError
 from .request import GenerationRequest
-from .runtime import cpu_budget, intra_op_threads, use_threads
+from .runtime import cpu_budget, decode_threads, intra_op_threads, use_threads
 from .s3gen import S3Gen, S3GenReference, SynthesisWindow
 from .streaming import SAMPLES_PER_TOKEN, ChunkPlan, ChunkRenderer, fade_out
 
@@ -421,6 +421,8 @@ class EngineCore:
         # CPU budget) and set in the loop thread itself: under OpenMP a new thread would otherwise start with
         # whatever count some other thread set last. Its S3Gen worker (overlap) runs as many.
         self.threads = intra_op_threads()
+        # T3's decode steps may run on fewer (Nano, `runtime.decode_threads`), fixed per engine as well.
+        self.decode_threads = decode_threads(self.device, self.threads, t3.cfg.hidden_size)
         self._worker: _S3GenWorker | None = None  # the loop thread's (overlap): renders while it decodes
         self._in_flight: deque[_InFlight] = deque()  # calls given to the worker, oldest first
 
@@ -800,6 +802,7 @@ class EngineCore:
         by_decode = {id(request.decode): request for request in plan.decode if request.decode is not None}
         for group in plan.prefill:
             self._prefill(group)
+        use_threads(self.decode_threads)
         try:
             outcomes = self.batch.sample()  # a request whose sampling fails gets its error as outcome
             stats = self.batch.decode()
@@ -809,6 +812,8 @@ class EngineCore:
                 self._end(request, error)
             self.batch.requests = []
             return
+        finally:
+            use_threads(self.threads)
         seconds = time.perf_counter() - started
         for request in plan.decode:
             request.t3_seconds += seconds

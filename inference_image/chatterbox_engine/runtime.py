@@ -60,10 +60,24 @@ def use_threads(count: int) -> None:
         torch.set_num_threads(count)
 
 
-def split_threads(count: int) -> tuple[int, int]:
-    """Intra-op threads for two stages running at once within `count`: (T3 decode, S3Gen), at least 1 each."""
-    s3gen = max(1, count // 2)
-    return max(1, count - s3gen), s3gen
+# T3s narrower than this decode on one intra-op thread on a CPU (`decode_threads`).
+ONE_THREAD_DECODE_BELOW_WIDTH = 1024
+
+
+def decode_threads(device, threads: int, hidden_size: int) -> int:
+    """Intra-op threads for T3's decode steps (one token per row) where the engine's model work has `threads`:
+    one on a CPU for a T3 narrower than ONE_THREAD_DECODE_BELOW_WIDTH (Nano), all otherwise.
+
+    A Nano decode step is ~70 small parallel regions (49 one-row products of ~0.3 ms, 12 attention calls). With
+    passive OpenMP waits (above) a second thread sleeps between them, and waking it took ~85 us per region on a
+    2-vCPU VM whose idle vCPUs halt: as much as it saves. Measured end to end there (150 tokens, S3Gen on its
+    worker meanwhile), one decode thread was 2-9% faster in wall time than two, in bf16 and float32; the Llama
+    T3 (1024 wide, CFG pair, larger products) decoded 1.2-2x faster on two. Spinning workers would halve Nano's
+    step (24 -> 15.5 ms), but libgomp stops spinning once a process runs more OpenMP threads than CPUs, and
+    spinning loses badly under load. The count is fixed per engine: float32 logits differ by ~1e-6 between 1
+    and 2 threads, so a seed's tokens must not depend on a choice made at run time."""
+    narrow = hidden_size < ONE_THREAD_DECODE_BELOW_WIDTH
+    return 1 if torch.device(device).type == "cpu" and narrow else threads
 
 
 _NATIVE_CPU_PROBES = {

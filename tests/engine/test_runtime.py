@@ -59,6 +59,32 @@ def test_the_engine_loop_runs_with_the_threads_counted_where_the_engine_was_buil
         torch.set_num_threads(previous)
 
 
+def test_decode_steps_run_on_the_decode_threads_and_the_rest_on_the_loops(monkeypatch) -> None:
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        engine = ce.load("random:tiny", watermark=False, dtype="float32")
+        core = engine._core
+        assert (core.threads, core.decode_threads) == (2, runtime.decode_threads("cpu", 2, 64)) == (2, 1)
+        seen = {"prefill": set(), "decode": set()}
+        for name in seen:
+            method = getattr(core.batch, name)
+            monkeypatch.setattr(
+                core.batch, name, lambda *a, m=method, n=name: seen[n].add(torch.get_num_threads()) or m(*a)
+            )
+        audio = engine.generate("Hello there.", seed=1, max_new_tokens=20).audio
+        assert seen == {"prefill": {2}, "decode": {1}}
+        core.decode_threads = 2  # as before: the same tokens, audio within float rounding
+        monkeypatch.undo()
+        same = engine.generate("Hello there.", seed=1, max_new_tokens=20).audio
+        assert same.shape == audio.shape
+        np.testing.assert_allclose(same, audio, atol=1e-4)
+    finally:
+        torch.set_num_threads(previous)
+    assert runtime.decode_threads("cpu", 2, 1024) == 2  # Turbo, Llama: as many as the rest
+    assert runtime.decode_threads("cuda", 4, 64) == 4
+
+
 def test_stage_dtypes_use_half_precision_on_a_cpu_only_where_it_pays() -> None:
     bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
     assert stage_dtypes("cpu", fp32) == StageDtypes(fp32, fp32)
