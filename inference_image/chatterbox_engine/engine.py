@@ -127,12 +127,17 @@ class Engine:
         calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each). Every
         variant batches; returns True. A setup step: refused (RuntimeError) while requests run, so none is
         cut off; the idle loop it replaces is stopped and its thread joined."""
-        config = SchedulerConfig.batching(max_requests, batch_s3gen, self._core.config.prefill_length_slack)
         replaced = self._core
+        config = SchedulerConfig.batching(
+            max_requests, batch_s3gen, replaced.config.prefill_length_slack, replaced.config.overlap_s3gen
+        )
         if replaced.active_requests:
             raise RuntimeError(f"{replaced.active_requests} requests run: enable_batching before any")
         self._core = self._new_core(config, on_step, on_s3gen_batch)
-        replaced.stop()  # a call that raced in ends with EngineStopped
+        # A call that read the old loop before the swap ends with EngineStopped, whether it submitted before
+        # this stop or after (closed: it does not start the old loop again).
+        replaced.closed = True
+        replaced.stop()
         return True
 
     def _new_core(self, config: SchedulerConfig, on_step=None, on_s3gen_batch=None) -> EngineCore:

@@ -174,7 +174,13 @@ class SchedulerConfig:
     overlap_s3gen: bool | None = None  # S3Gen on its own thread while T3 decodes; None: `overlap_wins`
 
     @classmethod
-    def batching(cls, max_requests: int, batch_s3gen: bool, prefill_length_slack: int) -> SchedulerConfig:
+    def batching(
+        cls,
+        max_requests: int,
+        batch_s3gen: bool,
+        prefill_length_slack: int,
+        overlap_s3gen: bool | None = None,
+    ) -> SchedulerConfig:
         """A T3 batch of up to max_requests (>= 1), S3Gen calls of up to as many windows (at most MAX_WINDOWS)."""
         if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
             raise InvalidParameterError(
@@ -185,6 +191,7 @@ class SchedulerConfig:
             prefill_length_slack=prefill_length_slack,
             batch_s3gen=batch_s3gen,
             max_windows=min(max_requests, MAX_WINDOWS),
+            overlap_s3gen=overlap_s3gen,
         )
 
 
@@ -413,7 +420,9 @@ class EngineCore:
         self.requests: list[CoreRequest] = []  # loop thread only, oldest first
         self._inbox: list[CoreRequest] = []
         self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the loop taking requests; None: a submit starts one
+        self._loop_threads: list[threading.Thread] = []  # loop threads started, until joined (stop())
+        self.closed = False  # replaced by another loop (enable_batching): submit answers EngineStopped
         self._stopping = False  # stop(): end every request and let the thread exit
         self._died: BaseException | None = None  # what killed the loop thread (a bug): no more requests
         self._busy_since: float | None = None  # monotonic start of the loop's current step; None: waiting
@@ -434,12 +443,18 @@ class EngineCore:
         request = CoreRequest(job=job, sink=sink)
         with self._wake:
             if self._died is not None:
-                request.ended = True
-                sink(EngineStopped(f"the engine's loop died ({self._died!r}); the server must restart"))
+                self._end(
+                    request,
+                    EngineStopped(f"the engine's loop died ({self._died!r}); the server must restart"),
+                )
+                return request
+            if self.closed:  # replaced (enable_batching): a call that read the old loop must not restart it
+                self._end(request, EngineStopped("this engine loop was replaced; call again"))
                 return request
             self._inbox.append(request)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
+                self._loop_threads.append(self._thread)
                 self._thread.start()
                 _running_cores.add(self)
             self._wake.notify()
@@ -457,14 +472,19 @@ class EngineCore:
 
     def stop(self, timeout_s: float | None = None) -> None:
         """End every request (their sinks get `EngineStopped` after the current step) and join the loop
-        thread; a later submit starts a new one."""
+        thread and its S3Gen worker (within timeout_s in all); a later submit starts a new one (unless
+        `closed`). A loop thread outlives its worker, which finishes the call it is in, so joining every
+        loop thread still running (one that ended its requests may still wait for its worker's torch call)
+        joins both: nothing is left inside torch at interpreter exit (see `_stop_running_cores`)."""
         with self._wake:
-            thread = self._thread
-            if thread is None:
-                return
-            self._stopping = True
-            self._wake.notify()
-        thread.join(timeout_s)
+            if self._thread is not None:
+                self._stopping = True
+                self._wake.notify()
+            self._loop_threads = [t for t in self._loop_threads if t.is_alive()]
+            threads = list(self._loop_threads)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def alive(self) -> bool:
@@ -639,7 +659,17 @@ class EngineCore:
         before the next token is sampled. A stream's first window renders here, decoding waiting for it
         (first audio as early as serial), as do all calls without a worker."""
         for group in groups:
-            call = _RenderCall(group, [self._render_inputs(r, r.renders[0]) for r in group])
+            built, inputs = [], []
+            for request in group:  # one request's window that fails to build fails only that request
+                try:
+                    inputs.append(self._render_inputs(request, request.renders[0]))
+                    built.append(request)
+                except Exception as error:
+                    self._end(request, error)
+            if not built:
+                continue
+            group = built
+            call = _RenderCall(group, inputs)
             if self._worker is None or any(self._first_audio(r, r.renders[0]) for r in group):
                 self._take_group(call, self._compute(call))
                 continue
@@ -675,7 +705,10 @@ class EngineCore:
     def _compute(self, call: _RenderCall) -> _Rendered:
         """S3Gen for one call, nothing else touched (on the worker, overlapped). One window's trouble (or
         memory for the whole batch) must not fail the others: a failed batch goes one by one, from the
-        generator states it started with."""
+        generator states it started with. A call whose requests all ended (stopped, cancelled, client gone)
+        is skipped: nobody would hear it, and a stop need not wait for it."""
+        if all(request.ended or request.cancelled for request in call.group):
+            return _Rendered([None] * len(call.group), None)
         started = time.perf_counter()
         try:
             outputs = self._synthesize(call.group, call.inputs)

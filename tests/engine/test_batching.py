@@ -485,6 +485,23 @@ def test_enable_batching_refuses_while_requests_run_and_joins_the_idle_loop_it_r
     engine.close(timeout_s=60)
 
 
+def test_a_call_that_read_the_replaced_loop_ends_with_engine_stopped_and_does_not_restart_it(tiny_engine):
+    """A generate that took the old loop just before enable_batching swapped it and submits after its stop:
+    told EngineStopped at once, and the replaced loop stays stopped (no thread left behind)."""
+    engine = copy.copy(tiny_engine)
+    engine._core = engine._new_core(SchedulerConfig())
+    replaced = engine._core
+    assert engine.generate("Hello.", seed=1, max_new_tokens=5).audio.size  # its loop runs
+    assert engine.enable_batching(max_requests=2)
+    job = engine.speech_job(engine.request("Hello.", seed=1, max_new_tokens=5), streamed=False)
+    outputs: queue.SimpleQueue = queue.SimpleQueue()
+    replaced.submit(job, outputs.put)
+    assert isinstance(outputs.get(timeout=10), ce.EngineStopped)
+    assert replaced._thread is None and not replaced.active_requests
+    assert engine.generate("Hello.", seed=1, max_new_tokens=5).audio.size  # the new loop serves
+    engine.close(timeout_s=60)
+
+
 def test_a_script_that_exits_mid_request_exits_cleanly():
     """A plain script that stops reading a stream and exits while the loop is decoding must exit 0, not
     abort (a daemon thread killed inside a torch call at interpreter exit aborts the process)."""

@@ -5,6 +5,9 @@ joined with the loop; the heartbeat covers its calls; it runs the loop's thread 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -229,3 +232,101 @@ def test_overlap_is_on_where_it_wins(engine, monkeypatch):
     monkeypatch.setattr(engine_core, "cpu_budget", lambda: 1)
     assert not overlap_wins(torch.device("cpu"))
     assert not engine._new_core(SchedulerConfig()).overlap_s3gen
+
+
+def test_a_second_stop_waits_for_a_render_still_on_the_worker(engine, monkeypatch):
+    """A stop that timed out (Engine.close) leaves the worker inside torch; the next stop (atexit's) must
+    wait for it, not return because the loop thread already let go of its requests."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(windows):
+        if threading.current_thread().name == WORKER and not release.is_set():
+            started.set()
+            release.wait(timeout=60)
+
+    with core_of(engine, overlap_s3gen=True) as core, s3gen_calls(engine, monkeypatch, before=hold) as calls:
+        chunks = engine.generate_stream(TEXT, seed=1, chunk_tokens=8, max_new_tokens=60)
+        next(chunks)
+        assert started.wait(timeout=60)
+        worker = core._worker._thread
+        core.stop(timeout_s=0.2)  # runs out while the worker holds a window
+        rendered = len(calls)
+        threading.Timer(0.3, release.set).start()
+        core.stop(timeout_s=60)
+        assert not worker.is_alive()
+        # Windows queued behind the held one belonged to the stopped stream: nobody hears them, none ran.
+        assert len(calls) == rendered
+        with pytest.raises(ce.EngineStopped):
+            list(chunks)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_window_that_cannot_be_built_fails_only_its_request(engine, monkeypatch, overlap):
+    from chatterbox_engine import streaming
+
+    other_voice = engine.embed_voice(*synthetic_reference(3.0))
+    other_prompt = other_voice.s3gen_ref.prompt_token.size(-1)
+    window = streaming.ChunkRenderer.window
+
+    def failing_window(self, end):
+        if self.ref.prompt_token.size(-1) == other_prompt and self.chunks_rendered >= 1:
+            raise RuntimeError("window failed")
+        return window(self, end)
+
+    with core_of(engine, overlap_s3gen=False):
+        expected = stream(engine, seed=4)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, **kwargs) -> None:
+        try:
+            outcomes[name] = stream(engine, **kwargs)
+        except RuntimeError as error:
+            outcomes[name] = error
+
+    monkeypatch.setattr(streaming.ChunkRenderer, "window", failing_window)
+    with core_of(engine, overlap_s3gen=overlap, max_requests=4):
+        threads = [
+            threading.Thread(target=run, args=("failing",), kwargs={"seed": 3, "voice": other_voice}),
+            threading.Thread(target=run, args=("healthy",), kwargs={"seed": 4}),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert isinstance(outcomes["failing"], RuntimeError) and "window failed" in str(outcomes["failing"])
+    audio, covered = outcomes["healthy"]
+    assert covered == expected[1]
+    np.testing.assert_array_equal(audio, expected[0])
+
+
+def test_a_script_that_closes_with_a_render_on_the_worker_exits_cleanly():
+    """Engine.close timing out while the worker is inside a long torch call, then the script exiting, must
+    exit 0: interpreter exit waits for the worker, never kills it inside torch (abort, exit code 134)."""
+    script = (
+        f"text = {TEXT!r}\n"
+        + """
+import dataclasses, threading, time, torch
+import chatterbox_engine as ce
+from chatterbox_engine.engine_core import SchedulerConfig
+engine = ce.load("random:tiny", watermark=False)
+engine._core = engine._new_core(dataclasses.replace(SchedulerConfig(), overlap_s3gen=True))
+synthesize = engine.s3gen.synthesize
+def slow(*args, **kwargs):
+    if threading.current_thread().name == "engine-s3gen":
+        a = torch.randn(1000, 1000)
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            a @ a  # a long torch call, the GIL released inside
+    return synthesize(*args, **kwargs)
+engine.s3gen.synthesize = slow
+chunks = engine.generate_stream(text, seed=1, chunk_tokens=8, max_new_tokens=60)
+next(chunks)
+time.sleep(0.3)
+engine.close(timeout_s=0.3)
+"""
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
