@@ -120,16 +120,20 @@ class Engine:
         on_step: Callable[[StepStats], None] | None = None,
         batch_s3gen: bool = True,
         on_s3gen_batch: Callable[[WindowBatchStats], None] | None = None,
+        overlap_s3gen: bool | None = None,
     ) -> bool:
         """Set up the loop every call runs in (`engine_core.py`) before the first one: at most max_requests
         decode in one T3 batch (a seed gives the same tokens batched or alone; on_step(StepStats) after
         every step), and with batch_s3gen concurrent streams' chunk windows of equal shape share S3Gen
-        calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each). Every
+        calls (the same audio up to float rounding; on_s3gen_batch(WindowBatchStats) after each).
+        overlap_s3gen: S3Gen on its own thread while T3 decodes (True/False; None keeps the loop's setting,
+        by default on where it wins, `engine_core.overlap_wins`; True on a GPU is refused). Every
         variant batches; returns True. A setup step: refused (RuntimeError) while requests run, so none is
         cut off; the idle loop it replaces is stopped and its thread joined."""
         replaced = self._core
+        overlap = replaced.config.overlap_s3gen if overlap_s3gen is None else overlap_s3gen
         config = SchedulerConfig.batching(
-            max_requests, batch_s3gen, replaced.config.prefill_length_slack, replaced.config.overlap_s3gen
+            max_requests, batch_s3gen, replaced.config.prefill_length_slack, overlap
         )
         if replaced.active_requests:
             raise RuntimeError(f"{replaced.active_requests} requests run: enable_batching before any")

@@ -171,7 +171,8 @@ class SchedulerConfig:
     # With S3Gen batching, a due window waits for peers whose equal-shape window falls due within this many
     # steps (streams admitted a few steps apart): one S3Gen call instead of several, the same audio.
     gather_steps: int = 4
-    overlap_s3gen: bool | None = None  # S3Gen on its own thread while T3 decodes; None: `overlap_wins`
+    # S3Gen on its own thread while T3 decodes (CPU only); None: where it wins (`overlap_wins`).
+    overlap_s3gen: bool | None = None
 
     @classmethod
     def batching(
@@ -414,6 +415,12 @@ class EngineCore:
             prefill_length_slack=PREFILL_LENGTH_SLACK.get(self.device.type, PREFILL_LENGTH_SLACK["cpu"])
         )
         overlap = self.config.overlap_s3gen
+        if overlap and self.device.type != "cpu":
+            raise InvalidParameterError(
+                f"overlap_s3gen is supported on CPU only, not on {self.device.type} (S3Gen and T3 would queue "
+                "on one device; never tested there): leave it unset (auto) or off",
+                "overlap_s3gen",
+            )
         self.overlap_s3gen = overlap_wins(self.device) if overlap is None else overlap
         self.on_step, self.on_s3gen_batch = on_step, on_s3gen_batch
         self.batch = DecodeBatch(t3, max_rows=2 * self.config.max_requests, use_cuda_graphs=use_cuda_graphs)

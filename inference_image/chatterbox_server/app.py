@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, engine: EngineAdapter | None = 
             on_step=lambda requests, seconds: metrics.record_batch_step(requests=requests, seconds=seconds),
             batch_s3gen=settings.batch_s3gen,
             on_s3gen_batch=metrics.s3gen_batch_size.observe,
+            overlap_s3gen=settings.overlap_s3gen,
         )
         engine.use_chunk_plan(settings.stream_chunk_plan, settings.stream_continuation_prompt_tokens)
         app.state.voices = VoiceService(

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         "up to float rounding); unset: on a GPU only. On CPU, S3Gen is compute-bound and gains nothing, and "
         "left off, concurrent audio stays bit-identical to the same request alone.",
     )
+    overlap_s3gen: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="S3Gen renders audio on its own thread while T3 decodes the next tokens (the same audio "
+        "and tokens as serial); auto: on a CPU with two or more cores, off on a GPU (where on is refused: "
+        "both would queue on one device, not tested there). off: one thread runs both, one after the other.",
+    )
     stream_chunk_plan: Literal["auto", "realtime", "throughput"] = Field(
         "auto",
         description="Sizes of streamed chunks after the first (0.4 s): realtime grows them from 1 s to 4 s "

@@ -93,17 +93,20 @@ class EngineAdapter:
         on_step: Callable[[int, float], None],
         batch_s3gen: bool | None,
         on_s3gen_batch: Callable[[int], None],
+        overlap_s3gen: str = "auto",
     ) -> None:
         """Concurrent syntheses decode T3 in one continuous batch of up to max_requests in the engine's loop
         (same tokens as alone); with batch_s3gen (None: on a GPU only), concurrent streams also render their
         chunks through S3Gen together (same audio up to float rounding; off, a CPU server's concurrent audio
         is bit-identical to solo audio). on_step(requests, seconds) after each T3 step, on_s3gen_batch(windows)
-        after each shared S3Gen call."""
+        after each shared S3Gen call. overlap_s3gen ("auto", "on", "off"): S3Gen renders on its own thread
+        while T3 decodes; auto: where it wins (a CPU with two or more cores), "on" is refused on a GPU."""
         self._engine.enable_batching(
             max_requests,
             on_step=lambda stats: on_step(stats.requests, stats.seconds),
             batch_s3gen=self.on_gpu if batch_s3gen is None else batch_s3gen,
             on_s3gen_batch=lambda stats: on_s3gen_batch(stats.windows),
+            overlap_s3gen={"auto": None, "on": True, "off": False}[overlap_s3gen],
         )
 
     def use_chunk_plan(self, name: str, continuation_prompt_tokens: int | None = None) -> None:

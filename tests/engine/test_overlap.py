@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -330,3 +331,30 @@ engine.close(timeout_s=0.3)
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_enable_batching_keeps_the_configured_overlap_unless_told(engine):
+    own = engine._core
+    try:
+        engine._core = engine._new_core(SchedulerConfig(overlap_s3gen=False))
+        assert engine.enable_batching(max_requests=2)
+        assert engine._core.config.overlap_s3gen is False and not engine._core.overlap_s3gen
+        assert engine.enable_batching(max_requests=2, overlap_s3gen=True)
+        assert engine._core.overlap_s3gen
+    finally:
+        engine._core.stop(timeout_s=60)
+        engine._core = own
+
+
+def test_overlap_on_a_gpu_is_refused_clearly(engine):
+    on_gpu = types.SimpleNamespace(
+        speech_head=types.SimpleNamespace(weight=torch.empty(0, device="meta")), cfg=engine.t3.cfg
+    )
+    with pytest.raises(ce.InvalidParameterError, match="overlap_s3gen is supported on CPU only"):
+        engine_core.EngineCore(
+            on_gpu,
+            engine.s3gen,
+            finish_audio=np.asarray,
+            tail_tokens=[],
+            config=SchedulerConfig(overlap_s3gen=True),
+        )

@@ -8,6 +8,10 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+import torch
+from chatterbox_engine.engine_core import overlap_wins
+from chatterbox_server.config import Settings
+from chatterbox_server.engine_adapter import EngineAdapter
 
 from .conftest import CLIENT_TIMEOUT_S, RunningServer, gauge, start_server, wait_until_idle
 
@@ -87,3 +91,21 @@ def test_a_cpu_server_leaves_s3gen_unbatched_so_concurrent_audio_is_bit_identica
     assert httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=CLIENT_TIMEOUT_S).status_code == 200
     wait_until_idle(server)
     assert gauge(server, "chatterbox_s3gen_batch_size_count") == calls_before
+
+
+def test_overlap_s3gen_setting_switches_the_s3gen_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OVERLAP_S3GEN=off runs S3Gen and T3 on one thread; auto leaves the engine's rule (on with 2+ CPU cores)."""
+    import chatterbox_engine as ce
+
+    engine = ce.load("random:tiny", watermark=False)
+    adapter = EngineAdapter(engine)
+    for value, overlap in (("auto", None), ("off", False), ("on", True)):
+        monkeypatch.setenv("OVERLAP_S3GEN", value)
+        setting = Settings().overlap_s3gen
+        assert setting == value
+        adapter.enable_batching(2, lambda requests, seconds: None, None, lambda windows: None, setting)
+        assert engine._core.config.overlap_s3gen is overlap
+        assert engine._core.overlap_s3gen is (
+            overlap_wins(torch.device("cpu")) if overlap is None else overlap
+        )
+    engine.close(timeout_s=60)
