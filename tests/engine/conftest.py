@@ -7,7 +7,7 @@ import importlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import chatterbox_engine as ce
@@ -26,14 +26,27 @@ def single_torch_thread():
     torch.set_num_threads(previous)
 
 
+def built_on_one_thread(build: Callable[[], ce.Engine]) -> ce.Engine:
+    """An engine's loop takes the intra-op thread count of the thread that builds it, and float results
+    depend on that count. Session engines are built before `single_torch_thread` applies (pytest sets up
+    wider scopes first), so they set the same one thread themselves: their audio then equals what a test
+    computes directly, or gets from an engine it builds."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build()
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_engine() -> ce.Engine:
-    return ce.load("random:tiny", watermark=False)
+    return built_on_one_thread(lambda: ce.load("random:tiny", watermark=False))
 
 
 @pytest.fixture(scope="session")
 def bf16_engine() -> ce.Engine:
-    return ce.load("random:tiny", watermark=False, dtype="bfloat16")
+    return built_on_one_thread(lambda: ce.load("random:tiny", watermark=False, dtype="bfloat16"))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +89,7 @@ def full_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def full_engine(full_checkpoint) -> ce.Engine:
     """Our engine loaded strictly from the full-size random checkpoint."""
-    return ce.load(str(full_checkpoint), watermark=False)
+    return built_on_one_thread(lambda: ce.load(str(full_checkpoint), watermark=False))
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,17 @@ from chatterbox_engine.text_mtl import korean_to_jamo
 from chatterbox_engine.variants import SPECS
 from chatterbox_engine.voice import synthetic_reference
 
+from .conftest import built_on_one_thread
+
 
 @pytest.fixture(scope="session")
 def multilingual_engine() -> ce.Engine:
-    return ce.load("random:tiny-multilingual", watermark=False)
+    return built_on_one_thread(lambda: ce.load("random:tiny-multilingual", watermark=False))
 
 
 @pytest.fixture(scope="session")
 def turbo_engine() -> ce.Engine:
-    return ce.load("random:tiny-turbo", watermark=False)
+    return built_on_one_thread(lambda: ce.load("random:tiny-turbo", watermark=False))
 
 
 @pytest.fixture(scope="session")
