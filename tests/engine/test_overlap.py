@@ -140,6 +140,35 @@ def test_overlapped_concurrent_streams_equal_each_stream_alone(engine, monkeypat
         np.testing.assert_allclose(results[index][0], audio, atol=1e-5)  # shared S3Gen calls: rounding
 
 
+def failing_and_healthy_streams(engine, other_voice) -> dict[str, object]:
+    """Two streams at once: "failing" in other_voice (whose windows the test makes fail) and "healthy" in the
+    default voice; each one's (audio, covered) or error."""
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, **kwargs) -> None:
+        try:
+            outcomes[name] = stream(engine, **kwargs)
+        except RuntimeError as error:
+            outcomes[name] = error
+
+    threads = [
+        threading.Thread(target=run, args=("failing",), kwargs={"seed": 3, "voice": other_voice}),
+        threading.Thread(target=run, args=("healthy",), kwargs={"seed": 4}),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+def assert_only_the_failing_stream_failed(outcomes: dict[str, object], expected) -> None:
+    assert isinstance(outcomes["failing"], RuntimeError) and "window failed" in str(outcomes["failing"])
+    audio, covered = outcomes["healthy"]
+    assert covered == expected[1]
+    np.testing.assert_array_equal(audio, expected[0])
+
+
 def test_a_window_failing_on_the_worker_fails_only_its_request(engine, monkeypatch):
     other_voice = engine.embed_voice(*synthetic_reference(3.0))
     other_prompt = other_voice.s3gen_ref.prompt_token.size(-1)
@@ -151,30 +180,13 @@ def test_a_window_failing_on_the_worker_fails_only_its_request(engine, monkeypat
 
     with core_of(engine, overlap_s3gen=False):
         expected = stream(engine, seed=4)
-    outcomes: dict[str, object] = {}
-
-    def run(name: str, **kwargs) -> None:
-        try:
-            outcomes[name] = stream(engine, **kwargs)
-        except RuntimeError as error:
-            outcomes[name] = error
 
     with (
         core_of(engine, overlap_s3gen=True, max_requests=4),
         s3gen_calls(engine, monkeypatch, before=fail_the_other_voice),
     ):
-        threads = [
-            threading.Thread(target=run, args=("failing",), kwargs={"seed": 3, "voice": other_voice}),
-            threading.Thread(target=run, args=("healthy",), kwargs={"seed": 4}),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-    assert isinstance(outcomes["failing"], RuntimeError) and "window failed" in str(outcomes["failing"])
-    audio, covered = outcomes["healthy"]
-    assert covered == expected[1]
-    np.testing.assert_array_equal(audio, expected[0])
+        outcomes = failing_and_healthy_streams(engine, other_voice)
+    assert_only_the_failing_stream_failed(outcomes, expected)
 
 
 def test_stop_joins_the_loop_and_its_s3gen_worker(engine):
@@ -276,28 +288,11 @@ def test_a_window_that_cannot_be_built_fails_only_its_request(engine, monkeypatc
 
     with core_of(engine, overlap_s3gen=False):
         expected = stream(engine, seed=4)
-    outcomes: dict[str, object] = {}
-
-    def run(name: str, **kwargs) -> None:
-        try:
-            outcomes[name] = stream(engine, **kwargs)
-        except RuntimeError as error:
-            outcomes[name] = error
 
     monkeypatch.setattr(streaming.ChunkRenderer, "window", failing_window)
     with core_of(engine, overlap_s3gen=overlap, max_requests=4):
-        threads = [
-            threading.Thread(target=run, args=("failing",), kwargs={"seed": 3, "voice": other_voice}),
-            threading.Thread(target=run, args=("healthy",), kwargs={"seed": 4}),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-    assert isinstance(outcomes["failing"], RuntimeError) and "window failed" in str(outcomes["failing"])
-    audio, covered = outcomes["healthy"]
-    assert covered == expected[1]
-    np.testing.assert_array_equal(audio, expected[0])
+        outcomes = failing_and_healthy_streams(engine, other_voice)
+    assert_only_the_failing_stream_failed(outcomes, expected)
 
 
 def test_a_script_that_closes_with_a_render_on_the_worker_exits_cleanly():
