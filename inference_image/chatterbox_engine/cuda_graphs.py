@@ -45,15 +45,15 @@ class CudaGraphStep:
     def __init__(self, t3) -> None:
         self.t3 = t3
         self._graphs: dict[int, _Captured] = {}
-        self._cache_identity: tuple[int, int, int, int] | None = None
+        self._cache_identity: tuple[int, int, int] | None = None
         self._pool = torch.cuda.graph_pool_handle()
 
     def __call__(self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int) -> Tensor:
         rows = embeds.shape[0]
-        capacity = cache.keys.shape[1]
+        capacity = cache.kv.shape[1]
         if rows > capacity:
             return self.t3(embeds, input_pos, cache, kv_len)
-        identity = (cache.keys.data_ptr(), cache.values.data_ptr(), cache.max_len, capacity)
+        identity = (cache.kv.data_ptr(), cache.max_len, capacity)
         if identity != self._cache_identity:  # the cache was regrown: graphs point at the old one
             self._graphs.clear()
             self._cache_identity = identity
@@ -75,7 +75,7 @@ class CudaGraphStep:
         # Warm-up really runs, so it writes at the last cache position of rows 0..bucket; keep that column.
         last = cache.max_len - 1
         input_pos = torch.full((bucket, 1), last, device=weight.device, dtype=torch.long)
-        saved = [t[:, :bucket, :, last].clone() for t in (cache.keys, cache.values)]
+        saved = cache.kv[:, :bucket, :, last].clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -86,8 +86,7 @@ class CudaGraphStep:
         # thread_local: other threads keep running S3Gen on the device while this one captures.
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             logits = self.t3(embeds, input_pos, cache, cache.max_len)
-        for tensor, column in zip((cache.keys, cache.values), saved, strict=True):
-            tensor[:, :bucket, :, last] = column
+        cache.kv[:, :bucket, :, last] = saved
         return _Captured(graph, embeds, input_pos, logits)
 
 

@@ -171,14 +171,14 @@ class DecodeBatch:
         CFG pairs, mostly never reached, and zeroing it stalls the first request. Graphs are captured
         against the cache, so with them it takes every row and each request's whole budget at once."""
         cache = self._cache
-        if cache is not None and rows <= cache.keys.shape[1] and length <= cache.max_len:
+        if cache is not None and rows <= cache.kv.shape[1] and length <= cache.max_len:
             return
         rows = self.max_rows if self._graphs else min(self.max_rows, 1 << (rows - 1).bit_length())
         length = -(-length // LENGTH_QUANTUM) * LENGTH_QUANTUM
         if cache is None:
             self._cache = self.t3.new_cache(rows, length)
         else:
-            self._cache = cache.grown(max(rows, cache.keys.shape[1]), max(length, cache.max_len))
+            self._cache = cache.grown(max(rows, cache.kv.shape[1]), max(length, cache.max_len))
 
     def sample(self) -> list[Sampled]:
         """Sample every live request's next token; retire the finished and the cancelled."""

@@ -92,16 +92,19 @@ def _inv_freq_on(cfg: T3Config, device: str) -> Tensor:
 
 
 def rope_tables(cfg: T3Config, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos and sin (..., D) of the rotary angles at float positions (...)."""
+    """cos and signed sin (..., D) of the rotary angles at float positions (...), for `apply_rope_`."""
     inv_freq = _inv_freq_on(cfg, str(positions.device))
     freqs = positions[..., None] * inv_freq  # (..., D/2)
     angles = torch.cat((freqs, freqs), dim=-1)  # (..., D)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    sin, half = angles.sin().to(dtype), freqs.shape[-1]
+    # HF's rotate_half(x) * sin is cat(-x2, x1) * cat(s1, s2): bit for bit x.roll(D/2) * cat(-s1, s2).
+    return angles.cos().to(dtype), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def apply_rope_(x: Tensor, cos: Tensor, signed_sin: Tensor) -> None:
+    """Rotate x (..., D) in place by `rope_tables`' angles: HF's x * cos + rotate_half(x) * sin, same bits."""
+    rotated = x.roll(x.shape[-1] // 2, dims=-1).mul_(signed_sin)
+    x.mul_(cos).add_(rotated)
 
 
 @dataclass(frozen=True)
@@ -115,22 +118,28 @@ class CachePositions:
 
     rows: Tensor  # (B, 1) long: arange(B)
     input_pos: Tensor  # (B, T) long
-    mask: Tensor  # (B, 1, T, kv_len) bool
+    mask: Tensor  # (B, 1, T, kv_len) additive, in the compute dtype: 0 where a query sees a key, else -inf
     kv_len: int  # cache positions read: past the furthest position (the whole cache under CUDA graphs)
 
     @classmethod
-    def of(cls, input_pos: Tensor, kv_len: int) -> CachePositions:
+    def of(cls, input_pos: Tensor, kv_len: int, dtype: torch.dtype) -> CachePositions:
         keys = torch.arange(kv_len, device=input_pos.device)
+        hidden = keys > input_pos[..., None]  # (B, T, kv_len)
+        # The additive mask attention makes of a boolean one (same values, same bits), made once, not per layer.
+        mask = torch.zeros(hidden.shape, device=input_pos.device, dtype=dtype).masked_fill_(hidden, -math.inf)
         return cls(
             rows=torch.arange(input_pos.shape[0], device=input_pos.device)[:, None],
             input_pos=input_pos,
-            mask=(keys <= input_pos[..., None])[:, None],
+            mask=mask[:, None],
             kv_len=kv_len,
         )
 
 
 class KVCache:
     """Static key/value cache: rows x positions per layer, zeroed once, written in place.
+
+    A layer's keys and values are one tensor `kv` (rows, 2H, positions, D), keys in heads 0..H and values
+    in heads H..2H, so one indexed write stores both; `keys` and `values` are views of it.
 
     Batched decoding shares one cache: each request owns a block of rows, and `rows` gives the view one
     prefill writes to. Positions a row has not written yet hold finite values (zeros, or a padded
@@ -140,46 +149,49 @@ class KVCache:
     def __init__(
         self, num_layers: int, num_heads: int, head_dim: int, rows: int, max_len: int, device, dtype
     ) -> None:
-        shape = (num_layers, rows, num_heads, max_len, head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.kv = torch.zeros(
+            (num_layers, rows, 2 * num_heads, max_len, head_dim), device=device, dtype=dtype
+        )
+
+    @property
+    def keys(self) -> Tensor:
+        """(layers, rows, H, positions, D)"""
+        return self.kv[:, :, : self.kv.shape[2] // 2]
+
+    @property
+    def values(self) -> Tensor:
+        return self.kv[:, :, self.kv.shape[2] // 2 :]
 
     @property
     def max_len(self) -> int:
-        return self.keys.shape[3]
+        return self.kv.shape[3]
 
     @classmethod
-    def _wrap(cls, keys: Tensor, values: Tensor) -> KVCache:
+    def _wrap(cls, kv: Tensor) -> KVCache:
         cache = cls.__new__(cls)
-        cache.keys, cache.values = keys, values
+        cache.kv = kv
         return cache
 
-    def write(self, layer: int, at: CachePositions, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store k, v (B, H, T, D) of rows 0..B at their positions and return those rows' keys and values
-        (B, H, kv_len, D)."""
-        self.keys[layer][at.rows, :, at.input_pos] = k.transpose(1, 2)  # indexed as (B, T, H, D)
-        self.values[layer][at.rows, :, at.input_pos] = v.transpose(1, 2)
-        batch = k.shape[0]
-        return self.keys[layer, :batch, :, : at.kv_len], self.values[layer, :batch, :, : at.kv_len]
+    def write(self, layer: int, at: CachePositions, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Store kv (B, T, 2H, D), keys then values, of rows 0..B at their positions and return those rows'
+        keys and values (B, H, kv_len, D)."""
+        self.kv[layer][at.rows, :, at.input_pos] = kv  # indexed as (B, T, 2H, D)
+        return self.kv[layer, : kv.shape[0], :, : at.kv_len].chunk(2, dim=1)
 
     def rows(self, start: int, stop: int) -> KVCache:
         """A cache sharing this one's storage, limited to rows start..stop."""
-        return KVCache._wrap(self.keys[:, start:stop], self.values[:, start:stop])
+        return KVCache._wrap(self.kv[:, start:stop])
 
     def move_rows(self, source: int, stop: int, target: int) -> None:
         """Copy rows source..stop down to target.. (compaction after a request leaves the batch)."""
-        length = stop - source
-        for tensor in (self.keys, self.values):
-            tensor[:, target : target + length] = tensor[:, source:stop].clone()
+        self.kv[:, target : target + stop - source] = self.kv[:, source:stop].clone()
 
     def grown(self, rows: int, max_len: int) -> KVCache:
         """A cache of at least as many rows and positions holding this one's contents."""
-        layers, own_rows, heads, own_len, head_dim = self.keys.shape
-        keys = self.keys.new_zeros((layers, rows, heads, max_len, head_dim))
-        values = torch.zeros_like(keys)
-        keys[:, :own_rows, :, :own_len] = self.keys
-        values[:, :own_rows, :, :own_len] = self.values
-        return KVCache._wrap(keys, values)
+        layers, own_rows, heads, own_len, head_dim = self.kv.shape
+        kv = self.kv.new_zeros((layers, rows, heads, max_len, head_dim))
+        kv[:, :own_rows, :, :own_len] = self.kv
+        return KVCache._wrap(kv)
 
 
 class RMSNorm(nn.Module):
@@ -189,10 +201,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        # Normalise in fp32 whatever the compute dtype, as HF Llama does.
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        # Normalise in fp32 whatever the compute dtype, then scale in it, as HF Llama does. torch's rms_norm
+        # is HF's x * rsqrt(mean(x^2) + eps) (same bits), in one call instead of eight.
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
 
 class Projection(nn.Module):
@@ -276,13 +287,13 @@ class SelfAttention(nn.Module):
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int, at: CachePositions
     ) -> Tensor:
-        """x (B, T, C) at the positions `at`; cos, sin (B, 1, T, D)."""
+        """x (B, T, C) at the positions `at`; cos, signed_sin (B, T, 1, D) from `rope_tables`."""
         B, T, _ = x.shape
-        qkv = self.qkv(x).view(B, T, 3 * self.num_heads, self.head_dim).transpose(1, 2)  # (B, 3H, T, D)
-        q, k, v = qkv.split(self.num_heads, dim=1)  # (B, H, T, D) each
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        k, v = cache.write(layer, at, k, v)  # (B, H, kv_len, D)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=at.mask)
+        H = self.num_heads
+        qkv = self.qkv(x).view(B, T, 3 * H, self.head_dim)  # heads of q, then k, then v
+        apply_rope_(qkv[:, :, : 2 * H], cos, sin)  # q and k in one pass, in place: k and v stay adjacent
+        k, v = cache.write(layer, at, qkv[:, :, H:])  # (B, H, kv_len, D) each
+        out = F.scaled_dot_product_attention(qkv[:, :, :H].transpose(1, 2), k, v, attn_mask=at.mask)
         return self.out(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
 
 
@@ -328,9 +339,9 @@ class LlamaBackbone(nn.Module):
     def forward(self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int) -> Tensor:
         """embeds (B, T, C) at cache positions input_pos (B, T) long -> final-normed hidden states (B, T, C).
         Attention reads cache positions below kv_len, masked per row to the row's own past."""
-        at = CachePositions.of(input_pos, kv_len)
+        at = CachePositions.of(input_pos, kv_len, embeds.dtype)
         cos, sin = rope_tables(self.cfg, input_pos.float(), embeds.dtype)  # (B, T, D)
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): the same angles for every head
+        cos, sin = cos[:, :, None], sin[:, :, None]  # (B, T, 1, D): the same angles for every head
         x = embeds
         for index, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache, index, at)

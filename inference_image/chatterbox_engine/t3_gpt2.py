@@ -96,12 +96,10 @@ class GPT2Attention(nn.Module):
 
     def forward(self, x: Tensor, cache: KVCache, layer: int, at: CachePositions) -> Tensor:
         B, T, C = x.shape
-        q, k, v = (
-            t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-            for t in self.c_attn(x).split(C, dim=2)
-        )
-        k, v = cache.write(layer, at, k, v)  # (B, H, kv_len, D)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=at.mask)
+        H = self.num_heads
+        qkv = self.c_attn(x).view(B, T, 3 * H, self.head_dim)  # heads of q, then k, then v
+        k, v = cache.write(layer, at, qkv[:, :, H:])  # (B, H, kv_len, D) each
+        out = F.scaled_dot_product_attention(qkv[:, :, :H].transpose(1, 2), k, v, attn_mask=at.mask)
         return self.c_proj(out.transpose(1, 2).reshape(B, T, C))
 
 
@@ -139,7 +137,7 @@ class GPT2Backbone(nn.Module):
 
     def forward(self, embeds: Tensor, input_pos: Tensor, cache: KVCache, kv_len: int) -> Tensor:
         """embeds (B, T, C) at positions input_pos (B, T) long -> final-normed hidden states (B, T, C)."""
-        at = CachePositions.of(input_pos, kv_len)
+        at = CachePositions.of(input_pos, kv_len, embeds.dtype)
         x = embeds + self.wpe(input_pos)
         for index, block in enumerate(self.h):
             x = block(x, cache, index, at)

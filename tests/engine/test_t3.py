@@ -6,7 +6,7 @@ import math
 import torch
 from chatterbox_engine import runtime
 from chatterbox_engine.loading import randomize_t3_
-from chatterbox_engine.t3 import T3, T3Config, llama3_inv_freq
+from chatterbox_engine.t3 import T3, T3Config, apply_rope_, llama3_inv_freq, rope_tables
 from chatterbox_engine.voice_encoder import VoiceEncoder, VoiceEncoderConfig
 
 
@@ -54,6 +54,20 @@ def test_llama3_rope_rescales_only_low_frequencies():
     assert torch.allclose(scaled[:4], plain[:4])  # short wavelengths untouched
     assert torch.allclose(scaled[-1], plain[-1] / cfg.rope_factor)  # long ones divided by the factor
     assert 2 * math.pi / plain[-1] > cfg.rope_original_max_positions
+
+
+def test_in_place_rope_gives_hf_llamas_bits_in_float32_and_bfloat16():
+    cfg = T3Config.full()
+    positions = torch.tensor([[0.0, 1.0, 7.0], [300.0, 301.0, 4095.0]])  # (B, T)
+    angles = torch.cat([positions[..., None] * llama3_inv_freq(cfg)] * 2, dim=-1)[:, :, None]  # (B, T, 1, D)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(2, 3, 5, cfg.head_dim, generator=torch.Generator().manual_seed(0)).to(dtype)
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        half = cfg.head_dim // 2
+        hf = x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin  # HF's rotate_half form
+        ours_cos, signed_sin = rope_tables(cfg, positions, dtype)
+        apply_rope_(x, ours_cos[:, :, None], signed_sin[:, :, None])
+        assert torch.equal(x, hf), dtype
 
 
 def test_state_dict_keys_mirror_the_official_checkpoint(checkpoint_table):
