@@ -20,7 +20,8 @@ S3Gen runs in another (its worker). It measures, on `--threads` intra-op threads
 
     .venv/bin/python benchmarks/omp_runtime.py [--rounds 2] [--load 0] [--blocktimes 0,1] [--tokens 40]
 
-`--load N` keeps N busy Python processes (`while True: pass`) running for the whole run (the machine shared).
+`--load N` keeps N busy Python processes (`while True: pass`) running for the whole run (the machine shared);
+`--iomp-env KMP_USE_YIELD=0` adds environment settings to the libiomp5 processes.
 libiomp5 is not a project dependency: `pip install intel-openmp==2025.3.2` for this comparison (without it, the
 script measures libgomp only). Results and the verdict: benchmarks/RESULTS.md, "Intel's OpenMP runtime".
 """
@@ -174,6 +175,7 @@ def run_config(name: str, preload: bool, blocktime: int | None, args) -> dict:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     if preload:
         env["LD_PRELOAD"] = str(args.libiomp5)
+        env.update(setting.split("=", 1) for setting in args.iomp_env)
     command = [sys.executable, __file__, "--worker", json.dumps(blocktime), "--threads", str(args.threads)]
     command += ["--tokens", str(args.tokens), "--frames", str(args.frames)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -195,6 +197,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=40, help="decode steps per measurement")
     parser.add_argument("--frames", type=int, default=300, help="mel frames of the estimator call")
     parser.add_argument("--libiomp5", type=Path, default=LIBIOMP5)
+    parser.add_argument(
+        "--iomp-env",
+        nargs="*",
+        default=[],
+        help="KEY=VALUE settings for the libiomp5 processes (KMP_USE_YIELD=0)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -202,7 +210,8 @@ def main() -> None:
         return
     configs = dict(CONFIGS)
     if args.libiomp5.exists():
-        configs.update({f"libiomp5 {ms} ms": (True, int(ms)) for ms in args.blocktimes.split(",")})
+        extra = "".join(f" {setting}" for setting in args.iomp_env)
+        configs.update({f"libiomp5 {ms} ms{extra}": (True, int(ms)) for ms in args.blocktimes.split(",")})
     else:
         print(f"{args.libiomp5} missing (pip install intel-openmp): libgomp only")
     commit = subprocess.run(
