@@ -66,12 +66,11 @@ def in_thread(fn, threads: int, blocktime_ms: int | None):
 def worker(blocktime_ms: int | None, threads: int, tokens: int, frames: int) -> dict:
     import chatterbox_engine.runtime  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before torch loads)
     import torch
-    from chatterbox_engine import decoding, t3
+    from chatterbox_engine import t3
     from chatterbox_engine.s3gen import S3Gen, S3GenConfig
-    from chatterbox_engine.sampling import SamplingParams
 
     sys.path.insert(0, str(HERE))
-    from t3_decode import TEXT_TOKENS, build_ours, our_cond
+    from t3_decode import build_ours, prefilled
 
     libc = ctypes.CDLL(None)
     runtime = "libiomp5" if hasattr(libc, "kmp_set_blocktime") else "libgomp"
@@ -100,16 +99,7 @@ def worker(blocktime_ms: int | None, threads: int, tokens: int, frames: int) -> 
     @torch.inference_mode()
     def decode(dtype: str, steps: int, while_busy: threading.Event | None = None) -> dict:
         model = models[dtype]
-        request = decoding.new_request(
-            model,
-            our_cond(model, "cpu"),
-            TEXT_TOKENS,
-            SamplingParams(),
-            torch.Generator().manual_seed(0),
-            steps + 1,
-        )
-        batch = decoding.DecodeBatch(model, max_rows=request.rows)
-        batch.prefill([request])
+        request, batch = prefilled(model, steps + 1)
         digest, walls, cpus = hashlib.sha1(), [], []
         for _ in range(steps):
             digest.update(request.logits.float().numpy().tobytes())

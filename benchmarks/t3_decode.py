@@ -16,6 +16,7 @@ import copy
 import time
 
 import torch
+from chatterbox_engine import decoding
 from chatterbox_engine.decoding import decode_speech_tokens
 from chatterbox_engine.loading import randomize_t3_
 from chatterbox_engine.sampling import SamplingParams
@@ -62,6 +63,22 @@ def our_cond(t3: T3, device: str) -> torch.Tensor:
     speaker, prompt = conditioning(device)
     dtype = t3.speech_head.weight.dtype
     return t3.embed_conditioning(speaker.to(dtype), prompt, torch.tensor([0.5], device=device, dtype=dtype))
+
+
+@torch.inference_mode()
+def prefilled(t3: T3, max_new_tokens: int) -> tuple[decoding.DecodeRequest, decoding.DecodeBatch]:
+    """One CFG pair on CPU, seed 0, prefilled and ready to sample: for benchmarks that step decoding by hand."""
+    request = decoding.new_request(
+        t3,
+        our_cond(t3, "cpu"),
+        TEXT_TOKENS,
+        SamplingParams(),
+        torch.Generator().manual_seed(0),
+        max_new_tokens,
+    )
+    batch = decoding.DecodeBatch(t3, max_rows=request.rows)
+    batch.prefill([request])
+    return request, batch
 
 
 @torch.inference_mode()

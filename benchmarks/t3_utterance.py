@@ -31,7 +31,7 @@ import torch
 from chatterbox_engine import decoding, t3
 from chatterbox_engine.sampling import SamplingParams
 from s3gen_cpu import import_base
-from t3_decode import TEXT_TOKENS, build_ours, our_cond, run_upstream
+from t3_decode import TEXT_TOKENS, build_ours, our_cond, prefilled, run_upstream
 
 PACKAGE = "inference_image/chatterbox_engine"
 
@@ -88,16 +88,7 @@ def build_models(base_pkg, dtypes: list[torch.dtype], upstream: bool, tokens: in
 def breakdown(model, position: int, steps: int = 5, rounds: int = 3) -> dict[str, float]:
     """CPU ms per thread of one decode step at `position`: whole, and with the linear layers (then also the
     attention) replaced by free stand-ins of the same shapes; the differences are their shares."""
-    request = decoding.new_request(
-        model,
-        our_cond(model, "cpu"),
-        TEXT_TOKENS,
-        SamplingParams(),
-        torch.Generator().manual_seed(0),
-        position,
-    )
-    batch = decoding.DecodeBatch(model, max_rows=request.rows)
-    batch.prefill([request])
+    request, batch = prefilled(model, position)
     while request.position < position - steps * rounds * 3:
         batch.sample()
         batch.decode()
