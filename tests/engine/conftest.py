@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -16,14 +17,23 @@ import torch
 from chatterbox_engine.loading import random_models
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """The calling thread's intra-op threads set to count for the block, then restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="package", autouse=True)
 def single_torch_thread():
     """One intra-op thread: on a shared 2-core CI machine, more threads mostly spin against each other
     (tiny models run 10x slower with 2 threads under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 def built_on_one_thread(build: Callable[[], ce.Engine]) -> ce.Engine:
@@ -31,12 +41,8 @@ def built_on_one_thread(build: Callable[[], ce.Engine]) -> ce.Engine:
     depend on that count. Session engines are built before `single_torch_thread` applies (pytest sets up
     wider scopes first), so they set the same one thread themselves: their audio then equals what a test
     computes directly, or gets from an engine it builds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return build()
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from chatterbox_engine import engine_core
 from chatterbox_engine.engine_core import SchedulerConfig, overlap_wins
 from chatterbox_engine.voice import synthetic_reference
 
+from .conftest import torch_threads
+
 # Two pieces (the text front end packs sentences into pieces of up to 300 characters).
 TEXT = " ".join(f"This is sentence number {i}, spoken by a tiny random model." for i in range(7))
 WORKER = "engine-s3gen"
@@ -226,13 +228,12 @@ def test_the_heartbeat_covers_a_render_on_the_worker(engine, monkeypatch):
 def test_the_worker_runs_as_many_threads_as_the_loop(engine, monkeypatch):
     """Float results depend on the thread count, so every S3Gen call runs the engine's count, on the worker
     or the loop, decoding meanwhile or not: audio never depends on what else ran."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)  # the engine's count is the building thread's
-    try:
-        with core_of(engine, overlap_s3gen=True), s3gen_calls(engine, monkeypatch) as calls:
-            stream(engine, "One sentence only, decoded in several windows.", seed=6)
-    finally:
-        torch.set_num_threads(previous)
+    with (
+        torch_threads(2),  # the engine's count is the building thread's
+        core_of(engine, overlap_s3gen=True),
+        s3gen_calls(engine, monkeypatch) as calls,
+    ):
+        stream(engine, "One sentence only, decoded in several windows.", seed=6)
     assert {thread for thread, _, _ in calls} == {"engine-loop", WORKER}
     assert {threads for _, threads, _ in calls} == {2}
 

@@ -11,6 +11,8 @@ import torch
 from chatterbox_engine import runtime
 from chatterbox_engine.runtime import StageDtypes, cpu_budget, limit_threads_to_cpu_budget, stage_dtypes
 
+from .conftest import torch_threads
+
 
 def test_openmp_waits_passively_unless_the_environment_chose() -> None:
     assert os.environ["OMP_WAIT_POLICY"]  # set before torch loaded, by importing chatterbox_engine
@@ -28,24 +30,18 @@ def test_cpu_budget_is_the_quota_rounded_up_within_the_affinity(tmp_path, cpu_ma
 
 
 def test_threads_are_lowered_to_the_budget_never_raised(monkeypatch) -> None:
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         monkeypatch.setattr(runtime, "cpu_budget", lambda: 4)
         assert limit_threads_to_cpu_budget() == 1
         torch.set_num_threads(3)
         monkeypatch.setattr(runtime, "cpu_budget", lambda: 2)
         assert limit_threads_to_cpu_budget() == 2
-    finally:
-        torch.set_num_threads(previous)
 
 
 def test_the_engine_loop_runs_with_the_threads_counted_where_the_engine_was_built(monkeypatch) -> None:
     """Under OpenMP the count is per OS thread: the loop thread sets its own, whatever another thread set
     later (it used to start with the last count set anywhere)."""
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         engine = ce.load("random:tiny", watermark=False)
         counts = []
         engine.enable_batching(on_step=lambda stats: counts.append(torch.get_num_threads()))
@@ -55,14 +51,10 @@ def test_the_engine_loop_runs_with_the_threads_counted_where_the_engine_was_buil
         monkeypatch.setattr(runtime, "cpu_budget", lambda: 1)
         engine.enable_batching()  # a loop built now counts the budget, not this thread's 2
         assert engine._core.threads == 1
-    finally:
-        torch.set_num_threads(previous)
 
 
 def test_decode_steps_run_on_the_decode_threads_and_the_rest_on_the_loops(monkeypatch) -> None:
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with torch_threads(2):
         engine = ce.load("random:tiny", watermark=False, dtype="float32")
         core = engine._core
         assert (core.threads, core.decode_threads) == (2, runtime.decode_threads("cpu", 2, 64)) == (2, 1)
@@ -79,8 +71,6 @@ def test_decode_steps_run_on_the_decode_threads_and_the_rest_on_the_loops(monkey
         same = engine.generate("Hello there.", seed=1, max_new_tokens=20).audio
         assert same.shape == audio.shape
         np.testing.assert_allclose(same, audio, atol=1e-4)
-    finally:
-        torch.set_num_threads(previous)
     assert runtime.decode_threads("cpu", 2, 1024) == 2  # Turbo, Llama: as many as the rest
     assert runtime.decode_threads("cuda", 4, 64) == 4
 
