@@ -41,9 +41,15 @@ def expect_played_with_metrics(page: Page) -> None:
     assert page.get_by_test_id("metric-duration").inner_text() != "0.00 s"
 
 
+# Random tiny models end an utterance after ~1-2 s, but now and then after a few tokens (8 in 1 of 400
+# seeds), which fits the 0.4 s first chunk: one SSE event. This seed speaks 37 tokens, so two.
+SEED_WITH_TWO_CHUNKS = 7
+
+
 def test_typed_text_streams_audio_and_shows_metrics(page: Page) -> None:
     requests = record_speech_requests(page)
     text = "Hello from the studio. This sentence is streamed as it is spoken. A third one follows."
+    page.get_by_label("Seed", exact=True).fill(str(SEED_WITH_TWO_CHUNKS))
     text_box(page).fill(text)
     expect(page.get_by_test_id("char-count")).to_have_text(f"{len(text)} / 4,096 characters")
     with page.expect_response(lambda r: r.url.endswith(SPEECH_PATH)) as speech:
@@ -59,7 +65,7 @@ def test_typed_text_streams_audio_and_shows_metrics(page: Page) -> None:
     assert requests[0]["stream_format"] == "sse"
     assert requests[0]["input"] == text
     assert requests[0]["voice"] == "default"
-    assert isinstance(requests[0]["seed"], int)  # fixed per session so it can be reproduced
+    assert requests[0]["seed"] == SEED_WITH_TWO_CHUNKS
     assert page.get_by_test_id("waveform").locator("rect").count() > 0
     history = page.get_by_role("list", name="Past generations")
     expect(history).to_contain_text(text)
@@ -75,6 +81,7 @@ def test_typed_text_streams_audio_and_shows_metrics(page: Page) -> None:
 
 
 def test_download_in_the_chosen_format(page: Page) -> None:
+    requests = record_speech_requests(page)
     text_box(page).fill("Save this line to a file.")
     generate_button(page).click()
     expect_played_with_metrics(page)
@@ -95,6 +102,9 @@ def test_download_in_the_chosen_format(page: Page) -> None:
     mp3 = Path(mp3_download.value.path()).read_bytes()
     assert mp3_download.value.suggested_filename.endswith(".mp3")
     assert mp3[:3] == b"ID3" or (mp3[0] == 0xFF and mp3[1] & 0xE0 == 0xE0)
+    # No seed was set: the session drew one, and the download re-ran the session with it.
+    assert [request["response_format"] for request in requests] == ["pcm", "mp3"]
+    assert isinstance(requests[0]["seed"], int) and requests[1]["seed"] == requests[0]["seed"]
 
 
 def test_clone_voice_then_generate_with_it_and_delete_it(
