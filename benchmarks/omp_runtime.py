@@ -66,35 +66,30 @@ def in_thread(fn, threads: int, blocktime_ms: int | None):
 def worker(blocktime_ms: int | None, threads: int, tokens: int, frames: int) -> dict:
     import chatterbox_engine.runtime  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before torch loads)
     import torch
-    from chatterbox_engine import t3
     from chatterbox_engine.s3gen import S3Gen, S3GenConfig
 
     sys.path.insert(0, str(HERE))
-    from t3_decode import build_ours, prefilled
+    from s3gen_cpu import estimator_inputs
+    from t3_decode import build_ours, in_dtype, prefilled
 
     libc = ctypes.CDLL(None)
     runtime = "libiomp5" if hasattr(libc, "kmp_set_blocktime") else "libgomp"
     torch.set_num_threads(threads)
     models = {"float32": build_ours("cpu")}
-    bf16 = t3.T3(models["float32"].cfg).eval()
-    bf16.load_state_dict(
-        {k: v.to(torch.bfloat16) for k, v in models["float32"].state_dict().items()}, assign=True
-    )
-    models["bfloat16"] = bf16
+    models["bfloat16"] = in_dtype(models["float32"], torch.bfloat16)
     torch.manual_seed(0)
     s3gen = S3Gen(S3GenConfig.full()).eval()
     estimator = s3gen.flow.decoder.estimator
     estimators = {"float32": estimator, "bfloat16": copy.deepcopy(estimator).to(torch.bfloat16)}
 
-    g = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(2, 80, frames, generator=g) for _ in range(3)]
+    inputs = {
+        dtype: estimator_inputs(frames, getattr(torch, dtype), torch.Generator().manual_seed(0))
+        for dtype in estimators
+    }
 
     @torch.inference_mode()
     def estimate(dtype: str):
-        d = getattr(torch, dtype)
-        x, mu, cond = (t.to(d) for t in inputs)
-        mask, t_, spks = torch.ones(2, 1, frames, dtype=d), torch.full((2,), 0.3, dtype=d), mu[:, :, 0]
-        return estimators[dtype](x, mask, mu, t_, spks, cond)
+        return estimators[dtype](*inputs[dtype])
 
     @torch.inference_mode()
     def decode(dtype: str, steps: int, while_busy: threading.Event | None = None) -> dict:

@@ -56,6 +56,13 @@ def models(base_pkg, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.nn.Modu
     return base.to(dtype), ours.to(dtype)
 
 
+def estimator_inputs(frames: int, dtype: torch.dtype, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random (x, mask, mu, t, spks, cond) for one CFM estimator call of `frames` mel frames, CFG batch 2."""
+    x, mu, cond = (torch.randn(2, 80, frames, generator=generator).to(dtype) for _ in range(3))
+    mask, t, spks = torch.ones(2, 1, frames, dtype=dtype), torch.full((2,), 0.3, dtype=dtype), mu[:, :, 0]
+    return x, mask, mu, t, spks, cond
+
+
 def measure(name: str, sides: dict[str, Callable[[], torch.Tensor]], rounds: int) -> None:
     cpu = {side: [] for side in sides}
     wall = {side: [] for side in sides}
@@ -107,12 +114,11 @@ def main() -> None:
     stages = args.stages.split(",")
 
     if "estimator" in stages:
-        x, mu, cond = (torch.randn(2, 80, frames, generator=g).to(dtype) for _ in range(3))
-        mask, t, spks = torch.ones(2, 1, frames, dtype=dtype), torch.full((2,), 0.3, dtype=dtype), mu[:, :, 0]
+        inputs = estimator_inputs(frames, dtype, g)
         measure(
             f"estimator step ({frames} fr)",
             {
-                side: (lambda m=m: m.flow.decoder.estimator(x, mask, mu, t, spks, cond))
+                side: (lambda m=m: m.flow.decoder.estimator(*inputs))
                 for side, m in (("base", base), ("ours", ours))
             },
             args.rounds,
